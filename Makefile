@@ -1,0 +1,65 @@
+# optout: `make run` starts the local stack, `make test` runs everything CI runs.
+SHELL := /bin/bash
+PYTHON ?= $(shell .ci/find-python)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test unit lint typecheck template lock clean build deploy help
+
+help:
+	@echo "make run    start the local stack (optout local)"
+	@echo "make test   lint, type-check, template checks and the whole test suite"
+	@echo "make build  sam build;  make deploy ENV=dev|staging|prod  sam deploy"
+	@echo "make lock   re-pin requirements/*.txt and the layer's requirements.txt"
+
+$(BIN)/.installed: requirements/dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
+	  || $(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/sam.txt
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/optout local
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy layers/optout/optout tools/optout_local functions
+
+template: $(BIN)/.installed $(SAM_VENV)/.installed
+	$(BIN)/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+
+test: lint typecheck template
+	OPTOUT_SAM=$(SAM_VENV)/bin/sam $(BIN)/pytest
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit
+
+build: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam build
+
+deploy: build
+	$(SAM_VENV)/bin/sam deploy --config-env $(or $(ENV),dev)
+
+lock:
+	rm -rf /tmp/optout-lock && $(PYTHON) -m venv /tmp/optout-lock/dev && $(PYTHON) -m venv /tmp/optout-lock/layer
+	/tmp/optout-lock/dev/bin/pip install -q -r requirements/dev.in
+	(echo "# Development lock: every package of the dev venv, pinned. Regenerate with \`make lock\`."; \
+	  /tmp/optout-lock/dev/bin/pip freeze --exclude-editable) > requirements/dev.txt
+	/tmp/optout-lock/layer/bin/pip install -q -r requirements/layer.in -c requirements/dev.txt
+	(echo "# Built into the Lambda layer by \`sam build\` (BuildMethod python3.13). Pinned; regenerate with \`make lock\`."; \
+	  /tmp/optout-lock/layer/bin/pip freeze) > layers/optout/requirements.txt
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

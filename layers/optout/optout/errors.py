@@ -1,0 +1,68 @@
+"""Domain errors. Handlers map each to a response; none carries a plain address."""
+
+from __future__ import annotations
+
+
+class OptoutError(Exception):
+    """Base class: ``code`` is stable for clients, ``status`` the fitting HTTP status."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidAddress(OptoutError):
+    code = "invalid_address"
+    status = 422
+
+
+class MalformedToken(OptoutError):
+    code = "malformed_token"
+    status = 400
+
+
+class InvalidToken(OptoutError):
+    """Well-formed but not ours: bad signature, unknown key, or expired."""
+
+    code = "invalid_token"
+    status = 403
+
+
+class UnknownTopic(OptoutError):
+    code = "unknown_topic"
+    status = 422
+
+
+class RequiredTopic(OptoutError):
+    code = "required_topic"
+    status = 422
+
+
+class BadForm(OptoutError):
+    code = "bad_form"
+    status = 400
+
+
+class UnsupportedMediaType(OptoutError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class PayloadTooLarge(OptoutError):
+    code = "payload_too_large"
+    status = 413
+
+
+class ConcurrentUpdate(OptoutError):
+    """The suppression state changed between read and write; the caller retries."""
+
+    code = "concurrent_update"
+    status = 409
+
+
+class MethodNotAllowed(OptoutError):
+    code = "method_not_allowed"
+    status = 405

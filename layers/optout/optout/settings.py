@@ -1,0 +1,78 @@
+"""One settings model for every function, read once from the environment (template Globals)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+TopicKind = Literal["optional", "required"]
+
+
+class Topic(BaseModel, frozen=True):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: TopicKind
+
+    @property
+    def optional(self) -> bool:
+        return self.kind == "optional"
+
+
+DEFAULT_TOPICS: tuple[Topic, ...] = (
+    Topic(name="marketing", kind="optional"),
+    Topic(name="product", kind="optional"),
+    Topic(name="policy", kind="required"),
+    Topic(name="security", kind="required"),
+)
+
+
+class Settings(BaseModel, frozen=True):
+    environment: str = "dev"
+    brand_name: str = "Example Co"
+    suppression_table: str = ""
+    signing_keys_secret: str = ""
+    pepper_secret: str = ""
+    token_ttl_days: int = Field(default=365, ge=60)
+    key_grace_days: int = Field(default=365, ge=60)
+    max_form_bytes: int = Field(default=8192, ge=256)
+    secrets_max_age_seconds: int = Field(default=300, ge=0)
+    topics: tuple[Topic, ...] = DEFAULT_TOPICS
+
+    @field_validator("topics")
+    @classmethod
+    def _unique_topics(cls, topics: tuple[Topic, ...]) -> tuple[Topic, ...]:
+        names = [t.name for t in topics]
+        if len(set(names)) != len(names):
+            raise ValueError("topic names must be unique")
+        return topics
+
+    def topic(self, name: str) -> Topic | None:
+        return next((t for t in self.topics if t.name == name), None)
+
+    @property
+    def optional_topics(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics if t.optional)
+
+    @property
+    def required_topics(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics if not t.optional)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        prefix = "OPTOUT_"
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(prefix + name.upper())
+            if raw is None or raw == "":
+                continue
+            values[name] = json.loads(raw) if name == "topics" else raw
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

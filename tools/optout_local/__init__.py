@@ -1,0 +1,1 @@
+"""optout's local stack and admin CLI. Never shipped to Lambda."""

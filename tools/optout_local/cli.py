@@ -1,0 +1,151 @@
+"""The ``optout`` command: run the local stack and administer a local or deployed stack."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import click
+
+from optout.errors import InvalidAddress
+from optout.identity import CHANNELS, Identity
+from optout.suppression import SuppressionState
+from optout.token import issue
+from optout_local.stack import LocalConfig, LocalStack
+from optout_local.target import resolve_target
+
+stack_option = click.option("--stack", "stack_name", help="A deployed stack's name (default: the local stack).")
+
+
+@click.group()
+def main() -> None:
+    """optout: the notification and opt-out pipeline, locally and deployed."""
+
+
+@main.command()
+@click.option("--api-port", type=int, help="Gateway port (env OPTOUT_API_PORT, default 3000).")
+@click.option("--aws-port", type=int, help="Embedded moto port (env OPTOUT_AWS_PORT, default 5000).")
+@click.option("--region", help="AWS region (env OPTOUT_REGION, default us-east-1).")
+@click.option("--template", type=click.Path(exists=True, path_type=Path), help="Template (default: template.yaml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+def local(api_port: int | None, aws_port: int | None, region: str | None, template: Path | None, verbose: bool) -> None:
+    """Run the whole stack on this machine until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    defaults = LocalConfig()
+    config = LocalConfig(
+        api_port=api_port or defaults.api_port,
+        aws_port=aws_port or defaults.aws_port,
+        region=region or defaults.region,
+        template=template,
+    )
+    for port in (config.api_port, config.aws_port):
+        with socket.socket() as probe:
+            if probe.connect_ex((config.host, port)) == 0:
+                raise click.ClickException(f"port {port} is already in use (is another local stack running?)")
+
+    # The handler raises rather than setting an Event: Event.set inside a signal handler
+    # deadlocks when the main thread is waiting on the same Event.
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    logging.getLogger("werkzeug").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stack = LocalStack(config)
+    try:
+        stack.start()
+        click.echo(f"ready: api={config.api_url} aws={config.aws_url}")
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        click.echo("stopped", err=True)
+
+
+@main.command()
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@click.option("--topic", required=True, help="The topic the link unsubscribes from.")
+@stack_option
+def link(channel: str, address: str, topic: str, stack_name: str | None) -> None:
+    """Print an unsubscribe URL for ADDRESS carrying a signed token."""
+    target = resolve_target(stack_name)
+    if target.settings.topic(topic) is None:
+        raise click.BadParameter(f"unknown topic; configured: {', '.join(t.name for t in target.settings.topics)}")
+    identity = _identity(target.pepper(), channel, address)
+    token = issue(target.key_ring(), identity.channel, identity.key, topic)
+    click.echo(f"{target.base_url}/unsubscribe?{urlencode({'token': token})}")
+
+
+@main.group()
+def suppression() -> None:
+    """Look at and change suppression state."""
+
+
+@suppression.command("show")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@stack_option
+def suppression_show(channel: str, address: str, as_json: bool, stack_name: str | None) -> None:
+    """Show the suppression state and consent history of ADDRESS."""
+    target = resolve_target(stack_name)
+    identity = _identity(target.pepper(), channel, address)
+    state = target.store.get(identity.key) or SuppressionState(address_key=identity.key, channel=identity.channel)
+    report = suppression_report(state, target.store.history(identity.key))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    blocked = report["blocked"]
+    blocked_text = "no" if blocked is None else "{reason} ({source}, {at})".format(**blocked)
+    click.echo(f"address key  {identity.key}")
+    click.echo(f"blocked      {blocked_text}")
+    click.echo(f"all optional {'opted out' if report['all_optional'] else 'no'}")
+    click.echo(f"topics       {', '.join(report['topics']) or '-'}")
+    for event in report["events"]:
+        click.echo(f"  {event['at']}  {event['action']:<8} {event['scope']:<10} via {event['source']}")
+
+
+def suppression_report(state: SuppressionState, events: list[Any]) -> dict[str, Any]:
+    return {
+        "channel": state.channel,
+        "address_key": state.address_key,
+        "blocked": state.blocked.model_dump(mode="json") if state.blocked else None,
+        "all_optional": state.all_optional,
+        "topics": sorted(state.topics),
+        "version": state.version,
+        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+        "events": [e.model_dump(mode="json") for e in events],
+    }
+
+
+@main.command("invoke")
+@click.argument("function")
+@click.option("--event", "event_file", type=click.File("r", encoding="utf-8"), required=True, help="Event JSON file.")
+@click.option("--token", help="Put this token in the event's query string.")
+def invoke_command(function: str, event_file: Any, token: str | None) -> None:
+    """Run FUNCTION once with an event, on the running local stack or a fresh embedded moto."""
+    from optout_local.invoke import invoke_once
+
+    event = json.load(event_file)
+    if token is not None:
+        event.setdefault("queryStringParameters", {})["token"] = token
+        event["rawQueryString"] = urlencode(event["queryStringParameters"])
+    result = invoke_once(function, event, LocalConfig())
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+def _identity(pepper: bytes, channel: str, address: str) -> Identity:
+    try:
+        return Identity.of(pepper, channel, address)  # type: ignore[arg-type]
+    except InvalidAddress as exc:
+        raise click.BadParameter(exc.message, param_hint="ADDRESS") from exc

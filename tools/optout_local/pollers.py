@@ -1,0 +1,131 @@
+"""Play the template's SQS event source mappings: receive, invoke, delete what succeeded.
+
+Batch size and batching window come from the template. With ReportBatchItemFailures only the
+failed messages stay on the queue; otherwise a raised error keeps the whole batch. Messages
+that stay become visible again after the queue's visibility timeout, and the queue's redrive
+policy (enforced by moto on receive) moves them to the DLQ after maxReceiveCount receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from optout_local.provision import QueueSource
+
+log = logging.getLogger(__name__)
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+            "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+            "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
+            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", ""),
+            **{
+                k: v
+                for k, v in attributes.items()
+                if k in ("MessageGroupId", "MessageDeduplicationId", "SequenceNumber")
+            },
+        },
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody")
+        or hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class QueuePoller:
+    def __init__(
+        self, source: QueueSource, queue_url: str, sqs: Any, invoke: Invoke, lock: threading.Lock, region: str
+    ) -> None:
+        self.source = source
+        self.queue_url = queue_url
+        self.sqs = sqs
+        self.invoke = invoke
+        self.lock = lock
+        self.region = region
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"poller-{source.function}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+    def _receive_batch(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.source.batching_window
+        while len(messages) < self.source.batch_size and not self.stopping.is_set():
+            wait = 1 if not messages else max(0, min(1, int(deadline - time.monotonic())))
+            received = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, self.source.batch_size - len(messages)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(received)
+            if not received and (messages or time.monotonic() >= deadline):
+                break
+            if messages and time.monotonic() >= deadline:
+                break
+        return messages
+
+    def poll_once(self) -> int:
+        """Receive one batch, invoke the function, delete what succeeded. Returns batch size."""
+        messages = self._receive_batch()
+        if not messages:
+            return 0
+        event = {"Records": [sqs_record(m, self.source.queue_arn, self.region) for m in messages]}
+        failed: set[str] = set()
+        try:
+            with self.lock:
+                result = self.invoke(self.source.function, event)
+            if self.source.report_failures and isinstance(result, dict):
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:
+            log.exception("function %s failed on a batch of %d", self.source.function, len(messages))
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+                ],
+            )
+        return len(messages)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                if self.stopping.is_set():
+                    return
+                log.exception("poller for %s failed; retrying", self.source.function)
+                self.stopping.wait(1)

@@ -1,0 +1,347 @@
+"""Create what template.yaml declares in an AWS endpoint (the embedded moto), in dependency order.
+
+Nothing here repeats a resource definition: tables, queues with their redrive, topics and
+subscriptions, buckets and secrets are all read from the template's properties.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from optout_local.template import ROOT, Resolver, load_template
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_STACK = "optout-local"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str
+    auth: str  # "NONE" or "AWS_IAM"
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    function: str
+    queue_arn: str
+    batch_size: int
+    batching_window: int
+    report_failures: bool
+    enabled: bool
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stack:
+    """What the provisioner made: resolved names, functions, routes and event sources."""
+
+    resolver: Resolver
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    queue_sources: list[QueueSource] = field(default_factory=list)
+    queue_urls: dict[str, str] = field(default_factory=dict)  # arn -> url
+
+    def ref(self, logical_id: str) -> Any:
+        return self.resolver.ref(logical_id)
+
+    def output(self, name: str) -> Any:
+        return self.resolver.resolve(self.resolver.template["Outputs"][name]["Value"])
+
+    def function(self, name: str) -> FunctionSpec:
+        """Find a function by logical id (``UnsubscribeFunction``), short name or code folder."""
+        wanted = name.lower().removesuffix("function")
+        for spec in self.functions.values():
+            if wanted in (spec.logical_id.lower().removesuffix("function"), spec.code_dir.name.lower()):
+                return spec
+        raise KeyError(f"no function {name!r} in the template (have: {', '.join(self.functions)})")
+
+
+def _dependencies(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                yield arg
+            elif key == "Fn::GetAtt":
+                yield (arg.split(".")[0] if isinstance(arg, str) else arg[0])
+            elif key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                yield from re.findall(r"\$\{([^}!.]+)", text)
+                yield from _dependencies(arg)
+            else:
+                yield from _dependencies(arg)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dependencies(item)
+
+
+def _order(resources: dict[str, Any]) -> list[str]:
+    done: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            raise ValueError(f"circular dependency at {name}")
+        visiting.add(name)
+        spec = resources[name]
+        for dep in _dependencies(spec.get("Properties", {})):
+            if dep in resources and dep != name:
+                visit(dep)
+        for dep in [spec.get("DependsOn", [])] if isinstance(spec.get("DependsOn"), str) else spec.get("DependsOn", []):
+            visit(dep)
+        visiting.discard(name)
+        done.append(name)
+
+    for name in resources:
+        visit(name)
+    return done
+
+
+def _generate_secret(spec: dict[str, Any]) -> str:
+    length = int(spec.get("PasswordLength", 32))
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    value = "".join(secrets.choice(alphabet) for _ in range(length))
+    if "GenerateStringKey" in spec:
+        document = json.loads(spec.get("SecretStringTemplate", "{}"))
+        document[spec["GenerateStringKey"]] = value
+        return json.dumps(document)
+    return value
+
+
+class Provisioner:
+    def __init__(
+        self,
+        session: boto3.session.Session,
+        endpoint_url: str | None,
+        region: str,
+        stack_name: str = DEFAULT_STACK,
+        template_path: Path | None = None,
+        parameters: dict[str, str] | None = None,
+        locate: bool = False,
+    ) -> None:
+        """``locate=True`` creates nothing: it finds the resources a running local stack made."""
+        self.template_path = template_path or ROOT / "template.yaml"
+        self.template = load_template(self.template_path)
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.resolver = Resolver(self.template, region, ACCOUNT_ID, stack_name, parameters or {})
+        self.stack = Stack(self.resolver)
+        self.locate = locate
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=self.region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    def physical_name(self, logical_id: str) -> str:
+        return f"{self.resolver.stack_name}-{logical_id}"
+
+    def provision(self) -> Stack:
+        resources: dict[str, Any] = self.template.get("Resources", {})
+        for logical_id in _order(resources):
+            spec = resources[logical_id]
+            if "Condition" in spec and not self.resolver.condition(spec["Condition"]):
+                continue
+            kind = spec["Type"]
+            method = getattr(self, "_" + kind.replace("::", "_").lower(), None)
+            props = spec.get("Properties", {})
+            if method is None:
+                self.resolver.refs[logical_id] = self.physical_name(logical_id)
+                self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{logical_id}"
+                continue
+            method(logical_id, props)
+        for spec in self.stack.functions.values():
+            self._function_environment(spec, resources[spec.logical_id].get("Properties", {}))
+        return self.stack
+
+    # --- one method per resource type -------------------------------------------------
+
+    def _aws_dynamodb_table(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        name = props.get("TableName") or self.physical_name(logical_id)
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if key in props:
+                kwargs[key] = props[key]
+        if "StreamSpecification" in props:  # CloudFormation omits the API's StreamEnabled flag
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        if "SSESpecification" in props:  # CloudFormation says SSEEnabled where the API says Enabled
+            sse = dict(props["SSESpecification"])
+            kwargs["SSESpecification"] = {"Enabled": bool(sse.pop("SSEEnabled", True)), **sse}
+        if "ProvisionedThroughput" in props:
+            kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+        ddb = self.client("dynamodb")
+        if self.locate:
+            description = ddb.describe_table(TableName=name)["Table"]
+        else:
+            description = ddb.create_table(**kwargs)["TableDescription"]
+            if "TimeToLiveSpecification" in props:
+                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+            if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+                ddb.update_continuous_backups(
+                    TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+                )
+        self.resolver.refs[logical_id] = name
+        self.resolver.attrs[(logical_id, "Arn")] = description["TableArn"]
+        if "LatestStreamArn" in description:
+            self.resolver.attrs[(logical_id, "StreamArn")] = description["LatestStreamArn"]
+
+    def _aws_sqs_queue(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        fifo = str(props.get("FifoQueue", "false")).lower() == "true"
+        name = props.get("QueueName") or self.physical_name(logical_id) + (".fifo" if fifo else "")
+        attributes: dict[str, str] = {}
+        for key in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "MaximumMessageSize",
+            "ReceiveMessageWaitTimeSeconds",
+            "FifoQueue",
+            "ContentBasedDeduplication",
+            "SqsManagedSseEnabled",
+        ):
+            if key in props:
+                attributes[key] = str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+        for key in ("RedrivePolicy", "RedriveAllowPolicy"):
+            if key in props:
+                attributes[key] = json.dumps(props[key])
+        sqs = self.client("sqs")
+        if self.locate:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        else:
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+        self.resolver.refs[logical_id] = url
+        self.resolver.attrs.update(
+            {(logical_id, "Arn"): arn, (logical_id, "QueueName"): name, (logical_id, "QueueUrl"): url}
+        )
+        self.stack.queue_urls[arn] = url
+
+    def _aws_sns_topic(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        name = props.get("TopicName") or self.physical_name(logical_id)
+        sns = self.client("sns")
+        arn = sns.create_topic(Name=name)["TopicArn"]  # idempotent: also how a running stack is located
+        for sub in [] if self.locate else props.get("Subscription", []):
+            sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
+        self.resolver.refs[logical_id] = arn
+        self.resolver.attrs.update({(logical_id, "TopicArn"): arn, (logical_id, "TopicName"): name})
+
+    def _aws_sns_subscription(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        attributes = {
+            key: (json.dumps(props[key]) if isinstance(props[key], dict) else str(props[key]).lower())
+            for key in ("RawMessageDelivery", "FilterPolicy", "RedrivePolicy")
+            if key in props
+        }
+        if self.locate:
+            return
+        arn = self.client("sns").subscribe(
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        self.resolver.refs[logical_id] = arn
+
+    def _aws_s3_bucket(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        name = props.get("BucketName") or self.physical_name(logical_id).lower()
+        s3 = self.client("s3")
+        if self.locate:
+            s3.head_bucket(Bucket=name)
+        elif self.region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        self.resolver.refs[logical_id] = name
+        self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+    def _aws_secretsmanager_secret(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        name = props.get("Name") or self.physical_name(logical_id)
+        client = self.client("secretsmanager")
+        if self.locate:
+            arn = client.describe_secret(SecretId=name)["ARN"]
+        else:
+            value = props.get("SecretString") or _generate_secret(props.get("GenerateSecretString", {}))
+            arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+        self.resolver.refs[logical_id] = arn
+        self.resolver.attrs[(logical_id, "Id")] = arn
+
+    def _aws_serverless_function(self, logical_id: str, raw: dict[str, Any]) -> None:
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        name = raw.get("FunctionName") or self.physical_name(logical_id)
+        self.resolver.refs[logical_id] = name
+        self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+        code_dir = (self.template_path.parent / raw["CodeUri"]).resolve()
+        spec = FunctionSpec(
+            logical_id, name, code_dir, raw["Handler"], int(raw.get("Timeout", globals_.get("Timeout", 3)))
+        )
+        self.stack.functions[logical_id] = spec
+
+    def _aws_serverless_httpapi(self, logical_id: str, raw: dict[str, Any]) -> None:
+        self.resolver.refs[logical_id] = "local"
+
+    def _function_environment(self, spec: FunctionSpec, raw: dict[str, Any]) -> None:
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        variables = {
+            **globals_.get("Environment", {}).get("Variables", {}),
+            **raw.get("Environment", {}).get("Variables", {}),
+        }
+        spec.environment = {k: str(v) for k, v in self.resolver.resolve(variables).items()}
+        for event in raw.get("Events", {}).values():
+            props = self.resolver.resolve(event.get("Properties", {}))
+            if event["Type"] == "HttpApi":
+                auth = (props.get("Auth") or {}).get("Authorizer") or self._default_authorizer(event)
+                self.stack.routes.append(
+                    Route(props.get("Method", "ANY").upper(), props["Path"], spec.logical_id, auth)
+                )
+            elif event["Type"] == "SQS":
+                self.stack.queue_sources.append(
+                    QueueSource(
+                        function=spec.logical_id,
+                        queue_arn=props["Queue"],
+                        batch_size=int(props.get("BatchSize", 10)),
+                        batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+                        report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                        enabled=bool(props.get("Enabled", True)),
+                    )
+                )
+
+    def _default_authorizer(self, event: dict[str, Any]) -> str:
+        api = event.get("Properties", {}).get("ApiId", {}).get("Ref")
+        api_props = self.template.get("Resources", {}).get(api, {}).get("Properties", {}) if api else {}
+        return str((api_props.get("Auth") or {}).get("DefaultAuthorizer", "NONE"))

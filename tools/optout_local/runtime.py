@@ -1,0 +1,98 @@
+"""Run the template's Lambda handlers in this process, as the Lambda runtime would.
+
+One fake context for everything that needs one (tests included), the function's environment
+from the template, and its handler module loaded from ``functions/<name>/app.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from optout_local.provision import ACCOUNT_ID, FunctionSpec, Stack
+
+Handler = Callable[[dict[str, Any], Any], Any]
+_modules: dict[str, ModuleType] = {}
+_lock = threading.Lock()
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "optout-local-function"
+    memory_limit_in_mb: int = 512
+    timeout_seconds: int = 10
+    region: str = "us-east-1"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def context_for(spec: FunctionSpec, region: str) -> LambdaContext:
+    return LambdaContext(function_name=spec.name, timeout_seconds=spec.timeout, region=region)
+
+
+def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
+    """Put every function's template environment (and ``extra``) into this process.
+
+    All functions share one process locally, so a variable declared with two different values
+    by two functions is an error rather than a silent surprise.
+    """
+    merged: dict[str, str] = {}
+    for spec in stack.functions.values():
+        for key, value in spec.environment.items():
+            if key in merged and merged[key] != value:
+                raise ValueError(f"{key} differs between functions; the local stack runs them in one process")
+            merged[key] = value
+    os.environ.update(merged)
+    os.environ.update(extra)
+    reset_layer_caches()
+
+
+def reset_layer_caches() -> None:
+    """Forget settings, clients and secrets cached by the layer (after the environment changed)."""
+    from optout import clients, secret_store, settings, unsubscribe
+
+    settings.get_settings.cache_clear()
+    clients.reset()
+    secret_store.reset()
+    unsubscribe.default_service.cache_clear()
+
+
+def load_handler(spec: FunctionSpec) -> Handler:
+    module_name, _, attribute = spec.handler.rpartition(".")
+    key = f"optout_fn_{spec.logical_id}"
+    with _lock:
+        module = _modules.get(key)
+        if module is None:
+            path = spec.code_dir / (module_name.replace(".", "/") + ".py")
+            import_spec = importlib.util.spec_from_file_location(key, path)
+            if import_spec is None or import_spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(import_spec)
+            sys.modules[key] = module
+            import_spec.loader.exec_module(module)
+            _modules[key] = module
+    handler: Handler = getattr(module, attribute)
+    return handler
+
+
+def invoke(stack: Stack, logical_id: str, event: dict[str, Any]) -> Any:
+    spec = stack.functions[logical_id]
+    return load_handler(spec)(event, context_for(spec, stack.resolver.region))
