@@ -34,11 +34,13 @@ def _response(page: HtmlPage) -> Response[str]:
 
 @app.get("/unsubscribe")
 def show() -> Response[str]:
+    metrics.add_metric(name="PreferencePageViews", unit=MetricUnit.Count, value=1)
     return _response(default_service().show(_request()))
 
 
 @app.route("/unsubscribe", method="HEAD")
 def head() -> Response[str]:
+    metrics.add_metric(name="PreferencePageViews", unit=MetricUnit.Count, value=1)
     page = default_service().show(_request())
     return Response(status_code=page.status, body="", headers=dict(page.headers))
 

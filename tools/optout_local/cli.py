@@ -140,7 +140,10 @@ def invoke_command(function: str, event_file: Any, token: str | None) -> None:
     if token is not None:
         event.setdefault("queryStringParameters", {})["token"] = token
         event["rawQueryString"] = urlencode(event["queryStringParameters"])
-    result = invoke_once(function, event, LocalConfig())
+    try:
+        result = invoke_once(function, event, LocalConfig())
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
     click.echo(json.dumps(result, indent=2, default=str))
 
 

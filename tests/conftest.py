@@ -1,0 +1,64 @@
+"""Shared fixtures: moto provisioned from template.yaml, sample events, one fake Lambda context."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from optout_local.provision import Provisioner, Stack
+from optout_local.runtime import LambdaContext, apply_environment, reset_layer_caches
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach real AWS: fake credentials, no endpoint override from the shell."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "OptoutTest")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """moto in this process with every resource of template.yaml, and the functions' environment set."""
+    from moto import mock_aws
+
+    saved = dict(os.environ)
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        stack = Provisioner(session, None, REGION).provision()
+        apply_environment(stack, {"AWS_REGION": REGION})
+        yield stack
+    os.environ.clear()
+    os.environ.update(saved)
+    reset_layer_caches()
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext(function_name="optout-test")
+
+
+def sample_event(name: str, token: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """An events/ sample, with the token swapped in and any top-level keys overridden."""
+    event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    if token is not None:
+        event["queryStringParameters"] = {"token": token}
+        event["rawQueryString"] = urlencode({"token": token})
+    event.update(overrides)
+    return event

@@ -1,0 +1,80 @@
+"""Start the real local stack (the code `make run` starts) once for the e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+OPTOUT = str(Path(sys.executable).parent / "optout")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningStack:
+    api_url: str
+    aws_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[str]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([OPTOUT, *args], env=self.env, capture_output=True, text=True, check=check, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    api_port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPTOUT_"))}
+    env.update(OPTOUT_API_PORT=str(api_port), OPTOUT_AWS_PORT=str(aws_port))
+    log_path = tmp_path_factory.mktemp("local-stack") / "stderr.log"
+    with log_path.open("w") as stderr:
+        process = subprocess.Popen([OPTOUT, "local"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 90
+    line = ""
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        if line.startswith("ready:"):
+            break
+    if not line.startswith("ready:"):
+        process.kill()
+        raise RuntimeError(f"local stack did not start: {line!r}\n{log_path.read_text()[-3000:]}")
+    expected = f"ready: api=http://127.0.0.1:{api_port} aws=http://127.0.0.1:{aws_port}"
+    assert line.strip() == expected
+    stack = RunningStack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", env, process)
+    stack.log_path = log_path  # type: ignore[attr-defined]
+    # Function logs go to the stack's stdout: keep draining it so the pipe never fills.
+    stdout_path = log_path.with_name("stdout.log")
+    stack.stdout_path = stdout_path  # type: ignore[attr-defined]
+
+    def drain() -> None:
+        with stdout_path.open("a") as sink:
+            for out in process.stdout:  # type: ignore[union-attr]
+                sink.write(out)
+                sink.flush()
+
+    threading.Thread(target=drain, daemon=True).start()
+    yield stack
+    process.send_signal(signal.SIGTERM)
+    try:
+        assert process.wait(timeout=20) == 0, "the local stack did not exit cleanly on SIGTERM"
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for port in (api_port, aws_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after stop"

@@ -1,0 +1,42 @@
+"""CLI commands that need no running stack."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from click.testing import CliRunner
+
+from optout_local.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_invoke_without_a_running_stack_uses_an_embedded_moto(monkeypatch) -> None:
+    # Given no local stack on the configured port
+    monkeypatch.setenv("OPTOUT_AWS_PORT", str(free_port()))
+    # When a sample event is invoked (its token is well-formed but signed by no key of this stack)
+    result = CliRunner().invoke(main, ["invoke", "UnsubscribeFunction", "--event", "events/unsubscribe_get.json"])
+    # Then the function ran against a freshly provisioned moto and refused the token with a page
+    assert result.exit_code == 0, result.output
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 403
+    assert "This link cannot be used" in response["body"]
+
+
+def test_invoke_names_the_functions_when_one_is_unknown(monkeypatch) -> None:
+    monkeypatch.setenv("OPTOUT_AWS_PORT", str(free_port()))
+    result = CliRunner().invoke(main, ["invoke", "Nope", "--event", "events/unsubscribe_get.json"])
+    assert result.exit_code == 1
+    assert "no function 'Nope'" in result.output and "UnsubscribeFunction" in result.output
+
+
+def test_link_without_a_running_stack_says_how_to_start_one(monkeypatch) -> None:
+    monkeypatch.setenv("OPTOUT_AWS_PORT", str(free_port()))
+    result = CliRunner().invoke(main, ["link", "email", "a@example.com", "--topic", "product"])
+    assert result.exit_code == 1
+    assert "make run" in result.output

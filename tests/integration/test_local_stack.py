@@ -1,0 +1,113 @@
+"""The local stack's own machinery: provisioning from a template, SQS pollers and redrive."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from optout_local.provision import Provisioner
+from optout_local.stack import LocalConfig, LocalStack
+from optout_local.template import TEMPLATE_PATH, load_template
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "queue_stack" / "template.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_every_template_resource_with_a_local_equivalent_is_created(aws) -> None:
+    template = load_template(TEMPLATE_PATH)
+    ddb = boto3.client("dynamodb")
+    table = ddb.describe_table(TableName=aws.ref("SuppressionTable"))["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = ddb.describe_time_to_live(TableName=aws.ref("SuppressionTable"))["TimeToLiveDescription"]
+    assert (
+        ttl["AttributeName"]
+        == template["Resources"]["SuppressionTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"]
+    )
+    backups = ddb.describe_continuous_backups(TableName=aws.ref("SuppressionTable"))["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    secrets = boto3.client("secretsmanager")
+    ring = json.loads(secrets.get_secret_value(SecretId=aws.ref("SigningKeysSecret"))["SecretString"])
+    assert ring["active"] == "k1" and len(ring["k1"]) == 64 and ring["k1"].isalnum()
+    pepper = secrets.get_secret_value(SecretId=aws.ref("PepperSecret"))["SecretString"]
+    assert len(pepper) == 64
+    assert pepper not in TEMPLATE_PATH.read_text() and ring["k1"] not in TEMPLATE_PATH.read_text()
+
+
+def test_function_environment_and_routes_come_from_the_template(aws) -> None:
+    spec = aws.function("unsubscribe")
+    assert spec.environment["OPTOUT_SUPPRESSION_TABLE"] == aws.ref("SuppressionTable")
+    assert spec.environment["OPTOUT_SIGNING_KEYS_SECRET"].startswith("arn:aws:secretsmanager:")
+    assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "optout"
+    assert [(r.method, r.path, r.auth) for r in aws.routes] == [("ANY", "/unsubscribe", "NONE")]
+    assert aws.output("PublicBaseUrl").startswith("https://local.execute-api.us-east-1.amazonaws.com")
+
+
+def test_locate_finds_what_provision_made(aws) -> None:
+    located = Provisioner(boto3.session.Session(), None, "us-east-1", locate=True).provision()
+    for logical_id in ("SuppressionTable", "SigningKeysSecret", "PepperSecret"):
+        assert located.ref(logical_id) == aws.ref(logical_id)
+
+
+@pytest.fixture
+def queue_stack() -> Iterator[LocalStack]:
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), template=FIXTURE, stack_name="pollers")
+    stack = LocalStack(config)
+    stack.start()
+    yield stack
+    stack.stop()
+    sys.modules.pop("optout_fn_EchoFunction", None)
+
+
+def test_pollers_deliver_batches_and_send_poison_to_the_dlq(queue_stack: LocalStack) -> None:
+    # Given a queue with a DLQ after 2 receives and a function that fails "poison" messages
+    assert queue_stack.stack is not None
+    sqs = queue_stack.config.client("sqs")
+    work = queue_stack.stack.ref("WorkQueue")
+    dlq = queue_stack.stack.ref("WorkDeadLetterQueue")
+    echo = sys.modules.get("optout_fn_EchoFunction")
+    # When good messages and one poison message arrive together
+    bodies = [f"m{i}" for i in range(12)]
+    for body in [*bodies[:6], "poison", *bodies[6:]]:
+        sqs.send_message(QueueUrl=work, MessageBody=body)
+
+    # Then every good message is handled once, in batches no larger than the template's BatchSize
+    def handled() -> bool:
+        module = sys.modules.get("optout_fn_EchoFunction")
+        return module is not None and sorted(module.seen) == sorted(bodies)
+
+    wait_for(handled)
+    echo = sys.modules["optout_fn_EchoFunction"]
+    assert max(echo.batches) <= 5
+
+    # And the poison message ends in the DLQ after maxReceiveCount receives, not blocking the rest
+    def in_dlq() -> bool:
+        attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+        return attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+    wait_for(in_dlq, timeout=30)
+    message = sqs.receive_message(QueueUrl=dlq)["Messages"][0]
+    assert message["Body"] == "poison"
+    assert sorted(echo.seen) == sorted(bodies)  # nothing was handled twice
