@@ -139,7 +139,10 @@ class Unsubscribe:
             language,
             self.settings.brand_name,
             token=request.token,
-            token_topic=topic_row(language, claims.topic) if token_topic and token_topic.optional else None,
+            # The one-click button for the link's own topic, unless it is required or already off
+            token_topic=topic_row(language, claims.topic)
+            if token_topic and token_topic.optional and not state.opted_out(claims.topic, optional)
+            else None,
             optional=[topic_row(language, t, not state.opted_out(t, optional)) for t in optional],
             required=[topic_row(language, t) for t in self.settings.required_topics],
             blocked=state.blocked is not None,

@@ -1,0 +1,109 @@
+"""template.yaml: linted by cfn-lint and `sam validate --lint`, and holding the properties we rely on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optout_local.template import TEMPLATE_PATH, Resolver, load_template
+
+ROOT = TEMPLATE_PATH.parent
+SAM = os.environ.get("OPTOUT_SAM") or str(ROOT / ".venv-sam" / "bin" / "sam")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template()
+
+
+def test_cfn_lint_reports_no_error_or_warning() -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_sam_validate_lint_passes() -> None:
+    if not Path(SAM).exists():
+        pytest.fail(f"SAM CLI not found at {SAM}: `make test` installs it into .venv-sam")
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [SAM, "validate", "--lint", "--template", str(TEMPLATE_PATH), "--region", "us-east-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_intrinsic_tags_survive_loading(template) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["OPTOUT_SUPPRESSION_TABLE"] == {"Ref": "SuppressionTable"}
+    access_logs = template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]["DestinationArn"]
+    assert access_logs == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    assert "Fn::If" in template["Outputs"]["PublicBaseUrl"]["Value"]
+
+
+def test_resolver_evaluates_sub_if_and_conditions(template) -> None:
+    resolver = Resolver(template, "eu-west-1", "111122223333", "s", {"PublicBaseUrl": ""})
+    resolver.refs["HttpApi"] = "abc123"
+    assert resolver.resolve(template["Outputs"]["PublicBaseUrl"]["Value"]) == (
+        "https://abc123.execute-api.eu-west-1.amazonaws.com"
+    )
+    custom = Resolver(template, "eu-west-1", "111122223333", "s", {"PublicBaseUrl": "https://n.example"})
+    assert custom.resolve(template["Outputs"]["PublicBaseUrl"]["Value"]) == "https://n.example"
+
+
+def test_functions_run_python313_on_arm64_with_tracing_and_the_layer(template) -> None:
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Layers"] == [{"Ref": "OptoutLayer"}]
+    layer = template["Resources"]["OptoutLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert (ROOT / resource["Properties"]["CodeUri"] / "app.py").exists(), name
+
+
+def test_suppression_table_is_durable_and_encrypted(template) -> None:
+    table = template["Resources"]["SuppressionTable"]
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_secrets_are_generated_never_written_down(template) -> None:
+    for name in ("SigningKeysSecret", "PepperSecret"):
+        props = template["Resources"][name]["Properties"]
+        assert "SecretString" not in props
+        assert props["GenerateSecretString"]["PasswordLength"] >= 64
+
+
+def test_policies_are_scoped_to_the_stack_resources(template) -> None:
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            assert isinstance(policy, dict), f"{name} uses a managed policy by name: {policy}"
+            ((template_name, args),) = policy.items()
+            assert template_name.endswith("Policy")
+            assert all(isinstance(v, dict) and ("Ref" in v or "Fn::GetAtt" in v) for v in args.values()), name
+
+
+def test_token_lifetime_cannot_be_configured_under_60_days(template) -> None:
+    assert template["Parameters"]["TokenTtlDays"]["MinValue"] == 60
+    assert template["Parameters"]["TokenTtlDays"]["Default"] == 365
