@@ -94,14 +94,27 @@ def test_secrets_are_generated_never_written_down(template) -> None:
 
 
 def test_policies_are_scoped_to_the_stack_resources(template) -> None:
+    """No managed policy by name, no wildcard action or resource: every grant names a resource."""
     for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         for policy in resource["Properties"].get("Policies", []):
             assert isinstance(policy, dict), f"{name} uses a managed policy by name: {policy}"
+            if "Statement" in policy:
+                for statement in policy["Statement"]:
+                    assert all(not a.endswith("*") for a in statement["Action"]), name
+                    assert isinstance(statement["Resource"], dict), f"{name} grants on a literal resource"
+                continue
             ((template_name, args),) = policy.items()
             assert template_name.endswith("Policy")
             assert all(isinstance(v, dict) and ("Ref" in v or "Fn::GetAtt" in v) for v in args.values()), name
+
+
+def test_unsubscribe_cannot_scan_or_delete_suppressions(template) -> None:
+    policies = template["Resources"]["UnsubscribeFunction"]["Properties"]["Policies"]
+    actions = {a for p in policies for s in p.get("Statement", []) for a in s["Action"]}
+    assert "dynamodb:GetItem" in actions and "dynamodb:PutItem" in actions
+    assert not actions & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:*"}
 
 
 def test_token_lifetime_cannot_be_configured_under_60_days(template) -> None:
