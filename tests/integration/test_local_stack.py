@@ -61,7 +61,11 @@ def test_function_environment_and_routes_come_from_the_template(aws) -> None:
     assert spec.environment["OPTOUT_SUPPRESSION_TABLE"] == aws.ref("SuppressionTable")
     assert spec.environment["OPTOUT_SIGNING_KEYS_SECRET"].startswith("arn:aws:secretsmanager:")
     assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "optout"
-    assert [(r.method, r.path, r.auth) for r in aws.routes] == [("ANY", "/unsubscribe", "NONE")]
+    routes = {(r.method, r.path, r.auth, r.function) for r in aws.routes}
+    assert ("ANY", "/unsubscribe", "NONE", "UnsubscribeFunction") in routes
+    assert ("POST", "/sms/twilio", "NONE", "SmsWebhookFunction") in routes
+    (inbound,) = [q for q in aws.queue_sources if q.function == "SmsInboundFunction"]
+    assert inbound.queue_arn.endswith("InboundSmsQueue") and inbound.report_failures and inbound.batch_size == 10
     assert aws.output("PublicBaseUrl").startswith("https://local.execute-api.us-east-1.amazonaws.com")
 
 

@@ -28,7 +28,7 @@ def normalise_email(raw: str) -> str:
         raise InvalidAddress("an email address needs exactly one @")
     local, domain = value.split("@")
     local = local.lower()
-    if not _LOCAL_PART.match(local):
+    if not _LOCAL_PART.fullmatch(local):
         raise InvalidAddress("the part before @ is empty, too long or has spaces")
     domain = domain.rstrip(".").lower()
     try:
@@ -36,7 +36,7 @@ def normalise_email(raw: str) -> str:
     except UnicodeError as exc:
         raise InvalidAddress("the domain is not a valid internationalised name") from exc
     labels = ascii_domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidAddress("the domain is not a valid host name")
     address = f"{local}@{ascii_domain}"
     if len(address) > 254:
@@ -48,7 +48,9 @@ def normalise_phone(raw: str) -> str:
     import phonenumbers  # heavy metadata: only paid for by code that handles phones
 
     value = raw.strip()
-    if not value.startswith("+") and not value.startswith("00"):
+    if value.startswith("00"):  # the international call prefix many countries dial
+        value = "+" + value[2:]
+    if not value.startswith("+"):
         raise InvalidAddress("a phone number must be in international form, starting with +")
     try:
         number = phonenumbers.parse(value, None)
@@ -74,7 +76,7 @@ def address_key(pepper: bytes, channel: Channel, normalised: str) -> str:
 
 
 def is_address_key(value: str) -> bool:
-    return bool(_KEY.match(value))
+    return bool(_KEY.fullmatch(value))
 
 
 @dataclass(frozen=True)

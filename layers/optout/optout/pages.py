@@ -42,9 +42,9 @@ def negotiate_language(accept_language: str | None) -> str:
         tag, _, params = item.strip().partition(";")
         primary = tag.strip().split("-")[0].lower()
         q = 1.0
-        if params.strip().startswith("q="):
+        if params.strip().lower().startswith("q="):
             try:
-                q = float(params.strip()[2:])
+                q = min(1.0, max(0.0, float(params.strip()[2:])))
             except ValueError:
                 q = 0.0
         q -= position * 1e-6  # earlier entries win ties

@@ -54,7 +54,7 @@ class KeyRing:
         if self.active not in self.keys:
             raise ValueError("the active key id has no key")
         for kid, key in self.keys.items():
-            if not _KID.match(kid) or len(key) < 32:
+            if not _KID.fullmatch(kid) or len(key) < 32:
                 raise ValueError("key ids must be short and URL-safe, keys at least 32 bytes")
 
     @classmethod
@@ -65,7 +65,7 @@ class KeyRing:
         if not isinstance(active, str) or not isinstance(retired_raw, dict):
             raise ValueError("the signing key secret needs an 'active' key id")
         keys = {k: v.encode() for k, v in raw.items() if k not in ("active", "retired") and isinstance(v, str)}
-        retired = {k: datetime.fromisoformat(str(v)) for k, v in retired_raw.items()}
+        retired = {k: _utc(datetime.fromisoformat(str(v))) for k, v in retired_raw.items()}
         return cls(active=active, keys=keys, retired=retired, grace=timedelta(days=grace_days))
 
     def verifying_key(self, kid: str, now: datetime) -> bytes | None:
@@ -76,6 +76,11 @@ class KeyRing:
         if kid != self.active and retired_at is not None and now > retired_at + self.grace:
             return None
         return key
+
+
+def _utc(moment: datetime) -> datetime:
+    """A retirement time written without a zone is UTC (comparing naive and aware times fails)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _b64(data: bytes) -> str:
@@ -97,7 +102,7 @@ def _base36(n: int) -> str:
 
 
 def issue(ring: KeyRing, channel: Channel, address_key: str, topic: str, now: datetime | None = None) -> str:
-    if channel not in CHANNELS or not is_address_key(address_key) or not _TOPIC.match(topic):
+    if channel not in CHANNELS or not is_address_key(address_key) or not _TOPIC.fullmatch(topic):
         raise ValueError("cannot sign a token for these claims")
     issued = int((now or datetime.now(UTC)).timestamp())
     signed = ".".join((VERSION, ring.active, _CHANNEL_CODES[channel], address_key, topic, _base36(issued)))
@@ -115,12 +120,12 @@ def verify(ring: KeyRing, token: str, ttl: timedelta, now: datetime | None = Non
     version, kid, code, key, topic, iat, mac = parts
     if (
         version != VERSION
-        or not _KID.match(kid)
+        or not _KID.fullmatch(kid)
         or code not in _CODE_CHANNELS
         or not is_address_key(key)
-        or not _TOPIC.match(topic)
-        or not _IAT.match(iat)
-        or not _MAC.match(mac)
+        or not _TOPIC.fullmatch(topic)
+        or not _IAT.fullmatch(iat)
+        or not _MAC.fullmatch(mac)
     ):
         raise MalformedToken("the link is incomplete or damaged")
     secret = ring.verifying_key(kid, now)
