@@ -147,6 +147,47 @@ def invoke_command(function: str, event_file: Any, token: str | None) -> None:
     click.echo(json.dumps(result, indent=2, default=str))
 
 
+@main.group()
+def sms() -> None:
+    """Inbound SMS tools."""
+
+
+@sms.command("simulate")
+@click.option("--from", "from_number", required=True, help="The sender's number, E.164.")
+@click.option("--body", required=True, help="The text of the message.")
+@click.option("--to", "to_number", default="+14155550100", show_default=True, help="Our number it was sent to.")
+@click.option("--via", type=click.Choice(["twilio", "sns"]), default="twilio", show_default=True)
+@click.option("--wait", default=15.0, show_default=True, help="Seconds to wait for the queue path.")
+@stack_option
+def sms_simulate(from_number: str, body: str, to_number: str, via: str, wait: float, stack_name: str | None) -> None:
+    """Send an inbound SMS as a carrier would: a signed Twilio webhook, or End User Messaging via SNS."""
+    from optout_local import simulate
+
+    target = resolve_target(stack_name)
+    if via == "twilio":
+        outcome = simulate.via_twilio(target, from_number, to_number, body)
+    else:
+        outcome = simulate.via_sns(target, from_number, to_number, body, wait)
+    for line in outcome:
+        click.echo(line)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+def outbox(as_json: bool) -> None:
+    """Show what the local stack has sent (SMS through SNS), oldest first."""
+    from optout_local import simulate
+
+    messages = simulate.outbox()
+    if as_json:
+        click.echo(json.dumps(messages, indent=2))
+        return
+    for message in messages:
+        click.echo(f"sms  {message['to']}  {message['body']}")
+    if not messages:
+        click.echo("(nothing sent yet)")
+
+
 def _identity(pepper: bytes, channel: str, address: str) -> Identity:
     try:
         return Identity.of(pepper, channel, address)  # type: ignore[arg-type]

@@ -151,10 +151,21 @@ def build_event(
     return event
 
 
+LOCAL_PREFIX = "/_local/"
+
+
 class Gateway:
     def __init__(
-        self, routes: list[Route], invoke: Invoke, region: str, host: str = "127.0.0.1", port: int = 3000
+        self,
+        routes: list[Route],
+        invoke: Invoke,
+        region: str,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        local_routes: dict[str, Callable[[], Any]] | None = None,
     ) -> None:
+        """``local_routes`` serve GET /_local/<name> as JSON: local-only tools, never in AWS."""
+        self.local_routes = local_routes or {}
         self.table = RouteTable(routes)
         self.invoke = invoke
         self.region = region
@@ -203,6 +214,14 @@ class Gateway:
             request.close_connection = True
             return
         body = request.rfile.read(length) if length else b""
+        local = (
+            self.local_routes.get(parts.path.removeprefix(LOCAL_PREFIX))
+            if parts.path.startswith(LOCAL_PREFIX)
+            else None
+        )
+        if local is not None and method == "GET":
+            self._send(request, 200, {"content-type": "application/json"}, json.dumps(local()).encode())
+            return
         found = self.table.match(method, parts.path)
         if found is None:
             self._send(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')

@@ -252,7 +252,9 @@ class Provisioner:
         props = self.resolver.resolve(raw)
         name = props.get("TopicName") or self.physical_name(logical_id)
         sns = self.client("sns")
-        arn = sns.create_topic(Name=name)["TopicArn"]  # idempotent: also how a running stack is located
+        attributes = {k: str(props[k]) for k in ("DisplayName", "KmsMasterKeyId", "FifoTopic") if k in props}
+        # create_topic is idempotent: it is also how a running stack's topic is located
+        arn = sns.create_topic(Name=name, Attributes=attributes)["TopicArn"]
         for sub in [] if self.locate else props.get("Subscription", []):
             sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
         self.resolver.refs[logical_id] = arn
@@ -275,6 +277,28 @@ class Provisioner:
             ReturnSubscriptionArn=True,
         )["SubscriptionArn"]
         self.resolver.refs[logical_id] = arn
+
+    def _aws_sqs_queuepolicy(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        self.resolver.refs[logical_id] = logical_id
+        if not self.locate:
+            for url in props["Queues"]:
+                self.client("sqs").set_queue_attributes(
+                    QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+                )
+
+    def _aws_kms_key(self, logical_id: str, raw: dict[str, Any]) -> None:
+        kms = self.client("kms")
+        alias = f"alias/{self.physical_name(logical_id)}"
+        if self.locate:
+            key = kms.describe_key(KeyId=alias)["KeyMetadata"]
+        else:
+            props = self.resolver.resolve(raw)
+            key = kms.create_key(Description=props.get("Description", logical_id))["KeyMetadata"]
+            kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+        self.resolver.refs[logical_id] = key["KeyId"]
+        self.resolver.attrs[(logical_id, "Arn")] = key["Arn"]
+        self.resolver.attrs[(logical_id, "KeyId")] = key["KeyId"]
 
     def _aws_s3_bucket(self, logical_id: str, raw: dict[str, Any]) -> None:
         props = self.resolver.resolve(raw)

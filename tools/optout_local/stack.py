@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from optout_local.gateway import Gateway
 from optout_local.pollers import QueuePoller
-from optout_local.provision import DEFAULT_STACK, Provisioner, Stack
+from optout_local.provision import ACCOUNT_ID, DEFAULT_STACK, Provisioner, Stack
 from optout_local.runtime import apply_environment, invoke
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ class LocalStack:
         def call(function: str, event: dict[str, Any]) -> Any:
             return invoke(stack, function, event)
 
-        self.gateway = Gateway(stack.routes, call, config.region, config.host, config.api_port)
+        self.gateway = Gateway(
+            stack.routes, call, config.region, config.host, config.api_port, local_routes={"outbox/sms": self.sent_sms}
+        )
         locks = self.gateway.locks
         sqs = config.client("sqs")
         for source in stack.queue_sources:
@@ -106,6 +108,13 @@ class LocalStack:
         self.gateway.start()
         for poller in self.pollers:
             poller.start()
+
+    def sent_sms(self) -> list[dict[str, str]]:
+        """Every SMS the stack sent through SNS, oldest first (moto keeps them in this process)."""
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[ACCOUNT_ID][self.config.region]
+        return [{"message_id": mid, "to": to, "body": body} for mid, (to, body) in backend.sms_messages.items()]
 
     def stop(self) -> None:
         for poller in self.pollers:

@@ -30,6 +30,9 @@ class Target:
     pepper_secret: str
     settings: Settings
     clients: Any  # callable(service) -> boto3 client
+    twilio_secret: str = ""
+    inbound_topic: str = ""
+    local: bool = False
 
     @cached_property
     def store(self) -> DynamoSuppressionStore:
@@ -38,6 +41,9 @@ class Target:
     def _secret(self, secret_id: str) -> str:
         value: str = self.clients("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
         return value
+
+    def twilio_auth_token(self) -> str:
+        return self._secret(self.twilio_secret)
 
     def pepper(self) -> bytes:
         return self._secret(self.pepper_secret).encode()
@@ -63,6 +69,9 @@ def local_target(config: LocalConfig | None = None) -> Target:
         pepper_secret=stack.ref("PepperSecret"),
         settings=Settings.from_env(env),
         clients=config.client,
+        twilio_secret=stack.ref("TwilioAuthTokenSecret"),
+        inbound_topic=stack.ref("InboundSmsTopic"),
+        local=True,
     )
 
 
@@ -80,6 +89,8 @@ def deployed_target(stack_name: str, region: str | None) -> Target:
         pepper_secret=outputs["PepperSecretArn"],
         settings=Settings(),
         clients=session.client,
+        twilio_secret=outputs.get("TwilioAuthTokenSecretArn", ""),
+        inbound_topic=outputs.get("InboundSmsTopicArn", ""),
     )
 
 

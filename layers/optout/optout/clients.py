@@ -29,6 +29,11 @@ def secretsmanager() -> SecretsManagerClient:
     return client
 
 
+def client(service: str) -> Any:
+    """Any other service's client, built and cached the same way."""
+    return _client(service)
+
+
 def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     _client.cache_clear()

@@ -16,7 +16,7 @@ from optout.suppression import (
     apply_changes,
     empty_state,
 )
-from optout.suppression_store import SuppressionStore
+from optout.suppression_store import OnceMarker, SuppressionStore
 
 MAX_ATTEMPTS = 5
 
@@ -45,6 +45,8 @@ def change_consent(
     evidence: dict[str, str] | None = None,
     actor: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    once: OnceMarker | None = None,
+    keyword_at: datetime | None = None,
 ) -> ConsentOutcome:
     """Apply ``changes`` (or changes computed from the fresh state) and persist them.
 
@@ -54,11 +56,11 @@ def change_consent(
     for _ in range(MAX_ATTEMPTS):
         state = current_state(store, address_key, channel)
         wanted = changes(state) if callable(changes) else changes
-        new_state, events = apply_changes(state, wanted, optional_topics, source, now(), evidence, actor)
+        new_state, events = apply_changes(state, wanted, optional_topics, source, now(), evidence, actor, keyword_at)
         if not events:
             return ConsentOutcome(state, [])
         try:
-            store.save(new_state, state.version, events)
+            store.save(new_state, state.version, events, once)
         except ConcurrentUpdate:
             continue
         return ConsentOutcome(new_state, events)

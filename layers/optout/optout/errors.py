@@ -66,3 +66,15 @@ class ConcurrentUpdate(OptoutError):
 class MethodNotAllowed(OptoutError):
     code = "method_not_allowed"
     status = 405
+
+
+class AlreadyProcessed(OptoutError):
+    """An inbound message (same carrier message id) was processed before: no second effect."""
+
+    code = "already_processed"
+    status = 200
+
+
+class Forbidden(OptoutError):
+    code = "forbidden"
+    status = 403

@@ -19,7 +19,9 @@ _lock = threading.Lock()
 _cache: dict[str, tuple[float, str]] = {}
 
 
-def _secret_string(secret_id: str) -> str:
+def secret_string(secret_id: str) -> str:
+    if not secret_id:
+        raise RuntimeError("a secret this function needs is not configured")
     max_age = get_settings().secrets_max_age_seconds
     now = time.monotonic()
     with _lock:
@@ -36,14 +38,14 @@ def pepper() -> bytes:
     secret_id = get_settings().pepper_secret
     if not secret_id:
         raise RuntimeError("OPTOUT_PEPPER_SECRET is not configured")
-    return _secret_string(secret_id).encode()
+    return secret_string(secret_id).encode()
 
 
 def key_ring() -> KeyRing:
     settings = get_settings()
     if not settings.signing_keys_secret:
         raise RuntimeError("OPTOUT_SIGNING_KEYS_SECRET is not configured")
-    raw = json.loads(_secret_string(settings.signing_keys_secret))
+    raw = json.loads(secret_string(settings.signing_keys_secret))
     return KeyRing.from_secret(raw, grace_days=settings.key_grace_days)
 
 

@@ -40,6 +40,15 @@ class Settings(BaseModel, frozen=True):
     max_form_bytes: int = Field(default=8192, ge=256)
     secrets_max_age_seconds: int = Field(default=300, ge=0)
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
+    public_base_url: str = ""
+    support_contact: str = "support@example.com"
+    sms_provider: Literal["sns", "end-user-messaging"] = "sns"
+    sms_origination_identity: str = ""
+    sms_configuration_set: str = ""
+    sms_opt_out_list: str = ""
+    sms_sender_id: str = ""
+    twilio_auth_token_secret: str = ""
+    max_sms_body: int = Field(default=1600, ge=1)
 
     @field_validator("topics")
     @classmethod

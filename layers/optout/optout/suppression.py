@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from optout.identity import Channel
 
 Source = Literal["link", "one_click", "preference_page", "sms_keyword", "bounce", "complaint", "admin", "import"]
-Action = Literal["opt_out", "opt_in", "block", "unblock"]
+# help and ignored record inbound messages that changed nothing, for the audit trail
+Action = Literal["opt_out", "opt_in", "block", "unblock", "help", "ignored"]
 CHANNEL_SCOPE = "channel"
 OPTIONAL_SCOPE = "optional"
 
@@ -37,6 +38,9 @@ class SuppressionState(BaseModel, frozen=True):
     topics: frozenset[str] = frozenset()
     version: int = 0
     updated_at: datetime | None = None
+    # When the latest SMS keyword that changed this state was *sent*: a keyword sent earlier but
+    # delivered later must not undo it.
+    keyword_at: datetime | None = None
 
     def opted_out(self, topic: str, optional_topics: Iterable[str]) -> bool:
         return topic in self.topics or (self.all_optional and topic in set(optional_topics))
@@ -75,6 +79,7 @@ def apply_changes(
     at: datetime,
     evidence: dict[str, str] | None = None,
     actor: str | None = None,
+    keyword_at: datetime | None = None,
 ) -> tuple[SuppressionState, list[ConsentEvent]]:
     """Apply ``changes`` in order; return the new state and one event per effective change."""
     optional = frozenset(optional_topics)
@@ -130,6 +135,7 @@ def apply_changes(
             "topics": topics,
             "version": state.version + 1,
             "updated_at": at,
+            "keyword_at": keyword_at or state.keyword_at,
         }
     )
     return new_state, events

@@ -14,11 +14,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from optout.errors import ConcurrentUpdate
+from optout.errors import AlreadyProcessed, ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
 
 if TYPE_CHECKING:
@@ -26,7 +27,23 @@ if TYPE_CHECKING:
 
 STATE_SK = "state"
 EVENT_PREFIX = "event#"
+ONCE_PREFIX = "once#"
+ONCE_SK = "once"
+ONCE_TTL = timedelta(days=90)
 BATCH_GET_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class OnceMarker:
+    """Proof that one inbound message (a carrier's message id) was processed, and its reply.
+
+    Written in the same transaction as the change it caused, so a redelivered message is
+    recognised without ever losing the change; ``replied_at`` is set once the reply went out.
+    """
+
+    key: str
+    reply: str | None = None
+    replied_at: datetime | None = None
 
 
 class SuppressionStore(Protocol):
@@ -36,7 +53,21 @@ class SuppressionStore(Protocol):
 
     def history(self, address_key: str) -> list[ConsentEvent]: ...
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent]) -> None: ...
+    def save(
+        self,
+        state: SuppressionState,
+        expected_version: int,
+        events: Sequence[ConsentEvent],
+        once: OnceMarker | None = None,
+    ) -> None: ...
+
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None: ...
+
+    def once_get(self, key: str) -> OnceMarker | None: ...
+
+    def once_mark_replied(self, key: str, at: datetime) -> bool: ...
+
+    def once_unmark_replied(self, key: str) -> None: ...
 
 
 class MemorySuppressionStore:
@@ -45,6 +76,7 @@ class MemorySuppressionStore:
     def __init__(self) -> None:
         self.states: dict[str, SuppressionState] = {}
         self.events: dict[str, list[ConsentEvent]] = {}
+        self.once: dict[str, OnceMarker] = {}
 
     def get(self, address_key: str) -> SuppressionState | None:
         return self.states.get(address_key)
@@ -55,12 +87,43 @@ class MemorySuppressionStore:
     def history(self, address_key: str) -> list[ConsentEvent]:
         return list(self.events.get(address_key, []))
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent]) -> None:
+    def save(
+        self,
+        state: SuppressionState,
+        expected_version: int,
+        events: Sequence[ConsentEvent],
+        once: OnceMarker | None = None,
+    ) -> None:
         current = self.states.get(state.address_key)
         if (current.version if current else 0) != expected_version:
             raise ConcurrentUpdate("suppression state changed while it was being updated")
+        self._claim(once)
         self.states[state.address_key] = state
         self.events.setdefault(state.address_key, []).extend(events)
+
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
+        self._claim(once)
+        self.events.setdefault(address_key, []).extend(events)
+
+    def _claim(self, once: OnceMarker | None) -> None:
+        if once is not None:
+            if once.key in self.once:
+                raise AlreadyProcessed("this inbound message was already processed")
+            self.once[once.key] = once
+
+    def once_get(self, key: str) -> OnceMarker | None:
+        return self.once.get(key)
+
+    def once_mark_replied(self, key: str, at: datetime) -> bool:
+        marker = self.once.get(key)
+        if marker is None or marker.replied_at is not None:
+            return False
+        self.once[key] = replace(marker, replied_at=at)
+        return True
+
+    def once_unmark_replied(self, key: str) -> None:
+        if key in self.once:
+            self.once[key] = replace(self.once[key], replied_at=None)
 
 
 def _s(value: str) -> dict[str, Any]:
@@ -97,6 +160,8 @@ def state_to_item(state: SuppressionState) -> dict[str, Any]:
         }
     if state.updated_at is not None:
         item["updated_at"] = _s(state.updated_at.isoformat())
+    if state.keyword_at is not None:
+        item["keyword_at"] = _s(state.keyword_at.isoformat())
     return item
 
 
@@ -118,6 +183,7 @@ def item_to_state(item: dict[str, Any]) -> SuppressionState:
         topics=frozenset(item.get("topics", {}).get("SS", [])),
         version=int(item["version"]["N"]),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]) if "updated_at" in item else None,
+        keyword_at=datetime.fromisoformat(item["keyword_at"]["S"]) if "keyword_at" in item else None,
     )
 
 
@@ -207,7 +273,13 @@ class DynamoSuppressionStore:
                 return events
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent]) -> None:
+    def save(
+        self,
+        state: SuppressionState,
+        expected_version: int,
+        events: Sequence[ConsentEvent],
+        once: OnceMarker | None = None,
+    ) -> None:
         condition: dict[str, Any]
         if expected_version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -217,20 +289,82 @@ class DynamoSuppressionStore:
                 "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
             }
         items: list[Any] = [{"Put": {"TableName": self.table, "Item": state_to_item(state), **condition}}]
-        items += [
+        self._transact(items + self._event_puts(state.address_key, events), once)
+
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
+        """Append events (and claim ``once``) without touching the state item."""
+        puts = self._event_puts(address_key, events)
+        if puts or once is not None:
+            self._transact(puts, once)
+
+    def _event_puts(self, address_key: str, events: Sequence[ConsentEvent]) -> list[Any]:
+        return [
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": event_to_item(state.address_key, event),
+                    "Item": event_to_item(address_key, event),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
             for event in events
         ]
+
+    def _transact(self, items: list[Any], once: OnceMarker | None) -> None:
+        if once is not None:
+            marker: dict[str, Any] = {
+                "pk": _s(ONCE_PREFIX + once.key),
+                "sk": _s(ONCE_SK),
+                "expires_at": {"N": str(int((datetime.now().astimezone() + ONCE_TTL).timestamp()))},
+            }
+            if once.reply is not None:
+                marker["reply"] = _s(once.reply)
+            items.append(
+                {"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}}
+            )
         try:
             self.client.transact_write_items(TransactItems=items)
         except self.client.exceptions.TransactionCanceledException as exc:
-            reasons: Iterable[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
-            if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+            reasons: list[dict[str, Any]] = list(exc.response.get("CancellationReasons", []))  # type: ignore[arg-type]
+            codes = [r.get("Code") for r in reasons]
+            if once is not None and codes and codes[-1] == "ConditionalCheckFailed":
+                raise AlreadyProcessed("this inbound message was already processed") from exc
+            if any(c in ("ConditionalCheckFailed", "TransactionConflict") for c in codes):
                 raise ConcurrentUpdate("suppression state changed while it was being updated") from exc
             raise
+
+    def once_get(self, key: str) -> OnceMarker | None:
+        response = self.client.get_item(
+            TableName=self.table, Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        replied = item.get("replied_at", {}).get("S")
+        return OnceMarker(
+            key=key,
+            reply=item["reply"]["S"] if "reply" in item else None,
+            replied_at=datetime.fromisoformat(replied) if replied else None,
+        )
+
+    def once_mark_replied(self, key: str, at: datetime) -> bool:
+        """Set replied_at once; False if it was already set (someone else sent the reply)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
+                UpdateExpression="SET replied_at = :at",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(replied_at)",
+                ExpressionAttributeValues={":at": _s(at.isoformat())},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def once_unmark_replied(self, key: str) -> None:
+        """Give the reply back (its send failed) so a redelivery sends it."""
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
+            UpdateExpression="REMOVE replied_at",
+            ConditionExpression="attribute_exists(pk)",
+        )

@@ -7,8 +7,6 @@ applies the chosen preferences. Every change is durable before the page is retur
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +16,7 @@ from optout import secret_store
 from optout.consent import ConsentOutcome, change_consent, current_state
 from optout.errors import BadForm, OptoutError, RequiredTopic, UnknownTopic
 from optout.forms import first, parse_form
+from optout.http import body_bytes
 from optout.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
 from optout.settings import Settings, get_settings
 from optout.suppression import OPTIONAL_SCOPE, ConsentChange, Source, SuppressionState, changes_for_subscriptions
@@ -44,12 +43,7 @@ class UnsubscribeRequest:
         cls, query_token: str | None, headers: Mapping[str, str], body: str | None, is_base64: bool
     ) -> UnsubscribeRequest:
         """Build a request from an HTTP API event's parts; a body that is not valid base64 is a BadForm."""
-        raw = (body or "").encode("utf-8", "surrogateescape")
-        if is_base64:
-            try:
-                raw = base64.b64decode(raw, validate=True)
-            except (ValueError, binascii.Error) as exc:
-                raise BadForm("the body is not valid base64") from exc
+        raw = body_bytes(body, is_base64)
         lower = {k.lower(): v for k, v in headers.items()}
         return cls(query_token, lower.get("accept-language"), raw, lower.get("content-type"))
 

@@ -1,0 +1,52 @@
+"""SmsWebhook: POST /sms/twilio, a Twilio-style signed inbound SMS webhook answered with TwiML.
+
+Thin by design: parse the event, call the optout layer, map its errors to JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from optout.errors import OptoutError
+from optout.http import body_bytes, error_body, public_url
+from optout.observability import logger, metrics, traced
+from optout.settings import get_settings
+from optout.sms_inbound import default_service
+
+app = APIGatewayHttpResolver()
+
+
+@app.post("/sms/twilio")
+def twilio_inbound() -> Response[str]:
+    event = app.current_event
+    url = public_url(
+        get_settings().public_base_url, event.headers, event.request_context.domain_name, event.raw_path,
+        event.raw_query_string,
+    )  # fmt: skip
+    twiml = default_service().receive_twilio(
+        url,
+        event.headers.get("x-twilio-signature"),
+        body_bytes(event.body, bool(event.is_base64_encoded)),
+        event.headers.get("content-type"),
+    )
+    metrics.add_metric(name="InboundSms", unit=MetricUnit.Count, value=1)
+    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=twiml)
+
+
+@app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
+def rejected(exc: OptoutError) -> Response[str]:
+    metrics.add_metric(name="RejectedWebhooks", unit=MetricUnit.Count, value=1)
+    logger.info("webhook rejected", extra={"code": exc.code, "status": exc.status})
+    return Response(status_code=exc.status, content_type="application/json", body=error_body(exc))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@traced
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Outbound channels: SMS now; email (SES raw MIME) joins with the notices."""

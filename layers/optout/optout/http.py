@@ -1,0 +1,35 @@
+"""Small pieces every HTTP handler needs: the raw body, the public URL, the JSON error body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+
+from optout.errors import BadForm, OptoutError
+
+
+def body_bytes(body: str | None, is_base64: bool) -> bytes:
+    raw = (body or "").encode("utf-8", "surrogateescape")
+    if not is_base64:
+        return raw
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise BadForm("the body is not valid base64") from exc
+
+
+def public_url(configured_base: str, headers: Mapping[str, str], domain: str, raw_path: str, raw_query: str) -> str:
+    """The URL the caller used: the configured public base if set, else what API Gateway saw."""
+    if configured_base:
+        base = configured_base.rstrip("/")
+    else:
+        lower = {k.lower(): v for k, v in headers.items()}
+        scheme = lower.get("x-forwarded-proto", "https").split(",")[0].strip() or "https"
+        base = f"{scheme}://{lower.get('host') or domain}"
+    return f"{base}{raw_path}" + (f"?{raw_query}" if raw_query else "")
+
+
+def error_body(exc: OptoutError) -> str:
+    return json.dumps({"error": {"code": exc.code, "message": exc.message}})

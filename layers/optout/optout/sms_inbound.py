@@ -1,0 +1,274 @@
+"""Inbound SMS: STOP / START / HELP from Twilio-style webhooks and AWS End User Messaging.
+
+Every inbound message is processed once (keyed by the carrier's message id, claimed in the same
+transaction as its effect), settles out-of-order delivery by the time it was *sent*, and yields
+at most one reply: a confirmation when it changed the block, the help text for HELP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from optout import clients, secret_store, twilio
+from optout.channels.sms import SmsChannel, sms_channel
+from optout.consent import change_consent
+from optout.errors import AlreadyProcessed, Forbidden, InvalidAddress, OptoutError
+from optout.identity import address_key, normalise_phone
+from optout.keywords import Intent, KeywordBook, default_book
+from optout.settings import Settings, get_settings
+from optout.suppression import CHANNEL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
+from optout.suppression_store import DynamoSuppressionStore, OnceMarker, SuppressionStore
+
+Provider = Literal["twilio", "end_user_messaging"]
+KEYWORD_BLOCK_REASON = "keyword"
+_MESSAGE_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class InboundSms(BaseModel, frozen=True):
+    provider: Provider
+    message_id: str = Field(pattern=_MESSAGE_ID)
+    from_number: str = Field(min_length=1, max_length=32)
+    to_number: str = Field(min_length=1, max_length=32)
+    body: str = Field(max_length=1600)
+    sent_at: datetime
+
+    @field_validator("body")
+    @classmethod
+    def _no_nul(cls, body: str) -> str:
+        if "\x00" in body:
+            raise ValueError("the body contains a NUL character")
+        return body
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    intent: Intent
+    language: str
+    reply: str | None
+    changed: bool
+    duplicate: bool
+    once_key: str
+    address_key: str
+
+
+class InvalidInbound(OptoutError):
+    code = "invalid_inbound_sms"
+    status = 400
+
+
+def _fields_error(exc: ValidationError) -> InvalidInbound:
+    fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+    return InvalidInbound(f"invalid or missing fields: {fields}")
+
+
+def from_twilio(params: Mapping[str, str], received_at: datetime) -> InboundSms:
+    """Twilio posts From, To, Body, MessageSid, AccountSid and more; it carries no sent time."""
+    try:
+        return InboundSms(
+            provider="twilio",
+            message_id=params.get("MessageSid", ""),
+            from_number=params.get("From", ""),
+            to_number=params.get("To", ""),
+            body=params.get("Body", ""),
+            sent_at=received_at,
+        )
+    except ValidationError as exc:
+        raise _fields_error(exc) from exc
+
+
+def from_sqs_body(body: str, sqs_sent_at: datetime) -> InboundSms:
+    """An End User Messaging two-way SMS JSON, inside the SNS envelope or delivered raw."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInbound("the message is not JSON") from exc
+    sent_at = sqs_sent_at
+    if (
+        isinstance(document, dict)
+        and document.get("Type") == "Notification"
+        and isinstance(document.get("Message"), str)
+    ):
+        try:
+            sent_at = datetime.fromisoformat(str(document.get("Timestamp")).replace("Z", "+00:00"))
+        except ValueError:
+            sent_at = sqs_sent_at
+        try:
+            document = json.loads(document["Message"])
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInbound("the SNS message is not JSON") from exc
+    if not isinstance(document, dict):
+        raise InvalidInbound("the message is not a JSON object")
+    try:
+        return InboundSms(
+            provider="end_user_messaging",
+            message_id=document.get("inboundMessageId", ""),
+            from_number=document.get("originationNumber", ""),
+            to_number=document.get("destinationNumber", ""),
+            body=document.get("messageBody", ""),
+            sent_at=sent_at if sent_at.tzinfo else sent_at.replace(tzinfo=UTC),
+        )
+    except (ValidationError, TypeError) as exc:
+        raise (_fields_error(exc) if isinstance(exc, ValidationError) else InvalidInbound(str(exc))) from exc
+
+
+class SmsInbound:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SuppressionStore,
+        pepper: Callable[[], bytes],
+        book: KeywordBook,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sms: Callable[[], SmsChannel] | None = None,
+        twilio_auth_token: Callable[[], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pepper = pepper
+        self.book = book
+        self.now = now
+        self.sms = sms or (lambda: sms_channel(settings.sms_provider, clients.client, settings))
+        self.twilio_auth_token = twilio_auth_token or (
+            lambda: secret_store.secret_string(settings.twilio_auth_token_secret)
+        )
+
+    def handle(self, sms: InboundSms) -> InboundResult:
+        try:
+            number = normalise_phone(sms.from_number)
+        except InvalidAddress as exc:
+            raise InvalidInbound("From is not a valid phone number in international form") from exc
+        key = address_key(self.pepper(), "sms", number)
+        once_key = f"sms#{sms.provider}#{sms.message_id}"
+        previous = self.store.once_get(once_key)
+        match = self.book.match(sms.body)
+        if previous is not None:
+            return self._duplicate(previous, match.intent, match.language, key)
+        evidence = {
+            "inbound_message_id": sms.message_id,
+            "provider": sms.provider,
+            "keyword": match.keyword or "",
+            "sent_at": sms.sent_at.isoformat(),
+        }
+        reply = self.book.reply(match.intent, match.language, self.settings.brand_name, self.settings.support_contact)
+        try:
+            if match.intent in ("opt_out", "opt_in"):
+                return self._keyword(match.intent, match.language, sms, key, once_key, evidence, reply)
+            action: Literal["help", "ignored"] = "help" if match.intent == "help" else "ignored"
+            event = ConsentEvent(
+                action=action, scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(), evidence=evidence
+            )
+            self.store.record(key, [event], OnceMarker(once_key, reply))
+            return InboundResult(match.intent, match.language, reply, False, False, once_key, key)
+        except AlreadyProcessed:
+            marker = self.store.once_get(once_key)
+            return self._duplicate(marker or OnceMarker(once_key), match.intent, match.language, key)
+
+    def _keyword(
+        self,
+        intent: Intent,
+        language: str,
+        sms: InboundSms,
+        key: str,
+        once_key: str,
+        evidence: dict[str, str],
+        reply: str | None,
+    ) -> InboundResult:
+        why: list[str] = []
+
+        def changes(state: SuppressionState) -> list[ConsentChange]:
+            why.clear()
+            if state.keyword_at is not None and sms.sent_at < state.keyword_at:
+                why.append("superseded by a later keyword")
+                return []
+            if intent == "opt_out":
+                if state.blocked is not None:
+                    why.append("already blocked")
+                    return []
+                return [ConsentChange("block", CHANNEL_SCOPE, KEYWORD_BLOCK_REASON)]
+            if state.blocked is None:
+                why.append("not blocked")
+                return []
+            if state.blocked.source != "sms_keyword":
+                why.append(f"blocked by {state.blocked.source}: only an admin can lift it")
+                return []
+            return [ConsentChange("unblock", CHANNEL_SCOPE)]
+
+        outcome = change_consent(
+            self.store, key, "sms", changes, self.settings.optional_topics, "sms_keyword",
+            evidence=evidence, now=self.now, once=OnceMarker(once_key, reply), keyword_at=sms.sent_at,
+        )  # fmt: skip
+        if outcome.changed:
+            return InboundResult(intent, language, reply, True, False, once_key, key)
+        ignored = ConsentEvent(
+            action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
+            evidence={**evidence, "reason": why[0] if why else "no change"},
+        )  # fmt: skip
+        self.store.record(key, [ignored], OnceMarker(once_key, None))
+        return InboundResult(intent, language, None, False, False, once_key, key)
+
+    def _duplicate(self, marker: OnceMarker, intent: Intent, language: str, key: str) -> InboundResult:
+        """A redelivery: no second effect; the reply only if the first delivery never sent it."""
+        pending = marker.reply if marker.replied_at is None else None
+        return InboundResult(intent, language, pending, False, True, marker.key, key)
+
+    def claim_reply(self, result: InboundResult) -> str | None:
+        """The reply to send now, claimed so that no other delivery of the message sends it too."""
+        if result.reply is None or not self.store.once_mark_replied(result.once_key, self.now()):
+            return None
+        return result.reply
+
+    def release_reply(self, result: InboundResult) -> None:
+        self.store.once_unmark_replied(result.once_key)
+
+    def receive_twilio(self, public_url: str, signature: str | None, body: bytes, content_type: str | None) -> str:
+        """Verify and process one Twilio webhook; return the TwiML to answer with."""
+        params = twilio.form_params(body, content_type, self.settings.max_form_bytes)
+        if not twilio.valid_signature(self.twilio_auth_token(), public_url, params, signature):
+            raise Forbidden("missing or invalid X-Twilio-Signature")
+        sms = from_twilio(dict(params), self.now())
+        result = self.handle(sms)
+        self._mirror(result, sms)
+        return twilio.twiml(self.claim_reply(result))
+
+    def receive_queued(self, body: str, sqs_sent_at: datetime) -> InboundResult | None:
+        """Process one End User Messaging message from the queue; None when it is unusable.
+
+        Unusable messages (not JSON, missing fields, not a phone number) are ignored, not failed:
+        no retry could ever make them valid. Anything else that fails raises, so the record is
+        retried and, in the end, waits in the DLQ.
+        """
+        try:
+            sms = from_sqs_body(body, sqs_sent_at)
+            result = self.handle(sms)
+        except InvalidInbound:
+            return None
+        self._mirror(result, sms)
+        reply = self.claim_reply(result)
+        if reply is not None:
+            try:
+                self.sms().send(normalise_phone(sms.from_number), reply, origination=sms.to_number)
+            except Exception:
+                self.release_reply(result)
+                raise
+        return result
+
+    def _mirror(self, result: InboundResult, sms: InboundSms) -> None:
+        if result.changed and self.settings.sms_provider == "end-user-messaging":
+            number = normalise_phone(sms.from_number)
+            if result.intent == "opt_out":
+                self.sms().mirror_opt_out(number)
+            elif result.intent == "opt_in":
+                self.sms().mirror_opt_in(number)
+
+
+@cache
+def default_service() -> SmsInbound:
+    settings = get_settings()
+    return SmsInbound(settings, DynamoSuppressionStore(settings.suppression_table), secret_store.pepper, default_book())

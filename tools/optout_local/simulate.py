@@ -1,0 +1,100 @@
+"""Play a carrier: send inbound SMS to a local or deployed stack and report what happened."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+from xml.etree import ElementTree
+
+import click
+import requests
+
+from optout.identity import Identity
+from optout.twilio import signature
+from optout_local.stack import LocalConfig
+from optout_local.target import Target
+
+TWILIO_PATH = "/sms/twilio"
+
+
+def outbox(config: LocalConfig | None = None) -> list[dict[str, str]]:
+    config = config or LocalConfig()
+    try:
+        response = requests.get(f"{config.api_url}/_local/outbox/sms", timeout=10)
+    except requests.ConnectionError as exc:
+        raise click.ClickException(f"no local stack answers at {config.api_url}; start one with `make run`") from exc
+    response.raise_for_status()
+    messages: list[dict[str, str]] = response.json()
+    return messages
+
+
+def twilio_form(from_number: str, to_number: str, body: str) -> dict[str, str]:
+    """What Twilio posts for an inbound SMS (the fields we read, and the usual others)."""
+    return {
+        "ToCountry": "US", "ToState": "CA", "SmsMessageSid": "", "NumMedia": "0", "ToCity": "",
+        "FromZip": "", "SmsSid": "", "FromState": "", "SmsStatus": "received", "FromCity": "",
+        "Body": body, "FromCountry": "", "To": to_number, "ToZip": "", "NumSegments": "1",
+        "MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32, "From": from_number,
+        "ApiVersion": "2010-04-01",
+    }  # fmt: skip
+
+
+def via_twilio(target: Target, from_number: str, to_number: str, body: str) -> list[str]:
+    form = twilio_form(from_number, to_number, body)
+    form["SmsMessageSid"] = form["SmsSid"] = form["MessageSid"]
+    url = target.base_url + TWILIO_PATH
+    headers = {"X-Twilio-Signature": signature(target.twilio_auth_token(), url, form.items())}
+    response = requests.post(url, data=form, headers=headers, timeout=30)
+    lines = [f"via twilio: HTTP {response.status_code} (MessageSid {form['MessageSid']})"]
+    if response.status_code != 200:
+        return [*lines, response.text]
+    message = ElementTree.fromstring(response.text).find("Message")  # noqa: S314 - our own TwiML
+    lines.append(f"reply: {message.text}" if message is not None else "reply: (none)")
+    return lines
+
+
+def via_sns(target: Target, from_number: str, to_number: str, body: str, wait: float) -> list[str]:
+    inbound_id = str(uuid.uuid4())
+    document = {
+        "originationNumber": from_number,
+        "destinationNumber": to_number,
+        "messageKeyword": "KEYWORD_" + "0" * 12,
+        "messageBody": body,
+        "inboundMessageId": inbound_id,
+        "previousPublishedMessageId": str(uuid.uuid4()),
+    }
+    before = len(outbox()) if target.local else 0
+    target.clients("sns").publish(TopicArn=target.inbound_topic, Message=json.dumps(document))
+    lines = [f"via sns: published inbound message {inbound_id}"]
+    identity = Identity.of(target.pepper(), "sms", from_number)
+    deadline = time.monotonic() + wait
+    event: dict[str, Any] | None = None
+    while time.monotonic() < deadline and event is None:
+        for item in target.store.history(identity.key):
+            if item.evidence.get("inbound_message_id") == inbound_id:
+                event = item.model_dump(mode="json")
+        if event is None:
+            time.sleep(0.2)
+    if event is None:
+        return [*lines, f"not processed within {wait:.0f}s (is the stack's SmsInbound poller running?)"]
+    lines.append(
+        f"recorded: {event['action']} {event['scope']}"
+        + (f" ({event['evidence'].get('reason')})" if event["evidence"].get("reason") else "")
+    )
+    if target.local:
+        sent = _wait_for_reply(before, identity, target, deadline)
+        lines.append(f"reply: {sent}" if sent else "reply: (none)")
+    return lines
+
+
+def _wait_for_reply(before: int, identity: Identity, target: Target, deadline: float) -> str | None:
+    # Replies go out right after the event is recorded; give the SMS a moment to land.
+    settle = min(deadline, time.monotonic() + 2.0)
+    while True:
+        new = outbox()[before:]
+        mine = [m for m in new if Identity.of(target.pepper(), "sms", m["to"]).key == identity.key]
+        if mine or time.monotonic() >= settle:
+            return mine[-1]["body"] if mine else None
+        time.sleep(0.1)
