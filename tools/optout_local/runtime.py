@@ -67,12 +67,14 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
 
 def reset_layer_caches() -> None:
     """Forget settings, clients and secrets cached by the layer (after the environment changed)."""
-    from optout import clients, secret_store, settings, unsubscribe
+    from optout import clients, keywords, secret_store, settings, sms_inbound, unsubscribe
 
     settings.get_settings.cache_clear()
     clients.reset()
     secret_store.reset()
+    keywords.default_book.cache_clear()
     unsubscribe.default_service.cache_clear()
+    sms_inbound.default_service.cache_clear()
 
 
 def load_handler(spec: FunctionSpec) -> Handler:

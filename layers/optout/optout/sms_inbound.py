@@ -161,6 +161,8 @@ class SmsInbound:
             if match.intent in ("opt_out", "opt_in"):
                 return self._keyword(match.intent, match.language, sms, key, once_key, evidence, reply)
             action: Literal["help", "ignored"] = "help" if match.intent == "help" else "ignored"
+            if action == "ignored":
+                evidence["reason"] = "not a keyword"
             event = ConsentEvent(
                 action=action, scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(), evidence=evidence
             )

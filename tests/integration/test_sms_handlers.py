@@ -1,0 +1,286 @@
+"""SmsWebhook and SmsInbound on moto: signed webhooks, and the SNS -> SQS -> function path."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from xml.etree import ElementTree
+
+import boto3
+import pytest
+
+from optout import secret_store
+from optout.identity import Identity
+from optout.settings import get_settings
+from optout.sms_inbound import default_service
+from optout.suppression_store import DynamoSuppressionStore
+from optout.twilio import signature
+from optout_local.pollers import sqs_record
+from optout_local.provision import ACCOUNT_ID, Stack
+from optout_local.runtime import LambdaContext, load_handler
+from tests.conftest import sample_event
+
+NUMBER = "+14155550101"
+OURS = "+14155550100"
+WEBHOOK_URL = "https://127.0.0.1:3000/sms/twilio"  # what the sample's Host and X-Forwarded-Proto say
+
+
+@pytest.fixture
+def store(aws: Stack) -> DynamoSuppressionStore:
+    return DynamoSuppressionStore(get_settings().suppression_table)
+
+
+def key(number: str = NUMBER) -> str:
+    return Identity.of(secret_store.pepper(), "sms", number).key
+
+
+def sent_sms() -> list[tuple[str, str]]:
+    from moto.sns.models import sns_backends
+
+    return list(sns_backends[ACCOUNT_ID]["us-east-1"].sms_messages.values())
+
+
+# --- Twilio-style webhook ---------------------------------------------------------------
+
+
+def twilio_event(body: str = "STOP", sign: bool = True, **fields: str) -> dict[str, Any]:
+    form = {
+        "From": NUMBER,
+        "To": OURS,
+        "Body": body,
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "AccountSid": "AC" + "0" * 32,
+    }
+    form.update(fields)
+    event = sample_event("sms_twilio_webhook")
+    event["body"] = urlencode(form)
+    token = secret_store.secret_string(get_settings().twilio_auth_token_secret)
+    if sign:
+        event["headers"]["x-twilio-signature"] = signature(token, WEBHOOK_URL, form.items())
+    else:
+        event["headers"].pop("x-twilio-signature")
+    return event
+
+
+def reply_of(response: dict[str, Any]) -> str | None:
+    assert response["statusCode"] == 200, response
+    assert response["headers"]["Content-Type"].startswith("text/xml")
+    message = ElementTree.fromstring(response["body"]).find("Message")  # noqa: S314 - our own TwiML
+    return message.text if message is not None else None
+
+
+@pytest.fixture
+def webhook(aws: Stack) -> Any:
+    return load_handler(aws.function("SmsWebhook"))
+
+
+def test_stop_start_help_and_chatter_through_the_webhook(webhook, lambda_context: LambdaContext, store) -> None:
+    stop = reply_of(webhook(twilio_event("STOP"), lambda_context))
+    assert stop is not None and "Example Co" in stop and "START" in stop
+    state = store.get(key())
+    assert state is not None and state.blocked is not None and state.blocked.source == "sms_keyword"
+    assert reply_of(webhook(twilio_event("stop please"), lambda_context)) is None  # no second confirmation
+    start = reply_of(webhook(twilio_event("START"), lambda_context))
+    assert start is not None and "resubscribed" in start
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    help_text = reply_of(webhook(twilio_event("HELP"), lambda_context))
+    assert help_text is not None and "Msg & data rates may apply" in help_text and "support@example.com" in help_text
+    assert reply_of(webhook(twilio_event("Thanks, see you soon 😊"), lambda_context)) is None
+    actions = [(e.action, e.evidence.get("reason")) for e in store.history(key())]
+    assert actions == [
+        ("block", None),
+        ("ignored", "already blocked"),
+        ("unblock", None),
+        ("help", None),
+        ("ignored", "not a keyword"),
+    ]
+    assert sent_sms() == []  # Twilio replies travel in the TwiML, not as new messages
+
+
+def test_a_retried_webhook_has_no_second_effect_and_no_second_reply(webhook, lambda_context, store) -> None:
+    event = twilio_event("STOP")
+    assert reply_of(webhook(event, lambda_context)) is not None
+    assert reply_of(webhook(event, lambda_context)) is None
+    assert len(store.history(key())) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("unsigned", 403), ("forged", 403), ("changed-body", 403), ("wrong-url", 403),
+        ("json", 415), ("oversized-body", 400), ("missing-from", 400), ("not-e164", 400), ("bad-sid", 400),
+        ("non-utf8", 400), ("bad-base64", 400),
+    ],
+)  # fmt: skip
+def test_bad_webhooks_get_a_fitting_4xx_and_change_nothing(webhook, lambda_context, store, change, status) -> None:
+    event = twilio_event("STOP")
+    if change == "unsigned":
+        event = twilio_event("STOP", sign=False)
+    elif change == "forged":
+        event["headers"]["x-twilio-signature"] = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    elif change == "changed-body":
+        event["body"] = event["body"].replace("Body=STOP", "Body=START")
+    elif change == "wrong-url":
+        event["headers"]["host"] = "attacker.example"
+    elif change == "json":
+        event["headers"]["content-type"] = "application/json"
+    elif change == "oversized-body":
+        event = twilio_event("x" * 1601)
+    elif change == "missing-from":
+        event = twilio_event("STOP", From="")
+    elif change == "not-e164":
+        event = twilio_event("STOP", From="4155550101")
+    elif change == "bad-sid":
+        event = twilio_event("STOP", MessageSid="SM<script>")
+    elif change == "non-utf8":
+        event["body"] = event["body"] + "&X=%FF%FE"
+    elif change == "bad-base64":
+        event["isBase64Encoded"] = True
+    response = webhook(event, lambda_context)
+    assert response["statusCode"] == status, response["body"]
+    body = json.loads(response["body"])
+    assert set(body["error"]) == {"code", "message"}
+    assert "4155550101" not in response["body"]
+    assert store.get(key()) is None and store.history(key()) == []
+
+
+@pytest.mark.parametrize("body", ["STOP 🛑", "توقف STOP", "STOP\u200f", "ARRÊT", "ＳＴＯＰ"])
+def test_emoji_rtl_and_full_width_text_are_handled(webhook, lambda_context, store, body) -> None:
+    response = webhook(twilio_event(body), lambda_context)
+    assert response["statusCode"] == 200
+    assert len(store.history(key())) == 1
+
+
+# --- End User Messaging: SNS -> SQS -> SmsInbound ----------------------------------------
+
+
+@pytest.fixture
+def inbound(aws: Stack) -> Any:
+    return load_handler(aws.function("SmsInbound"))
+
+
+def two_way(body: str, message_id: str | None = None, number: str = NUMBER) -> dict[str, str]:
+    return {
+        "originationNumber": number, "destinationNumber": OURS, "messageKeyword": "KEYWORD_123456789012",
+        "messageBody": body, "inboundMessageId": message_id or str(uuid.uuid4()),
+        "previousPublishedMessageId": str(uuid.uuid4()),
+    }  # fmt: skip
+
+
+def drain(aws: Stack) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    queue_url = aws.ref("InboundSmsQueue")
+    arn = aws.resolver.attrs[("InboundSmsQueue", "Arn")]
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    return [sqs_record(m, arn, "us-east-1") for m in messages]
+
+
+def test_sns_to_queue_to_function_with_envelope_and_raw_messages(aws, inbound, lambda_context, store) -> None:
+    # Given STOP published to the topic (SNS envelope) and START sent raw, later
+    boto3.client("sns").publish(TopicArn=aws.ref("InboundSmsTopic"), Message=json.dumps(two_way("STOP")))
+    records = drain(aws)
+    assert len(records) == 1 and json.loads(records[0]["body"])["Type"] == "Notification"
+    # When the function takes the batch
+    assert inbound({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    # Then the number is blocked, with the inbound id as evidence, and one confirmation went out
+    state = store.get(key())
+    assert state is not None and state.blocked is not None
+    (event,) = store.history(key())
+    assert (
+        event.evidence["inbound_message_id"]
+        == json.loads(json.loads(records[0]["body"])["Message"])["inboundMessageId"]
+    )
+    assert sent_sms() == [(NUMBER, store_reply("opt_out"))]
+    # And a raw START lifts it
+    boto3.client("sqs").send_message(QueueUrl=aws.ref("InboundSmsQueue"), MessageBody=json.dumps(two_way("START")))
+    assert inbound({"Records": drain(aws)}, lambda_context) == {"batchItemFailures": []}
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    assert len(sent_sms()) == 2
+
+
+def store_reply(intent: str) -> str:
+    service = default_service()
+    reply = service.book.reply(intent, "en", service.settings.brand_name, service.settings.support_contact)  # type: ignore[arg-type]
+    assert reply is not None
+    return reply
+
+
+def envelope_record(body: str, message_id: str, sent: datetime) -> dict[str, Any]:
+    record = sample_event("sms_inbound_sns_envelope")["Records"][0]
+    envelope = json.loads(record["body"])
+    envelope["Message"] = json.dumps(two_way(body, message_id))
+    envelope["Timestamp"] = sent.isoformat().replace("+00:00", "Z")
+    record["body"] = json.dumps(envelope)
+    record["messageId"] = str(uuid.uuid4())
+    return record
+
+
+def test_duplicates_have_no_second_effect(inbound, lambda_context, store) -> None:
+    record = envelope_record("STOP", "dup-1", datetime.now(UTC))
+    assert inbound({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert inbound({"Records": [record, record]}, lambda_context) == {"batchItemFailures": []}
+    assert len(store.history(key())) == 1
+    assert len(sent_sms()) == 1
+
+
+def test_a_stop_sent_before_a_start_but_delivered_after_it_does_not_block(inbound, lambda_context, store) -> None:
+    now = datetime.now(UTC)
+    # Given STOP (sent at t) and START (sent at t+30s); the START is delivered first
+    inbound({"Records": [envelope_record("STOP", "s-1", now - timedelta(minutes=5))]}, lambda_context)
+    inbound({"Records": [envelope_record("START", "s-2", now + timedelta(seconds=30))]}, lambda_context)
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    # When the earlier STOP of a second exchange arrives late
+    inbound({"Records": [envelope_record("STOP", "s-3", now)]}, lambda_context)
+    # Then the number stays unblocked, and the late STOP is recorded as superseded
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    assert store.history(key())[-1].evidence["reason"] == "superseded by a later keyword"
+
+
+def test_a_poison_message_beside_good_ones_never_blocks_them(inbound, lambda_context, store, monkeypatch) -> None:
+    good = envelope_record("STOP", "good-1", datetime.now(UTC))
+    other = envelope_record("STOP", "good-2", datetime.now(UTC))
+    other["body"] = other["body"].replace(NUMBER, "+14155550123")
+    garbage = {**good, "messageId": "garbage", "body": "this is not json"}
+    bad_number = envelope_record("STOP", "bad-number", datetime.now(UTC))
+    bad_number["body"] = bad_number["body"].replace(NUMBER, "12")
+    bad_number["messageId"] = "bad-number"
+    oversized = envelope_record("x" * 2000, "too-long", datetime.now(UTC))
+    oversized["messageId"] = "too-long"
+    # And one message whose reply cannot be sent right now (a transient provider failure)
+    real_sms = default_service().sms
+
+    class FailingFor:
+        def __init__(self, channel: Any) -> None:
+            self.channel = channel
+
+        def send(self, to: str, body: str, **kwargs: Any) -> str:
+            if to == "+14155550123":
+                raise RuntimeError("throttled")
+            return str(self.channel.send(to, body, **kwargs))
+
+    monkeypatch.setattr(default_service(), "sms", lambda: FailingFor(real_sms()))
+    result = inbound({"Records": [garbage, good, bad_number, other, oversized]}, lambda_context)
+    # Then only the transiently failing record is retried; unusable ones are ignored, not retried
+    assert result == {"batchItemFailures": [{"itemIdentifier": other["messageId"]}]}
+    assert store.get(key()).blocked is not None  # type: ignore[union-attr]
+    # And the failed record's opt-out is already in force; its retry sends the confirmation once
+    assert store.get(key("+14155550123")).blocked is not None  # type: ignore[union-attr]
+    monkeypatch.setattr(default_service(), "sms", real_sms)
+    assert inbound({"Records": [other]}, lambda_context) == {"batchItemFailures": []}
+    assert [to for to, _ in sent_sms()].count("+14155550123") == 1
+    assert inbound({"Records": [other]}, lambda_context) == {"batchItemFailures": []}
+    assert [to for to, _ in sent_sms()].count("+14155550123") == 1
+
+
+def test_sample_events_run(inbound, webhook, lambda_context, store) -> None:
+    assert inbound(sample_event("sms_inbound_sns_envelope"), lambda_context) == {"batchItemFailures": []}
+    assert store.get(key()).blocked is not None  # type: ignore[union-attr]
+    assert inbound(sample_event("sms_inbound_raw"), lambda_context) == {"batchItemFailures": []}
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    # The webhook sample carries a placeholder signature: refused, as a forged one must be
+    assert webhook(sample_event("sms_twilio_webhook"), lambda_context)["statusCode"] == 403
