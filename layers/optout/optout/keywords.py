@@ -24,7 +24,8 @@ _NON_WORD = re.compile(r"[^\w]+|_")
 
 def normalise_text(text: str) -> str:
     """Lower-case, strip accents, and reduce everything but letters and digits to single spaces."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    # Decompose first: some compatibility letters (bold maths, squared) only become capitals then.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(_NON_WORD.sub(" ", stripped).split())
 

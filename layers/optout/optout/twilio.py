@@ -43,7 +43,7 @@ def valid_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]
     if not claimed or not auth_token:
         return False
     pairs = list(params)
-    given = claimed.strip().encode()
+    given = claimed.strip().encode("utf-8", "surrogatepass")
     return any(hmac.compare_digest(signature(auth_token, u, pairs).encode(), given) for u in _port_variants(url))
 
 
