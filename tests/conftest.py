@@ -19,6 +19,7 @@ from optout_local.runtime import LambdaContext, apply_environment, reset_layer_c
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
+PUBLIC_BASE_URL = "https://optout.example.test"
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +43,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         stack = Provisioner(session, None, REGION).provision()
-        apply_environment(stack, {"AWS_REGION": REGION})
+        apply_environment(stack, {"AWS_REGION": REGION, "OPTOUT_PUBLIC_BASE_URL": PUBLIC_BASE_URL})
         yield stack
     os.environ.clear()
     os.environ.update(saved)

@@ -21,11 +21,11 @@ from optout.twilio import signature
 from optout_local.pollers import sqs_record
 from optout_local.provision import ACCOUNT_ID, Stack
 from optout_local.runtime import LambdaContext, load_handler
-from tests.conftest import sample_event
+from tests.conftest import PUBLIC_BASE_URL, sample_event
 
 NUMBER = "+14155550101"
 OURS = "+14155550100"
-WEBHOOK_URL = "https://127.0.0.1:3000/sms/twilio"  # what the sample's Host and X-Forwarded-Proto say
+WEBHOOK_URL = PUBLIC_BASE_URL + "/sms/twilio"  # the configured public URL, as behind API Gateway
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def sent_sms() -> list[tuple[str, str]]:
 # --- Twilio-style webhook ---------------------------------------------------------------
 
 
-def twilio_event(body: str = "STOP", sign: bool = True, **fields: str) -> dict[str, Any]:
+def twilio_event(body: str = "STOP", sign: bool = True, url: str = WEBHOOK_URL, **fields: str) -> dict[str, Any]:
     form = {
         "From": NUMBER,
         "To": OURS,
@@ -59,7 +59,7 @@ def twilio_event(body: str = "STOP", sign: bool = True, **fields: str) -> dict[s
     event["body"] = urlencode(form)
     token = secret_store.secret_string(get_settings().twilio_auth_token_secret)
     if sign:
-        event["headers"]["x-twilio-signature"] = signature(token, WEBHOOK_URL, form.items())
+        event["headers"]["x-twilio-signature"] = signature(token, url, form.items())
     else:
         event["headers"].pop("x-twilio-signature")
     return event
@@ -123,8 +123,8 @@ def test_bad_webhooks_get_a_fitting_4xx_and_change_nothing(webhook, lambda_conte
         event["headers"]["x-twilio-signature"] = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
     elif change == "changed-body":
         event["body"] = event["body"].replace("Body=STOP", "Body=START")
-    elif change == "wrong-url":
-        event["headers"]["host"] = "attacker.example"
+    elif change == "wrong-url":  # signed for another endpoint, replayed at ours
+        event = twilio_event("STOP", url="https://attacker.example/sms/twilio")
     elif change == "json":
         event["headers"]["content-type"] = "application/json"
     elif change == "oversized-body":

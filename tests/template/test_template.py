@@ -108,7 +108,10 @@ def test_policies_are_scoped_to_the_stack_resources(template) -> None:
                         # SNS publishes to a phone number only with Resource "*"; nothing else may.
                         assert actions == ["sns:Publish"], f"{name} grants {actions} on *"
                         continue
-                    assert isinstance(statement["Resource"], dict), f"{name} grants on a literal resource"
+                    resources = (
+                        statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                    )
+                    assert all(isinstance(r, dict) for r in resources), f"{name} grants on a literal resource"
                 continue
             ((template_name, args),) = policy.items()
             assert template_name.endswith("Policy")

@@ -177,6 +177,8 @@ class Provisioner:
             method(logical_id, props)
         for spec in self.stack.functions.values():
             self._function_environment(spec, resources[spec.logical_id].get("Properties", {}))
+        if not self.locate:
+            self._verify_sender()
         return self.stack
 
     # --- one method per resource type -------------------------------------------------
@@ -299,6 +301,18 @@ class Provisioner:
         self.resolver.refs[logical_id] = key["KeyId"]
         self.resolver.attrs[(logical_id, "Arn")] = key["Arn"]
         self.resolver.attrs[(logical_id, "KeyId")] = key["KeyId"]
+
+    def _aws_ses_configurationset(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        name = props.get("Name") or self.physical_name(logical_id)
+        if not self.locate:
+            self.client("sesv2").create_configuration_set(ConfigurationSetName=name)
+        self.resolver.refs[logical_id] = name
+
+    def _verify_sender(self) -> None:
+        """The local stack's SES may send from the template's SenderAddress (and nothing else)."""
+        if "SenderAddress" in self.template.get("Parameters", {}):
+            self.client("sesv2").create_email_identity(EmailIdentity=self.resolver.parameter("SenderAddress"))
 
     def _aws_s3_bucket(self, logical_id: str, raw: dict[str, Any]) -> None:
         props = self.resolver.resolve(raw)

@@ -57,6 +57,8 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
     merged: dict[str, str] = {}
     for spec in stack.functions.values():
         for key, value in spec.environment.items():
+            if key in extra:
+                continue
             if key in merged and merged[key] != value:
                 raise ValueError(f"{key} differs between functions; the local stack runs them in one process")
             merged[key] = value
@@ -68,6 +70,7 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
 def reset_layer_caches() -> None:
     """Forget settings, clients and secrets cached by the layer (after the environment changed)."""
     from optout import clients, keywords, secret_store, settings, sms_inbound, unsubscribe
+    from optout.notices import services
 
     settings.get_settings.cache_clear()
     clients.reset()
@@ -75,6 +78,7 @@ def reset_layer_caches() -> None:
     keywords.default_book.cache_clear()
     unsubscribe.default_service.cache_clear()
     sms_inbound.default_service.cache_clear()
+    services.reset()
 
 
 def load_handler(spec: FunctionSpec) -> Handler:

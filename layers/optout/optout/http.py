@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from optout.errors import BadForm, OptoutError
 
@@ -33,3 +34,18 @@ def public_url(configured_base: str, headers: Mapping[str, str], domain: str, ra
 
 def error_body(exc: OptoutError) -> str:
     return json.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+_KINDS = ("policy_change", "breach_alert", "product", "marketing")
+
+
+def validation_error_body(errors: Sequence[Any]) -> str:
+    """422 body: our error format, with every field path and what is wrong with it."""
+    fields = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        if location and location[0] in _KINDS:  # the discriminated union's tag is not a field
+            location = location[1:]
+        fields.append({"path": ".".join(location) or "body", "message": str(error.get("msg", "invalid"))})
+    message = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:10]) or "invalid request"
+    return json.dumps({"error": {"code": "validation_error", "message": message, "fields": fields}})

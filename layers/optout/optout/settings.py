@@ -49,6 +49,16 @@ class Settings(BaseModel, frozen=True):
     sms_sender_id: str = ""
     twilio_auth_token_secret: str = ""
     max_sms_body: int = Field(default=1600, ge=1)
+    notices_table: str = ""
+    manifest_bucket: str = ""
+    dispatch_queue_url: str = ""
+    send_queue_url: str = ""
+    sender_address: str = "notices@example.com"
+    ses_configuration_set: str = ""
+    email_rate_per_second: float = Field(default=14.0, gt=0)
+    sms_rate_per_second: float = Field(default=20.0, gt=0)
+    default_timezone: str = "America/New_York"
+    send_retry_limit: int = Field(default=5, ge=0)
 
     @field_validator("topics")
     @classmethod

@@ -1,0 +1,75 @@
+"""AdminApi: /admin/notices (AWS_IAM). Create a notice or a dry run, follow it, export evidence.
+
+Thin by design: Powertools validates the body against the pydantic model; the layer does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from optout.errors import OptoutError
+from optout.http import error_body, validation_error_body
+from optout.notices.model import NoticeRequest
+from optout.notices.services import admin
+from optout.observability import logger, metrics, traced
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _actor() -> str:
+    iam = app.current_event.request_context.authorizer.iam
+    return (iam.user_arn or iam.caller_id or "unknown") if iam else "unknown"
+
+
+@app.post("/admin/notices")
+def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
+    key = app.current_event.headers.get("idempotency-key")
+    notice, created = admin().create(request, key, _actor())
+    metrics.add_metric(name="NoticesCreated" if created else "NoticesReplayed", unit=MetricUnit.Count, value=1)
+    logger.info("notice created", extra={"notice_id": notice.id, "kind": notice.kind, "created": created})
+    return Response(
+        202,
+        content_type="application/json",
+        body=notice.model_dump_json(),
+        headers={"Location": f"/admin/notices/{notice.id}"},
+    )
+
+
+@app.get("/admin/notices/<notice_id>")
+def get_notice(notice_id: str) -> dict[str, Any]:
+    return admin().get(notice_id).public()
+
+
+@app.get("/admin/notices/<notice_id>/deliveries")
+def list_deliveries(
+    notice_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    records, token = admin().deliveries(notice_id, limit, next_token)
+    return {"items": [r.model_dump(mode="json") for r in records], "next_token": token}
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def invalid(exc: RequestValidationError) -> Response[str]:
+    return Response(422, content_type="application/json", body=validation_error_body(exc.errors()))
+
+
+@app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
+def rejected(exc: OptoutError) -> Response[str]:
+    logger.info("admin request rejected", extra={"code": exc.code, "status": exc.status})
+    return Response(exc.status, content_type="application/json", body=error_body(exc))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@traced
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

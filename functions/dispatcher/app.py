@@ -1,0 +1,35 @@
+"""Dispatcher: DispatchQueue messages stream a notice's manifest into SendQueue batches.
+
+Thin by design: each record goes to the layer's dispatcher with the time this invocation has left.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from optout.notices.services import dispatcher
+from optout.observability import logger, metrics, traced
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_context: list[LambdaContext] = []
+
+
+def record_handler(record: SQSRecord) -> None:
+    context = _context[-1]
+    outcome = dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
+    logger.info("dispatch step", extra={"outcome": outcome})
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+@traced
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _context[:] = [context]
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

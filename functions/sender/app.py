@@ -1,0 +1,37 @@
+"""Sender: one SendQueue message is one batch of at most 50 recipients; failures per record.
+
+Thin by design: parse the batch, hand it to the layer's sender, count what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from optout.notices.send import batch_from_message
+from optout.notices.services import sender
+from optout.observability import logger, metrics, traced
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    batch = batch_from_message(record.body)
+    result = sender().process(batch)
+    for name in ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicates"):
+        if getattr(result, name):
+            metrics.add_metric(name=f"Recipients_{name}", unit=MetricUnit.Count, value=getattr(result, name))
+    logger.info("batch processed", extra={"notice_id": batch.notice_id, "batch": batch.batch, **result.__dict__})
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+@traced
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

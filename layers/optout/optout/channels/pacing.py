@@ -1,0 +1,72 @@
+"""Pace sends under a provider quota, and back off on throttling instead of failing.
+
+SES counts recipients per second; a token bucket per function instance keeps under the rate
+this instance was given (the stack caps the sender's concurrency so instances x rate stays
+under the account's quota).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
+        "ProvisionedThroughputExceededException", "RequestLimitExceeded", "ServiceUnavailable",
+        "ServiceUnavailableException", "InternalFailure", "InternalServerError", "SlowDown",
+    }
+)  # fmt: skip
+
+
+class Transient(Exception):
+    """The provider kept throttling or failing: try this recipient again later."""
+
+
+class TokenBucket:
+    def __init__(self, rate_per_second: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate_per_second
+        self.capacity = burst if burst is not None else max(1.0, rate_per_second)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def take(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        with self.lock:
+            while True:
+                now = self.clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                sleep((1 - self.tokens) / self.rate)
+
+
+def is_throttling(exc: BaseException) -> bool:
+    from botocore import exceptions
+
+    if isinstance(exc, exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code") in THROTTLING_CODES
+    return isinstance(exc, exceptions.ConnectionError | exceptions.ReadTimeoutError)
+
+
+def with_backoff(
+    call: Callable[[], T], attempts: int = 5, base: float = 0.2, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """Retry throttling and transient errors with full-jitter backoff; then raise Transient."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_throttling(exc):
+                raise
+            if attempt == attempts - 1:
+                raise Transient(str(exc)) from exc
+            sleep(random.uniform(0, base * 2**attempt))  # noqa: S311 - jitter, not security
+    raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Admin notices: policy-change notices, breach alerts, product and marketing mail and texts."""

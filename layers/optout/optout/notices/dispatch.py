@@ -1,0 +1,276 @@
+"""The dispatcher: stream a notice's manifest from S3 into SendQueue batches, resumably.
+
+It reads from the last checkpoint (a byte offset), writes batches of at most 50 recipients with
+SendMessageBatch (10 batches a call), and checkpoints after every call, atomically with the
+rows and bad rows it read. Near the end of its time it queues a continuation of itself, so a
+manifest of millions of rows never dies at Lambda's 15-minute limit. A dry run reads the same
+way but decides instead of sending. A ``finalize`` message closes the notice once every
+dispatched recipient has a final decision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from optout.identity import address_key
+from optout.notices.manifest import Cursor, format_of, lines, parse_line
+from optout.notices.model import BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
+from optout.notices.render import render_email, render_sms, sms_segments
+from optout.notices.rules import address_of, decide
+from optout.notices.store import NoticeStore
+from optout.settings import Settings
+from optout.suppression_store import SuppressionStore
+
+BATCH_MAX = 50
+RECORDS_MAX = 98  # claims per batch transaction (100 items less the marker and the counts)
+MESSAGES_PER_CALL = 10
+STOP_WHEN_LEFT_MS = 60_000
+FINAL = ("complete", "complete_with_failures", "failed")
+
+
+@dataclass
+class DryRun:
+    """Per channel: how many would be sent, suppressed (by reason), deferred, unreachable."""
+
+    channels: dict[str, Counter[str]] = field(default_factory=dict)
+    reasons: dict[str, Counter[str]] = field(default_factory=dict)
+    recipients: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channels": {c: dict(v) for c, v in self.channels.items()},
+            "reasons": {c: dict(v) for c, v in self.reasons.items()},
+            "recipients": dict(self.recipients),
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> DryRun:
+        data = data or {}
+        return cls(
+            channels={c: Counter(v) for c, v in data.get("channels", {}).items()},
+            reasons={c: Counter(v) for c, v in data.get("reasons", {}).items()},
+            recipients=Counter(data.get("recipients", {})),
+            samples=dict(data.get("samples", {})),
+        )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        notices: NoticeStore,
+        suppressions: SuppressionStore,
+        s3: Callable[[], Any],
+        send_batches: Callable[[list[dict[str, Any]]], None],
+        requeue: Callable[[dict[str, Any], int], None],
+        pepper: Callable[[], bytes],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.notices = notices
+        self.suppressions = suppressions
+        self.s3 = s3
+        self.send_batches = send_batches
+        self.requeue = requeue
+        self.pepper = pepper
+        self.now = now
+
+    def handle(self, message: dict[str, Any], remaining_ms: Callable[[], int]) -> str:
+        notice_id = str(message["notice_id"])
+        if message.get("action") == "finalize":
+            return self.finalize(notice_id, int(message.get("attempt", 0)))
+        return self.dispatch(notice_id, remaining_ms)
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def dispatch(self, notice_id: str, remaining_ms: Callable[[], int]) -> str:
+        notice = self.notices.get(notice_id)
+        if notice.status in FINAL:
+            return "already final"
+        cursor, dispatched = self.notices.cursor(notice_id)
+        if dispatched:
+            return "already dispatched"
+        self.notices.set_status(notice_id, "dispatching", self.now(), only_from=("queued", "dispatching"))
+        bucket, key = notice.manifest.removeprefix("s3://").split("/", 1)
+        try:
+            body = self.s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={cursor.offset}-")["Body"]
+        except Exception as exc:  # a missing or unreadable manifest ends the notice, with the reason
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            if code in ("InvalidRange",) and cursor.offset > 0:
+                body = iter(())
+            else:
+                self.notices.set_status(notice_id, "failed", self.now(), error=f"cannot read the manifest: {code}")
+                return "failed"
+        if cursor.line == 0:
+            chunks = _chunks(body)
+            head = next(chunks, b"")
+            cursor.fmt = format_of(key, head)
+            stream: Iterator[bytes] = _prepend(head, chunks)
+        else:
+            stream = _chunks(body)
+        if notice.dry_run:
+            return self._dry_run(notice, cursor, stream, remaining_ms)
+        return self._send(notice, cursor, stream, remaining_ms)
+
+    def _send(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
+        width = len(notice.channels)
+        pending: list[list[Recipient]] = [[]]
+        messages: list[dict[str, Any]] = []
+        bad: list[BadRow] = []
+        rows = recipients = 0
+        for raw, number, offset in lines(stream, cursor):
+            parsed = parse_line(raw, number, cursor)
+            cursor.line, cursor.offset = number, offset
+            if parsed is None:
+                continue
+            rows += 1
+            if isinstance(parsed, BadRow):
+                bad.append(parsed)
+                continue
+            recipients += 1
+            batch = pending[-1]
+            batch.append(parsed)
+            if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
+                messages.append(self._message(notice, pending.pop(), cursor.line))
+                pending.append([])
+            if len(messages) >= MESSAGES_PER_CALL:
+                self.send_batches(messages)
+                self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, False, self.now())
+                messages, bad, rows, recipients = [], [], 0, 0
+                if remaining_ms() < STOP_WHEN_LEFT_MS:
+                    # Whatever is pending was not checkpointed: the continuation reads it again.
+                    self.requeue({"notice_id": notice.id}, 0)
+                    return "continued"
+        if pending[-1]:
+            messages.append(self._message(notice, pending[-1], cursor.line))
+        if messages:
+            self.send_batches(messages)
+        self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, True, self.now())
+        self.notices.set_status(notice.id, "sending", self.now(), only_from=("dispatching",))
+        self.requeue({"notice_id": notice.id, "action": "finalize", "attempt": 0}, 2)
+        return "dispatched"
+
+    def _message(self, notice: Notice, recipients: list[Recipient], last_line: int) -> dict[str, Any]:
+        # The batch id is where it starts in the manifest: the same rows always make the same batch.
+        batch = SendBatch(
+            notice_id=notice.id,
+            batch=f"L{recipients[0].line}",
+            entries=[BatchEntry(recipient=r) for r in recipients],
+        )
+        return batch.model_dump(mode="json", exclude_defaults=False)
+
+    # --- dry run -------------------------------------------------------------------------
+
+    def _dry_run(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
+        result = DryRun.from_json(notice.dry_run_result)
+        chunk: list[Recipient] = []
+        bad: list[BadRow] = []
+        rows = recipients = 0
+        for raw, number, offset in lines(stream, cursor):
+            parsed = parse_line(raw, number, cursor)
+            cursor.line, cursor.offset = number, offset
+            if parsed is None:
+                continue
+            rows += 1
+            if isinstance(parsed, BadRow):
+                bad.append(parsed)
+                continue
+            recipients += 1
+            chunk.append(parsed)
+            if len(chunk) >= BATCH_MAX:
+                self._evaluate(notice, chunk, result)
+                chunk = []
+                if recipients >= 500:
+                    self.notices.save_dry_run(notice.id, result.to_json(), self.now())
+                    self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, False, self.now())
+                    bad, rows, recipients = [], 0, 0
+                    if remaining_ms() < STOP_WHEN_LEFT_MS:
+                        self.requeue({"notice_id": notice.id}, 0)
+                        return "continued"
+        if chunk:
+            self._evaluate(notice, chunk, result)
+        self.notices.save_dry_run(notice.id, result.to_json(), self.now())
+        self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, True, self.now())
+        self.notices.set_status(notice.id, "complete", self.now(), only_from=("dispatching",))
+        return "dry run complete"
+
+    def _evaluate(self, notice: Notice, chunk: list[Recipient], result: DryRun) -> None:
+        pepper = self.pepper()
+        keys: dict[tuple[str, ChannelName], str] = {}
+        for recipient in chunk:
+            for channel in notice.channels:
+                address = address_of(recipient, channel)
+                if address is not None:
+                    keys[(recipient.recipient_id, channel)] = address_key(pepper, channel, address)
+        states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
+        now = self.now()
+        for recipient in chunk:
+            channel_states = {ch: states.get(keys.get((recipient.recipient_id, ch), "")) for ch in notice.channels}
+            outcome = decide(
+                recipient, notice.topic, self.settings.optional_topics, notice.channels, notice.mode, channel_states,
+                now, hold_optional_sms=notice.kind != "breach_alert", default_timezone=self.settings.default_timezone,
+            )  # fmt: skip
+            result.recipients[outcome.decision] += 1
+            for channel_outcome in outcome.channels:
+                result.channels.setdefault(channel_outcome.channel, Counter())[channel_outcome.decision] += 1
+                if channel_outcome.reason:
+                    result.reasons.setdefault(channel_outcome.channel, Counter())[channel_outcome.reason] += 1
+                if channel_outcome.decision == "sent" and channel_outcome.channel not in result.samples:
+                    result.samples[channel_outcome.channel] = self._sample(notice, recipient, channel_outcome.channel)
+
+    def _sample(self, notice: Notice, recipient: Recipient, channel: ChannelName) -> dict[str, Any]:
+        optional = notice.topic in self.settings.optional_topics
+        if channel == "sms":
+            text = render_sms(notice, recipient, self.settings.brand_name, optional)
+            return {"text": text, **sms_segments(text)}
+        sample = recipient.model_copy(update={"email": "recipient@example.invalid", "name": None})
+        url = f"{self.settings.public_base_url.rstrip('/')}/unsubscribe?token=SAMPLE"
+        raw = render_email(
+            notice,
+            sample,
+            self.settings.brand_name,
+            self.settings.sender_address,
+            url,
+            url if optional else None,
+            self.now(),
+        )
+        return {"mime": raw.decode("utf-8", "replace")[:20000]}
+
+    # --- finalize ------------------------------------------------------------------------
+
+    def finalize(self, notice_id: str, attempt: int) -> str:
+        progress = self.notices.progress(notice_id)
+        if progress.status in FINAL:
+            return "already final"
+        if progress.dispatched and progress.total is not None and progress.settled >= progress.total:
+            notice = self.notices.get(notice_id)
+            failed = notice.counts.recipients.get("failed", 0)
+            status: Status = "complete_with_failures" if failed else "complete"
+            self.notices.set_status(notice_id, status, self.now(), only_from=("sending", "dispatching"))
+            return status
+        self.requeue({"notice_id": notice_id, "action": "finalize", "attempt": attempt + 1}, min(60, 2 + 2 * attempt))
+        return "waiting"
+
+
+def _chunks(body: Any, size: int = 256 * 1024) -> Iterator[bytes]:
+    if hasattr(body, "iter_chunks"):
+        yield from body.iter_chunks(size)
+    else:
+        yield from body
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
+
+
+def message_body(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))

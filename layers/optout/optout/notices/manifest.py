@@ -1,0 +1,137 @@
+"""Manifests: CSV or JSON Lines of recipients, read as a stream with resumable byte offsets.
+
+Columns: ``recipient_id`` and at least one of ``email``/``phone`` are required; ``locale``,
+``timezone`` and ``name`` are optional. A bad row is reported with its line number and reason
+and never stops the notice. Each row must sit on one line (that is what makes a byte offset a
+safe place to resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from optout.errors import InvalidAddress
+from optout.identity import normalise_email, normalise_phone
+from optout.notices.model import BadRow, Recipient
+
+Format = Literal["csv", "jsonl"]
+COLUMNS = ("recipient_id", "email", "phone", "locale", "timezone", "name")
+MAX_LINE = 64 * 1024
+
+
+def format_of(key: str, first_bytes: bytes = b"") -> Format:
+    lowered = key.lower()
+    if lowered.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lowered.endswith(".csv"):
+        return "csv"
+    return "jsonl" if first_bytes.lstrip().startswith(b"{") else "csv"
+
+
+@dataclass
+class Cursor:
+    """Where reading stopped: the next byte, the last line number read, and the CSV header."""
+
+    offset: int = 0
+    line: int = 0
+    header: list[str] | None = None
+    fmt: Format = "csv"
+
+
+def lines(chunks: Iterable[bytes], cursor: Cursor) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (line without newline, its line number, the offset just after it)."""
+    buffer = b""
+    offset = cursor.offset
+    number = cursor.line
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                if len(buffer) > MAX_LINE:  # a runaway line: report it and skip to its end
+                    number += 1
+                    offset += len(buffer)
+                    yield buffer[:MAX_LINE], number, offset
+                    buffer = b""
+                break
+            line, buffer = buffer[:newline], buffer[newline + 1 :]
+            number += 1
+            offset += newline + 1
+            yield line.rstrip(b"\r"), number, offset
+    if buffer:
+        number += 1
+        offset += len(buffer)
+        yield buffer.rstrip(b"\r"), number, offset
+
+
+def parse_line(raw: bytes, number: int, cursor: Cursor) -> Recipient | BadRow | None:
+    """One line to a recipient, a bad row, or None (blank line, or the CSV header)."""
+    if len(raw) >= MAX_LINE:
+        return BadRow(line=number, reason="line longer than 64 KiB")
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError:
+        return BadRow(line=number, reason="not valid UTF-8")
+    if not text.strip():
+        return None
+    if cursor.fmt == "csv":
+        try:
+            cells = next(csv.reader([text]))
+        except (csv.Error, StopIteration):
+            return BadRow(line=number, reason="not a valid CSV row")
+        if cursor.header is None:
+            header = [c.strip().lower() for c in cells]
+            if "recipient_id" not in header:
+                cursor.header = []
+                return BadRow(line=number, reason="the header has no recipient_id column")
+            cursor.header = header
+            return None
+        if not cursor.header:
+            return BadRow(line=number, reason="no usable header")
+        if len(cells) > len(cursor.header):
+            return BadRow(line=number, reason=f"{len(cells)} cells for {len(cursor.header)} columns")
+        row = dict(zip(cursor.header, cells, strict=False))
+    else:
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            return BadRow(line=number, reason="not valid JSON")
+        if not isinstance(document, dict):
+            return BadRow(line=number, reason="not a JSON object")
+        row = {k: ("" if v is None else str(v)) for k, v in document.items() if isinstance(k, str)}
+    return recipient(row, number)
+
+
+def recipient(row: dict[str, str], number: int) -> Recipient | BadRow:
+    recipient_id = row.get("recipient_id", "").strip()
+    if not recipient_id or len(recipient_id) > 128 or "#" in recipient_id:
+        return BadRow(line=number, reason="recipient_id is missing, longer than 128 characters or contains #")
+    email = row.get("email", "").strip() or None
+    phone = row.get("phone", "").strip() or None
+    if email is None and phone is None:
+        return BadRow(line=number, reason="no email and no phone")
+    try:
+        email = normalise_email(email) if email else None
+    except InvalidAddress as exc:
+        return BadRow(line=number, reason=f"invalid email: {exc.message}")
+    try:
+        phone = normalise_phone(phone) if phone else None
+    except InvalidAddress as exc:
+        return BadRow(line=number, reason=f"invalid phone: {exc.message}")
+    timezone = row.get("timezone", "").strip() or None
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return BadRow(line=number, reason="unknown timezone")
+    locale = (row.get("locale", "").strip() or "en").replace("_", "-").split("-")[0].lower()
+    name = (row.get("name", "").strip() or None) if len(row.get("name", "")) <= 200 else None
+    return Recipient(
+        recipient_id=recipient_id, email=email, phone=phone, locale=locale or "en", timezone=timezone,
+        name=name, line=number,
+    )  # fmt: skip

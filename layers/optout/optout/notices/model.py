@@ -1,0 +1,216 @@
+"""What a notice is: the admin's request, the stored notice, delivery decisions and counts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, TypeAdapter, model_validator
+
+Kind = Literal["policy_change", "breach_alert", "product", "marketing"]
+ChannelName = Literal["email", "sms"]
+Mode = Literal["all", "first_available"]
+Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed"]
+Status = Literal["queued", "dispatching", "sending", "complete", "complete_with_failures", "failed"]
+DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed")
+FINAL_DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "unreachable", "failed")
+
+TOPIC_OF: dict[Kind, str] = {
+    "policy_change": "policy",
+    "breach_alert": "security",
+    "product": "product",
+    "marketing": "marketing",
+}
+DEFAULT_CHANNELS: dict[Kind, tuple[list[ChannelName], Mode]] = {
+    "policy_change": (["email"], "all"),
+    "breach_alert": (["email", "sms"], "all"),
+    "product": (["email"], "all"),
+    "marketing": (["email"], "all"),
+}
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$", max_length=1024)]
+
+
+class PolicyChangeVariables(BaseModel, extra="forbid"):
+    policy_version: ShortText
+    effective_date: date
+    summary: Text
+    policy_url: AnyHttpUrl
+
+
+class BreachAlertVariables(BaseModel, extra="forbid"):
+    """GDPR Art. 34 asks for the nature, the contact point, likely consequences and measures."""
+
+    discovered_at: datetime
+    nature: Text
+    data_categories: list[ShortText] = Field(min_length=1, max_length=50)
+    likely_consequences: Text
+    measures_taken: Text
+    contact: ShortText
+
+    @model_validator(mode="after")
+    def _aware(self) -> BreachAlertVariables:
+        if self.discovered_at.tzinfo is None:
+            raise ValueError("discovered_at needs a time zone, e.g. 2026-11-20T09:30:00Z")
+        return self
+
+
+class FreeContentVariables(BaseModel, extra="forbid"):
+    subject: ShortText
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
+    sms_text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)] | None = None
+
+
+class ChannelSpec(BaseModel, extra="forbid"):
+    channels: list[ChannelName] = Field(min_length=1, max_length=2)
+    mode: Mode = "all"
+
+    @model_validator(mode="after")
+    def _unique(self) -> ChannelSpec:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must not repeat")
+        return self
+
+
+class _NoticeRequest(BaseModel, extra="forbid"):
+    """POST /admin/notices: what every kind shares."""
+
+    channels: ChannelSpec | None = None
+    manifest: S3Uri
+    dry_run: bool = False
+
+    kind: Kind
+    variables: BaseModel
+
+    def channel_spec(self) -> ChannelSpec:
+        if self.channels is not None:
+            return self.channels
+        channels, mode = DEFAULT_CHANNELS[self.kind]
+        return ChannelSpec(channels=list(channels), mode=mode)
+
+
+class PolicyChangeRequest(_NoticeRequest):
+    kind: Literal["policy_change"]
+    variables: PolicyChangeVariables
+
+
+class BreachAlertRequest(_NoticeRequest):
+    kind: Literal["breach_alert"]
+    variables: BreachAlertVariables
+
+
+class ProductRequest(_NoticeRequest):
+    kind: Literal["product"]
+    variables: FreeContentVariables
+
+
+class MarketingRequest(_NoticeRequest):
+    kind: Literal["marketing"]
+    variables: FreeContentVariables
+
+
+NoticeRequest = Annotated[
+    PolicyChangeRequest | BreachAlertRequest | ProductRequest | MarketingRequest, Field(discriminator="kind")
+]
+NOTICE_REQUEST: TypeAdapter[NoticeRequest] = TypeAdapter(NoticeRequest)
+
+
+class Counts(BaseModel):
+    """Per channel and decision (``email.sent``), plus per recipient (``recipients.sent``)."""
+
+    by_channel: dict[str, dict[str, int]] = Field(default_factory=dict)
+    recipients: dict[str, int] = Field(default_factory=dict)
+
+    def recipient_total(self) -> int:
+        return sum(v for k, v in self.recipients.items() if k != "deferred")
+
+
+class BadRow(BaseModel):
+    line: int
+    reason: str
+
+
+class Notice(BaseModel):
+    id: str
+    kind: Kind
+    topic: str
+    channels: list[ChannelName]
+    mode: Mode
+    variables: dict[str, Any]
+    manifest: str
+    dry_run: bool = False
+    status: Status = "queued"
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    total: int | None = None  # recipients dispatched, known once the manifest is read to its end
+    rows_read: int = 0
+    bad_rows: int = 0
+    bad_row_samples: list[BadRow] = Field(default_factory=list)
+    counts: Counts = Field(default_factory=Counts)
+    discovered_at: datetime | None = None
+    first_sent_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    dry_run_result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def breach_report(self) -> dict[str, Any] | None:
+        """For breach alerts: time to notify and whether the 72-hour window held."""
+        if self.kind != "breach_alert" or self.discovered_at is None:
+            return None
+        report: dict[str, Any] = {"discovered_at": self.discovered_at.isoformat()}
+        if self.first_sent_at is not None:
+            report["first_sent_at"] = self.first_sent_at.isoformat()
+        if self.last_sent_at is not None:
+            hours = (self.last_sent_at - self.discovered_at).total_seconds() / 3600
+            report["last_sent_at"] = self.last_sent_at.isoformat()
+            report["hours_to_notify"] = round(hours, 2)
+            done = self.status in ("complete", "complete_with_failures")
+            report["all_reachable_notified_within_72h"] = done and hours <= 72
+        return report
+
+    def public(self) -> dict[str, Any]:
+        document = self.model_dump(mode="json")
+        document["breach"] = self.breach_report()
+        return document
+
+
+class Recipient(BaseModel, frozen=True):
+    """One manifest row, addresses normalised; travels in a send batch."""
+
+    recipient_id: str
+    email: str | None = None
+    phone: str | None = None
+    locale: str = "en"
+    timezone: str | None = None
+    name: str | None = None
+    line: int = 0
+
+
+class DeliveryRecord(BaseModel):
+    notice_id: str
+    recipient_id: str
+    channel: ChannelName | Literal["none"]
+    address_key: str | None = None
+    decision: Decision
+    reason: str | None = None
+    provider_message_id: str | None = None
+    at: datetime
+
+
+class BatchEntry(BaseModel):
+    recipient: Recipient
+    only: list[ChannelName] | None = None  # a deferred or retried entry: just these channels
+    previous: Literal["deferred"] | None = None  # counted as deferred before; move it on
+    attempt: int = 0
+
+
+class SendBatch(BaseModel):
+    """One SendQueue message: at most 50 recipients of one notice."""
+
+    notice_id: str
+    batch: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    entries: list[BatchEntry] = Field(min_length=1, max_length=50)
+    hop: int = 0

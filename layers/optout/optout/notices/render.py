@@ -1,0 +1,157 @@
+"""Render a notice for one recipient: a raw MIME email (text + HTML) and an SMS text.
+
+Templates are Jinja2 (autoescaped HTML), wording per kind and locale (en, es; anything else
+falls back to en). Optional-topic mail carries the recipient's own RFC 8058 List-Unsubscribe
+headers; every mail, required ones included, links to the recipient's preference page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from optout.notices.model import Notice, Recipient
+
+NOTICE_LANGUAGES = ("en", "es")
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("optout", "templates/email"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@cache
+def wording(language: str) -> dict[str, Any]:
+    lang = language if language in NOTICE_LANGUAGES else "en"
+    text = resources.files("optout").joinpath(f"locales/notices.{lang}.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _topic_label(topic: str, language: str) -> str:
+    from optout.pages import messages
+
+    lang = language if language in ("en", "es", "fr", "de") else "en"
+    label: str = messages(lang)["topics"].get(topic, [topic])[0]
+    return label
+
+
+def _content(notice: Notice, language: str, brand: str) -> tuple[str, str, list[dict[str, Any]], str | None, str]:
+    """Subject, heading, blocks, call-to-action URL and its label."""
+    v = notice.variables
+    w = wording(language)
+    if notice.kind == "policy_change":
+        k = w["policy_change"]
+        fields = {"brand": brand, "policy_version": v["policy_version"], "effective_date": v["effective_date"]}
+        blocks = [{"paragraphs": [k["intro"].format(**fields), v["summary"]]}]
+        return k["subject"].format(**fields), k["heading"], blocks, str(v["policy_url"]), k["cta"]
+    if notice.kind == "breach_alert":
+        k = w["breach_alert"]
+        discovered = datetime.fromisoformat(str(v["discovered_at"]).replace("Z", "+00:00")).strftime(
+            "%Y-%m-%d %H:%M %Z"
+        )
+        blocks = [
+            {"paragraphs": [k["intro"]]},
+            {"title": k["nature"], "paragraphs": [v["nature"], k["discovered"].format(discovered_at=discovered)]},
+            {"title": k["data_categories"], "items": list(v["data_categories"])},
+            {"title": k["likely_consequences"], "paragraphs": [v["likely_consequences"]]},
+            {"title": k["measures_taken"], "paragraphs": [v["measures_taken"]]},
+            {"title": k["contact"], "paragraphs": [v["contact"]]},
+        ]
+        return k["subject"].format(brand=brand), k["heading"], blocks, None, ""
+    paragraphs = [p.strip() for p in str(v["body"]).replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return str(v["subject"]), str(v["subject"]), [{"paragraphs": paragraphs}], None, ""
+
+
+def render_email(
+    notice: Notice,
+    recipient: Recipient,
+    brand: str,
+    sender: str,
+    preferences_url: str,
+    unsubscribe_url: str | None,
+    now: datetime,
+) -> bytes:
+    """The complete raw MIME message for one recipient, ready for SES SendEmail (Raw)."""
+    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    w = wording(language)
+    subject, heading, blocks, cta_url, cta = _content(notice, language, brand)
+    required = unsubscribe_url is None
+    footer = (
+        w["footer_required"] if required else w["footer_optional"].format(topic=_topic_label(notice.topic, language))
+    )
+    context = {
+        "lang": language, "brand": brand, "subject": subject, "heading": heading, "blocks": blocks,
+        "cta_url": cta_url, "cta": cta, "footer": footer, "manage": w["manage"], "unsubscribe": w["unsubscribe"],
+        "preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url,
+    }  # fmt: skip
+    env = _environment()
+    text = env.get_template("notice.txt").render(**context)
+    html = env.get_template("notice.html").render(**context)
+    message = EmailMessage(policy=SMTP)
+    message["From"] = sender
+    message["To"] = recipient.email or ""
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
+    message["X-Optout-Notice"] = notice.id
+    if unsubscribe_url is not None:
+        message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message.as_bytes()
+
+
+def render_sms(notice: Notice, recipient: Recipient, brand: str, optional: bool) -> str:
+    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    w = wording(language)
+    v = notice.variables
+    if notice.kind == "policy_change":
+        text = w["policy_change"]["sms"].format(
+            brand=brand, effective_date=v["effective_date"], policy_url=v["policy_url"]
+        )
+    elif notice.kind == "breach_alert":
+        text = w["breach_alert"]["sms"].format(brand=brand, contact=v["contact"])
+    else:
+        text = f"{brand}: {v.get('sms_text') or v['subject']}"
+    if optional:
+        text = f"{text} {w['free']['sms_suffix']}"
+    return str(text)
+
+
+def sms_segments(text: str) -> dict[str, Any]:
+    """GSM-7 when every character fits (extension characters count twice), else UCS-2."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
+        units = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
+        return {"encoding": "GSM-7", "characters": units, "segments": 1 if units <= 160 else math.ceil(units / 153)}
+    units = len(text.encode("utf-16-le")) // 2
+    return {"encoding": "UCS-2", "characters": units, "segments": 1 if units <= 70 else math.ceil(units / 67)}

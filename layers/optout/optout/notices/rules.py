@@ -1,0 +1,130 @@
+"""Who gets what, on which channel: the decision rules of DESIGN §2, as one pure function.
+
+- Required topics (policy, security) ignore topic opt-outs but honour channel blocks (bounce,
+  complaint-driven block, SMS STOP, admin) and fall back to the next channel; a recipient with no
+  usable channel is ``unreachable`` (they need substitute notice), never silently dropped.
+- Optional topics honour every opt-out; with no usable channel the recipient is ``suppressed``.
+- Optional SMS outside 08:00-21:00 recipient-local time is ``deferred`` until 08:00, never
+  dropped. Breach alerts and other required notices are not held back.
+- ``all`` uses every usable channel; ``first_available`` the first usable one, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from optout.notices.model import ChannelName, Decision, Mode, Recipient
+from optout.suppression import SuppressionState
+
+QUIET_START = time(21, 0)
+QUIET_END = time(8, 0)
+
+
+@dataclass(frozen=True)
+class ChannelOutcome:
+    channel: ChannelName
+    decision: Decision
+    reason: str | None = None
+    defer_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    decision: Decision
+    channels: tuple[ChannelOutcome, ...]
+
+    @property
+    def to_send(self) -> tuple[ChannelOutcome, ...]:
+        return tuple(c for c in self.channels if c.decision == "sent")
+
+
+def address_of(recipient: Recipient, channel: ChannelName) -> str | None:
+    return recipient.email if channel == "email" else recipient.phone
+
+
+def time_zones(recipient: Recipient, default: str) -> list[str]:
+    """The recipient's zone, else every zone of their phone number's region, else the default."""
+    if recipient.timezone:
+        return [recipient.timezone]
+    if recipient.phone:
+        import phonenumbers
+        from phonenumbers import timezone as phone_timezones
+
+        zones = [z for z in phone_timezones.time_zones_for_number(phonenumbers.parse(recipient.phone)) if "/" in z]
+        if zones:
+            return zones
+    return [default]
+
+
+def quiet_until(zones: Sequence[str], now: datetime) -> datetime | None:
+    """None if it is 08:00-21:00 in every zone; else the earliest moment it is so in all of them."""
+    latest: datetime | None = None
+    for zone in zones:
+        local = now.astimezone(ZoneInfo(zone))
+        if QUIET_END <= local.time() < QUIET_START:
+            continue
+        day = local.date() if local.time() < QUIET_END else local.date() + timedelta(days=1)
+        opens = datetime.combine(day, QUIET_END, tzinfo=ZoneInfo(zone))
+        if latest is None or opens > latest:
+            latest = opens
+    return latest
+
+
+def _unusable_reason(
+    channel: ChannelName, address: str | None, state: SuppressionState | None, topic: str, optional: Sequence[str]
+) -> str | None:
+    if address is None:
+        return "no address"
+    if state is None:
+        return None
+    if state.blocked is not None:
+        return f"blocked: {state.blocked.reason}"
+    if topic in optional and state.opted_out(topic, optional):
+        return "opted out of all optional" if state.all_optional else f"opted out of {topic}"
+    return None
+
+
+def decide(
+    recipient: Recipient,
+    topic: str,
+    optional_topics: Sequence[str],
+    channels: Sequence[ChannelName],
+    mode: Mode,
+    states: Mapping[ChannelName, SuppressionState | None],
+    now: datetime,
+    hold_optional_sms: bool = True,
+    default_timezone: str = "America/New_York",
+) -> RecipientOutcome:
+    optional = topic in optional_topics
+    considered: list[ChannelOutcome] = []
+    unusable: list[ChannelOutcome] = []
+    for channel in channels:
+        address = address_of(recipient, channel)
+        reason = _unusable_reason(channel, address, states.get(channel), topic, optional_topics)
+        if reason is not None:
+            unusable.append(ChannelOutcome(channel, "suppressed", reason))
+            if address is not None:
+                considered.append(unusable[-1])
+            continue
+        if channel == "sms" and optional and hold_optional_sms:
+            until = quiet_until(time_zones(recipient, default_timezone), now)
+            if until is not None:
+                considered.append(ChannelOutcome(channel, "deferred", "quiet hours", until))
+                if mode == "first_available":
+                    break
+                continue
+        considered.append(ChannelOutcome(channel, "sent"))
+        if mode == "first_available":
+            break
+    decisions = {c.decision for c in considered}
+    if "sent" in decisions:
+        return RecipientOutcome("sent", tuple(considered))
+    if "deferred" in decisions:
+        return RecipientOutcome("deferred", tuple(considered))
+    if optional:
+        return RecipientOutcome("suppressed", tuple(considered))
+    # Required notice, no usable channel: every channel says why, the recipient is unreachable.
+    return RecipientOutcome("unreachable", tuple(ChannelOutcome(u.channel, "unreachable", u.reason) for u in unusable))

@@ -1,0 +1,489 @@
+"""The NoticesTable: notices, idempotency keys and one delivery record per recipient and channel.
+
+Items (pk / sk):
+
+    notice#<id> / notice                        the notice: a JSON document plus atomic counters
+    notice#<id> / delivery#<recipient>#<channel> a delivery record: claimed, then completed
+    idem#<key>  / idem                          an Idempotency-Key and the hash of its request
+
+A delivery is claimed before anything is sent (one transaction for the batch), so a redelivered
+batch never sends twice; counts are added only for records this attempt claimed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from optout.errors import OptoutError
+from optout.notices.manifest import Cursor
+from optout.notices.model import BadRow, Counts, DeliveryRecord, Notice, Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+NOTICE_SK = "notice"
+DELIVERY_PREFIX = "delivery#"
+MAX_BAD_ROW_SAMPLES = 1000
+_STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_run", "created_by", "created_at")
+
+
+class NoticeNotFound(OptoutError):
+    code = "not_found"
+    status = 404
+
+
+class BatchTaken(Exception):
+    """This send batch was taken before: the redelivery only recovers what was left."""
+
+
+class ClaimConflict(Exception):
+    def __init__(self, records: Sequence[DeliveryRecord]) -> None:
+        super().__init__(f"{len(records)} delivery records exist already")
+        self.records = list(records)
+
+
+class IdempotencyConflict(OptoutError):
+    code = "idempotency_conflict"
+    status = 409
+
+
+def _s(value: str) -> dict[str, Any]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, Any]:
+    return {"N": str(value)}
+
+
+def _pk(notice_id: str) -> dict[str, Any]:
+    return _s(f"notice#{notice_id}")
+
+
+def _counter(name: str) -> str:
+    return name.replace(".", "__")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What add_counts left behind: enough to tell whether the notice is finished."""
+
+    status: Status
+    total: int | None
+    dispatched: bool
+    settled: int  # recipients with a final decision
+
+
+class NoticeStore:
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            from optout import clients
+
+            self._client = clients.dynamodb()
+        return self._client
+
+    # --- notices ---------------------------------------------------------------------
+
+    def create(self, notice: Notice, idempotency_key: str | None, request_hash: str) -> Notice:
+        doc = notice.model_dump(mode="json", include=set(_STATIC))
+        item: dict[str, Any] = {
+            "pk": _pk(notice.id),
+            "sk": _s(NOTICE_SK),
+            "doc": _s(json.dumps(doc)),
+            "status": _s(notice.status),
+            "updated_at": _s(notice.updated_at.isoformat()),
+            "rows_read": _n(0),
+            "bad_rows": _n(0),
+            "offset": _n(0),
+            "line": _n(0),
+            "dispatched": {"BOOL": False},
+        }
+        if notice.discovered_at is not None:
+            item["discovered_at"] = _s(notice.discovered_at.isoformat())
+        puts: list[Any] = [
+            {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        ]
+        if idempotency_key is not None:
+            idem = {
+                "pk": _s(f"idem#{idempotency_key}"),
+                "sk": _s("idem"),
+                "notice_id": _s(notice.id),
+                "hash": _s(request_hash),
+            }
+            puts.append(
+                {"Put": {"TableName": self.table, "Item": idem, "ConditionExpression": "attribute_not_exists(pk)"}}
+            )
+        try:
+            self.client.transact_write_items(TransactItems=puts)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            if idempotency_key is None:
+                raise
+            existing = self.client.get_item(
+                TableName=self.table, Key={"pk": _s(f"idem#{idempotency_key}"), "sk": _s("idem")}, ConsistentRead=True
+            ).get("Item")
+            if existing is None:
+                raise
+            if existing["hash"]["S"] != request_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different request") from exc
+            return self.get(existing["notice_id"]["S"])
+        return notice
+
+    def get(self, notice_id: str) -> Notice:
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise NoticeNotFound("no notice with this id")
+        return _notice(notice_id, item)
+
+    def cursor(self, notice_id: str) -> tuple[Cursor, bool]:
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            ConsistentRead=True,
+            ProjectionExpression="#o, line, header, fmt, dispatched",
+            ExpressionAttributeNames={"#o": "offset"},
+        ).get("Item")
+        if item is None:
+            raise NoticeNotFound("no notice with this id")
+        header = json.loads(item["header"]["S"]) if "header" in item else None
+        fmt = item.get("fmt", {}).get("S", "csv")
+        cursor = Cursor(offset=int(item["offset"]["N"]), line=int(item["line"]["N"]), header=header, fmt=fmt)  # type: ignore[arg-type]
+        return cursor, bool(item.get("dispatched", {}).get("BOOL"))
+
+    def set_status(
+        self, notice_id: str, status: Status, now: datetime, only_from: Sequence[Status] = (), error: str | None = None
+    ) -> bool:
+        values: dict[str, Any] = {":s": _s(status), ":u": _s(now.isoformat())}
+        expression = "SET #st = :s, updated_at = :u"
+        if error is not None:
+            expression += ", #err = :e"
+            values[":e"] = _s(error)
+        condition = "attribute_exists(pk)"
+        if only_from:
+            condition += " AND #st IN (" + ", ".join(f":f{i}" for i in range(len(only_from))) + ")"
+            values.update({f":f{i}": _s(s) for i, s in enumerate(only_from)})
+        names = {"#st": "status", **({"#err": "error"} if error is not None else {})}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def checkpoint(
+        self,
+        notice_id: str,
+        cursor: Cursor,
+        rows: int,
+        bad: Sequence[BadRow],
+        dispatched_recipients: int,
+        done: bool,
+        now: datetime,
+    ) -> None:
+        """Record how far dispatch got, atomically with the rows it read since the last one."""
+        values: dict[str, Any] = {
+            ":o": _n(cursor.offset),
+            ":l": _n(cursor.line),
+            ":r": _n(rows),
+            ":b": _n(len(bad)),
+            ":d": {"BOOL": done},
+            ":u": _s(now.isoformat()),
+            ":f": _s(cursor.fmt),
+            ":q": _n(dispatched_recipients),
+        }
+        sets = ["#o = :o", "line = :l", "dispatched = :d", "updated_at = :u", "fmt = :f"]
+        if cursor.header is not None:
+            sets.append("header = :h")
+            values[":h"] = _s(json.dumps(cursor.header))
+        if bad:
+            sets.append("samples = list_append(if_not_exists(samples, :empty), :bad)")
+            values[":empty"] = {"L": []}
+            values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in bad]}
+        if done:
+            sets.append("total = if_not_exists(queued, :zero) + :q")
+            values[":zero"] = _n(0)
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            UpdateExpression="SET " + ", ".join(sets) + " ADD rows_read :r, bad_rows :b, queued :q",
+            ExpressionAttributeNames={"#o": "offset"},
+            ExpressionAttributeValues=values,
+        )
+
+    def save_dry_run(self, notice_id: str, result: dict[str, Any], now: datetime) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            UpdateExpression="SET dry_run_result = :r, updated_at = :u",
+            ExpressionAttributeValues={":r": _s(json.dumps(result)), ":u": _s(now.isoformat())},
+        )
+
+    def _counts_update(
+        self,
+        notice_id: str,
+        channel_counts: dict[str, int],
+        recipient_counts: dict[str, int],
+        sent_at: datetime | None,
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":u": _s(now.isoformat())}
+        adds: list[str] = []
+        pairs = [*channel_counts.items(), *(("r." + k, v) for k, v in recipient_counts.items())]
+        for i, (name, amount) in enumerate(pairs):
+            if amount:
+                names[f"#c{i}"] = "c__" + _counter(name)
+                values[f":c{i}"] = _n(amount)
+                adds.append(f"#c{i} :c{i}")
+        sets = ["updated_at = :u"]
+        if sent_at is not None:
+            values[":t"] = _s(sent_at.isoformat())
+            sets += ["first_sent_at = if_not_exists(first_sent_at, :t)", "last_sent_at = :t"]
+        if not adds and sent_at is None:
+            return None
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            "UpdateExpression": "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else ""),
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        return update
+
+    def add_counts(
+        self,
+        notice_id: str,
+        channel_counts: dict[str, int],
+        recipient_counts: dict[str, int],
+        sent_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Add counts (negative to move a recipient from one decision to another) in one update."""
+        update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
+        if update is not None:
+            self.client.update_item(**update)
+
+    def progress(self, notice_id: str) -> Progress:
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise NoticeNotFound("no notice with this id")
+        return _progress(item)
+
+    # --- deliveries ------------------------------------------------------------------------
+
+    def claim_batch(
+        self,
+        notice_id: str,
+        batch: str,
+        records: Sequence[DeliveryRecord],
+        channel_counts: dict[str, int],
+        recipient_counts: dict[str, int],
+        now: datetime,
+    ) -> None:
+        """In one transaction: mark the batch taken, claim its delivery records, add its counts.
+
+        Raises BatchTaken if this batch was taken before (a redelivery), or ClaimConflict naming
+        the records that exist already (a recipient listed twice in the manifest).
+        """
+        items: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {"pk": _pk(notice_id), "sk": _s(f"batch#{batch}"), "at": _s(now.isoformat())},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        items += [{"Put": self._claim_put(r, batch)} for r in records]
+        update = self._counts_update(notice_id, channel_counts, recipient_counts, None, now)
+        if update is not None:
+            items.append({"Update": update})
+        if len(items) > 100:
+            raise ValueError("a batch claims at most 98 delivery records")
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                raise BatchTaken(batch) from exc
+            conflicts = [
+                records[i - 1] for i, c in enumerate(codes) if c == "ConditionalCheckFailed" and 0 < i <= len(records)
+            ]
+            if conflicts:
+                raise ClaimConflict(conflicts) from exc
+            raise
+
+    def _claim_put(self, record: DeliveryRecord, batch: str) -> dict[str, Any]:
+        state = {"sent": "claimed", "deferred": "deferred"}.get(record.decision, "complete")
+        item = _delivery_item(record, state=state)
+        item["batch"] = _s(batch)
+        return {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk) OR #state = :deferred",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":deferred": _s("deferred")},
+        }
+
+    def batch_records(self, notice_id: str, keys: Sequence[tuple[str, str]]) -> list[tuple[DeliveryRecord, str, str]]:
+        """(record, state, batch) for these (recipient, channel) keys: how a redelivery recovers."""
+        found: list[tuple[DeliveryRecord, str, str]] = []
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            chunk = unique[start : start + 100]
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": _pk(notice_id), "sk": _s(_delivery_sk(r, c))} for r, c in chunk],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    record = _delivery(notice_id, item, raw=True)
+                    found.append((record, item["state"]["S"], item.get("batch", {}).get("S", "")))
+                request = dict(response.get("UnprocessedKeys") or {})
+        return found
+
+    def complete(self, records: Sequence[DeliveryRecord], batch: str) -> None:
+        """Write final (or deferred) records; BatchWriteItem, 25 per call, retrying unprocessed ones."""
+        items = [{"PutRequest": {"Item": {**_delivery_item(r, state=_state(r)), "batch": _s(batch)}}} for r in records]
+        for start in range(0, len(items), 25):
+            request: dict[str, Any] = {self.table: items[start : start + 25]}
+            attempt = 0
+            while request:
+                unprocessed = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                request = dict(unprocessed)
+                attempt += 1
+                if request:
+                    import time
+
+                    time.sleep(min(2.0, 0.05 * 2**attempt))
+
+    def deliveries(
+        self, notice_id: str, limit: int = 100, start: str | None = None
+    ) -> tuple[list[DeliveryRecord], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :d)",
+            "ExpressionAttributeValues": {":pk": _pk(notice_id), ":d": _s(DELIVERY_PREFIX)},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = {"pk": _pk(notice_id), "sk": _s(DELIVERY_PREFIX + start)}
+        response = self.client.query(**kwargs)
+        records = [_delivery(notice_id, item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return records, (last["sk"]["S"].removeprefix(DELIVERY_PREFIX) if last else None)
+
+    def all_deliveries(self, notice_id: str) -> Iterator[DeliveryRecord]:
+        start: str | None = None
+        while True:
+            records, start = self.deliveries(notice_id, 1000, start)
+            yield from records
+            if start is None:
+                return
+
+
+def _delivery_sk(recipient_id: str, channel: str) -> str:
+    return f"{DELIVERY_PREFIX}{recipient_id}#{channel}"
+
+
+def _delivery_item(record: DeliveryRecord, state: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": _pk(record.notice_id),
+        "sk": _s(_delivery_sk(record.recipient_id, record.channel)),
+        "recipient_id": _s(record.recipient_id),
+        "channel": _s(record.channel),
+        "decision": _s(record.decision),
+        "at": _s(record.at.isoformat()),
+        "state": _s(state),
+    }
+    for name in ("address_key", "reason", "provider_message_id"):
+        value = getattr(record, name)
+        if value:
+            item[name] = _s(value)
+    return item
+
+
+def _state(record: DeliveryRecord) -> str:
+    return "deferred" if record.decision == "deferred" else "complete"
+
+
+def _delivery(notice_id: str, item: dict[str, Any], raw: bool = False) -> DeliveryRecord:
+    decision = item["decision"]["S"]
+    if item.get("state", {}).get("S") == "claimed" and not raw:
+        decision, reason = "failed", "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
+    else:
+        reason = item.get("reason", {}).get("S")
+    return DeliveryRecord(
+        notice_id=notice_id,
+        recipient_id=item["recipient_id"]["S"],
+        channel=item["channel"]["S"],
+        address_key=item.get("address_key", {}).get("S"),
+        decision=decision,
+        reason=reason,
+        provider_message_id=item.get("provider_message_id", {}).get("S"),
+        at=datetime.fromisoformat(item["at"]["S"]),
+    )
+
+
+def _counts(item: dict[str, Any]) -> Counts:
+    counts = Counts()
+    for name, value in item.items():
+        if not name.startswith("c__"):
+            continue
+        scope, _, decision = name[3:].partition("__")
+        amount = int(value["N"])
+        if scope == "r":
+            counts.recipients[decision] = amount
+        else:
+            counts.by_channel.setdefault(scope, {})[decision] = amount
+    return counts
+
+
+def _progress(item: dict[str, Any]) -> Progress:
+    counts = _counts(item)
+    return Progress(
+        status=item["status"]["S"],
+        total=int(item["total"]["N"]) if "total" in item else None,
+        dispatched=bool(item.get("dispatched", {}).get("BOOL")),
+        settled=counts.recipient_total(),
+    )
+
+
+def _notice(notice_id: str, item: dict[str, Any]) -> Notice:
+    doc = json.loads(item["doc"]["S"])
+    samples = [BadRow.model_validate_json(s["S"]) for s in item.get("samples", {}).get("L", [])[:MAX_BAD_ROW_SAMPLES]]
+    optional = {k: item[k]["S"] for k in ("discovered_at", "first_sent_at", "last_sent_at", "error") if k in item}
+    return Notice(
+        id=notice_id,
+        **doc,
+        status=item["status"]["S"],
+        updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+        total=int(item["total"]["N"]) if "total" in item else None,
+        rows_read=int(item.get("rows_read", {"N": "0"})["N"]),
+        bad_rows=int(item.get("bad_rows", {"N": "0"})["N"]),
+        bad_row_samples=samples,
+        counts=_counts(item),
+        dry_run_result=json.loads(item["dry_run_result"]["S"]) if "dry_run_result" in item else None,
+        **optional,
+    )
