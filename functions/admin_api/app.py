@@ -33,7 +33,7 @@ def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
     key = app.current_event.headers.get("idempotency-key")
     notice, created = admin().create(request, key, _actor())
     metrics.add_metric(name="NoticesCreated" if created else "NoticesReplayed", unit=MetricUnit.Count, value=1)
-    logger.info("notice created", extra={"notice_id": notice.id, "kind": notice.kind, "created": created})
+    logger.info("notice created", extra={"notice_id": notice.id, "kind": notice.kind, "new": created})
     return Response(
         202,
         content_type="application/json",

@@ -21,7 +21,11 @@ _context: list[LambdaContext] = []
 
 def record_handler(record: SQSRecord) -> None:
     context = _context[-1]
-    outcome = dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
+    try:
+        outcome = dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
+    except Exception:
+        logger.exception("dispatch step failed; the message will be retried", extra={"message_id": record.message_id})
+        raise
     logger.info("dispatch step", extra={"outcome": outcome})
 
 

@@ -21,7 +21,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     batch = batch_from_message(record.body)
-    result = sender().process(batch)
+    try:
+        result = sender().process(batch)
+    except Exception:
+        logger.exception("batch failed; it will be retried", extra={"notice_id": batch.notice_id, "batch": batch.batch})
+        raise
     for name in ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicates"):
         if getattr(result, name):
             metrics.add_metric(name=f"Recipients_{name}", unit=MetricUnit.Count, value=getattr(result, name))

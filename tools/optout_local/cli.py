@@ -188,6 +188,15 @@ def outbox(as_json: bool) -> None:
         click.echo("(nothing sent yet)")
 
 
+def _register() -> None:
+    from optout_local.notice_cli import notice
+
+    main.add_command(notice)
+
+
+_register()
+
+
 def _identity(pepper: bytes, channel: str, address: str) -> Identity:
     try:
         return Identity.of(pepper, channel, address)  # type: ignore[arg-type]

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import boto3
 import click
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from optout.settings import Settings
 from optout.suppression_store import DynamoSuppressionStore
 from optout.token import KeyRing
-from optout_local.stack import LocalConfig
+from optout_local.admin_client import AdminClient
+from optout_local.stack import LOCAL_KEY, LocalConfig
+from optout_local.template import ROOT
 
 
 @dataclass
@@ -33,6 +38,11 @@ class Target:
     twilio_secret: str = ""
     inbound_topic: str = ""
     local: bool = False
+    api_url: str = ""
+    bucket: str = ""
+    region: str = "us-east-1"
+    notices_table: str = ""
+    credentials: Any = None
 
     @cached_property
     def store(self) -> DynamoSuppressionStore:
@@ -41,6 +51,9 @@ class Target:
     def _secret(self, secret_id: str) -> str:
         value: str = self.clients("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
         return value
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.api_url, self.region, self.credentials)
 
     def twilio_auth_token(self) -> str:
         return self._secret(self.twilio_secret)
@@ -72,6 +85,11 @@ def local_target(config: LocalConfig | None = None) -> Target:
         twilio_secret=stack.ref("TwilioAuthTokenSecret"),
         inbound_topic=stack.ref("InboundSmsTopic"),
         local=True,
+        api_url=config.api_url,
+        bucket=stack.ref("ManifestBucket"),
+        region=config.region,
+        notices_table=stack.ref("NoticesTable"),
+        credentials=Credentials(LOCAL_KEY, LOCAL_KEY),
     )
 
 
@@ -91,11 +109,34 @@ def deployed_target(stack_name: str, region: str | None) -> Target:
         clients=session.client,
         twilio_secret=outputs.get("TwilioAuthTokenSecretArn", ""),
         inbound_topic=outputs.get("InboundSmsTopicArn", ""),
+        api_url=outputs.get("ApiUrl", "").rstrip("/"),
+        bucket=outputs.get("ManifestBucketName", ""),
+        region=session.region_name or "us-east-1",
+        notices_table=outputs.get("NoticesTableName", ""),
+        credentials=session.get_credentials(),
     )
 
 
-def resolve_target(stack_name: str | None) -> Target:
+def samconfig_stack(config_env: str, path: Path = ROOT / "samconfig.toml") -> tuple[str, str | None]:
+    """The stack name and region that samconfig.toml gives an environment (dev, staging, prod)."""
+    with path.open("rb") as handle:
+        config = tomllib.load(handle)
+    env = config.get(config_env)
+    if env is None:
+        raise click.ClickException(f"samconfig.toml has no environment {config_env!r}")
+    name = env.get("global", {}).get("parameters", {}).get("stack_name")
+    region = env.get("deploy", {}).get("parameters", {}).get("region")
+    if not name:
+        raise click.ClickException(f"samconfig.toml gives {config_env!r} no stack_name")
+    return name, region
+
+
+def resolve_target(stack_name: str | None, config_env: str | None = None) -> Target:
+    region = os.environ.get("OPTOUT_REGION") or os.environ.get("AWS_REGION")
+    if config_env and not stack_name:
+        stack_name, configured_region = samconfig_stack(config_env)
+        region = region or configured_region
     name = stack_name or os.environ.get("OPTOUT_STACK")
     if name:
-        return deployed_target(name, os.environ.get("OPTOUT_REGION") or os.environ.get("AWS_REGION"))
+        return deployed_target(name, region)
     return local_target()

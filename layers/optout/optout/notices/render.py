@@ -81,7 +81,7 @@ def _content(notice: Notice, language: str, brand: str) -> tuple[str, str, list[
         blocks = [
             {"paragraphs": [k["intro"]]},
             {"title": k["nature"], "paragraphs": [v["nature"], k["discovered"].format(discovered_at=discovered)]},
-            {"title": k["data_categories"], "items": list(v["data_categories"])},
+            {"title": k["data_categories"], "bullets": list(v["data_categories"])},
             {"title": k["likely_consequences"], "paragraphs": [v["likely_consequences"]]},
             {"title": k["measures_taken"], "paragraphs": [v["measures_taken"]]},
             {"title": k["contact"], "paragraphs": [v["contact"]]},

@@ -11,6 +11,7 @@ resolved (as failed, outcome unknown, never re-sent).
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,8 +108,18 @@ class Sender:
                 if address is not None:
                     keys[(entry.recipient.recipient_id, channel)] = address_key(pepper, channel, address)
         states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
-        plans = [self._plan(notice, entry, keys, states, now) for entry in batch.entries]
+        plans: list[Plan] = []
+        seen: set[str] = set()
         duplicates = 0
+        for entry in batch.entries:
+            if entry.recipient.recipient_id in seen:  # listed twice within one batch
+                duplicates += 1
+                continue
+            seen.add(entry.recipient.recipient_id)
+            plans.append(self._plan(notice, entry, keys, states, now))
+        if duplicates:
+            self.notices.add_counts(notice.id, {}, {"duplicate": duplicates}, None, now)
+            duplicates = 0
         while True:
             records = [r for p in plans for r in p.records]
             try:
@@ -241,6 +253,7 @@ class Sender:
             return "failed", f"rejected by provider: {exc}", None
         except Exception as exc:  # anything else: this recipient failed, the batch goes on
             code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            log.exception("send failed", extra={"notice_id": notice.id, "channel": channel, "error": code})
             return "failed", f"send error: {code}", None
         return "sent", None, message_id
 

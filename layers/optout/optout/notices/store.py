@@ -149,8 +149,14 @@ class NoticeStore:
             TableName=self.table,
             Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
             ConsistentRead=True,
-            ProjectionExpression="#o, line, header, fmt, dispatched",
-            ExpressionAttributeNames={"#o": "offset"},
+            ProjectionExpression="#o, #line, #header, #fmt, #dispatched",
+            ExpressionAttributeNames={
+                "#o": "offset",
+                "#line": "line",
+                "#header": "header",
+                "#fmt": "fmt",
+                "#dispatched": "dispatched",
+            },
         ).get("Item")
         if item is None:
             raise NoticeNotFound("no notice with this id")
@@ -206,22 +212,29 @@ class NoticeStore:
             ":f": _s(cursor.fmt),
             ":q": _n(dispatched_recipients),
         }
-        sets = ["#o = :o", "line = :l", "dispatched = :d", "updated_at = :u", "fmt = :f"]
+        sets = ["#o = :o", "#line = :l", "#dispatched = :d", "#updated = :u", "#fmt = :f"]
+        names = {
+            "#o": "offset", "#line": "line", "#dispatched": "dispatched", "#updated": "updated_at", "#fmt": "fmt",
+            "#rows": "rows_read", "#bad": "bad_rows", "#queued": "queued",
+        }  # fmt: skip
         if cursor.header is not None:
-            sets.append("header = :h")
+            sets.append("#header = :h")
+            names["#header"] = "header"
             values[":h"] = _s(json.dumps(cursor.header))
         if bad:
-            sets.append("samples = list_append(if_not_exists(samples, :empty), :bad)")
+            sets.append("#samples = list_append(if_not_exists(#samples, :empty), :bad)")
+            names["#samples"] = "samples"
             values[":empty"] = {"L": []}
             values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in bad]}
         if done:
-            sets.append("total = if_not_exists(queued, :zero) + :q")
+            sets.append("#total = if_not_exists(#queued, :zero) + :q")
+            names["#total"] = "total"
             values[":zero"] = _n(0)
         self.client.update_item(
             TableName=self.table,
             Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD rows_read :r, bad_rows :b, queued :q",
-            ExpressionAttributeNames={"#o": "offset"},
+            UpdateExpression="SET " + ", ".join(sets) + " ADD #rows :r, #bad :b, #queued :q",
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
