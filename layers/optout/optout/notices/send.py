@@ -324,7 +324,10 @@ class Sender:
             for record in stuck:
                 moves[f"{record.channel}.sent"] -= 1
                 moves[f"{record.channel}.failed"] += 1
-            self.notices.add_counts(notice.id, dict(moves), {}, None, now)
+            # A recipient was counted "sent" when claimed; with every claimed channel stuck, they failed.
+            people = {r.recipient_id for r in stuck}
+            recipient_moves = {"sent": -len(people), "failed": len(people)}
+            self.notices.add_counts(notice.id, dict(moves), recipient_moves, None, now)
         return BatchResult(0, 0, 0, 0, len(stuck), 0, redelivered=True)
 
 

@@ -1,0 +1,378 @@
+"""Admin notices on moto: admin API, dispatcher and sender, driven through their handlers."""
+
+from __future__ import annotations
+
+import email
+import json
+from datetime import UTC, datetime, timedelta
+from email.policy import default as email_policy
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from optout import secret_store
+from optout.consent import change_consent
+from optout.identity import Identity
+from optout.notices import services
+from optout.notices.send import Sender
+from optout.settings import get_settings
+from optout.suppression import ConsentChange
+from optout.suppression_store import DynamoSuppressionStore
+from optout_local.gateway import build_event, compile_route
+from optout_local.pollers import sqs_record
+from optout_local.provision import ACCOUNT_ID, Route, Stack
+from optout_local.runtime import LambdaContext, load_handler
+
+POLICY = {
+    "policy_version": "2026-12-01",
+    "effective_date": "2026-12-31",
+    "summary": "We now keep access logs for 30 days instead of 90.",
+    "policy_url": "https://example.com/privacy",
+}
+BREACH = {
+    "discovered_at": (datetime.now(UTC) - timedelta(hours=5)).isoformat(),
+    "nature": "An unauthorised party read a backup of our support database.",
+    "data_categories": ["email address", "support messages"],
+    "likely_consequences": "You may receive phishing emails that quote your support requests.",
+    "measures_taken": "We revoked the leaked credentials and rotated every key.",
+    "contact": "privacy@example.com",
+}
+
+
+class Pipeline:
+    def __init__(self, stack: Stack, ctx: LambdaContext) -> None:
+        self.stack = stack
+        self.ctx = ctx
+        self.admin = load_handler(stack.function("AdminApi"))
+        self.dispatcher = load_handler(stack.function("Dispatcher"))
+        self.sender = load_handler(stack.function("Sender"))
+        self.sqs = boto3.client("sqs")
+        self.bucket = stack.ref("ManifestBucket")
+
+    def manifest(self, rows: list[str], name: str = "users.csv") -> str:
+        body = "recipient_id,email,phone,locale,timezone,name\n" + "\n".join(rows) + "\n"
+        boto3.client("s3").put_object(Bucket=self.bucket, Key=name, Body=body.encode())
+        return f"s3://{self.bucket}/{name}"
+
+    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+            route: str | None = None, params: dict[str, str] | None = None, query: str = "") -> tuple[int, Any]:  # fmt: skip
+        compiled = compile_route(Route(method, route or path, "AdminApiFunction", "AWS_IAM"))
+        raw = json.dumps(body).encode() if body is not None else b""
+        header_list = [("Host", "x"), ("Content-Type", "application/json"), *(headers or {}).items()]
+        event = build_event(
+            compiled, params or {}, method, path, query, header_list, raw, "10.0.0.1", "us-east-1", "testing"
+        )
+        response = self.admin(event, self.ctx)
+        return response["statusCode"], json.loads(response["body"])
+
+    def create(self, kind: str, variables: dict[str, Any], manifest: str, **extra: Any) -> dict[str, Any]:
+        status, body = self.api(
+            "POST", "/admin/notices", {"kind": kind, "variables": variables, "manifest": manifest, **extra}
+        )
+        assert status == 202, body
+        return body
+
+    def get(self, notice_id: str) -> dict[str, Any]:
+        status, body = self.api(
+            "GET", f"/admin/notices/{notice_id}", route="/admin/notices/{id}", params={"id": notice_id}
+        )
+        assert status == 200, body
+        return body
+
+    def receive(self, queue: str) -> list[dict[str, Any]]:
+        url = self.stack.ref(queue)
+        arn = self.stack.resolver.attrs[(queue, "Arn")]
+        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+            "Messages", []
+        )
+        for m in messages:
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return [sqs_record(m, arn, "us-east-1") for m in messages]
+
+    def run(self, notice_id: str, remaining_ms: int = 900_000) -> None:
+        """Play the event source mappings until both queues are empty, then finalize."""
+        self.ctx.timeout_seconds = remaining_ms / 1000
+        for _ in range(200):
+            records = self.receive("DispatchQueue")
+            records = [r for r in records if json.loads(r["body"]).get("action") != "finalize"]
+            for record in records:
+                assert self.dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=remaining_ms / 1000)) == {
+                    "batchItemFailures": []
+                }
+            sends = self.receive("SendQueue")
+            for record in sends:
+                assert self.sender({"Records": [record]}, self.ctx) == {"batchItemFailures": []}
+            if not records and not sends:
+                break
+        services.dispatcher().finalize(notice_id, 0)
+
+
+@pytest.fixture
+def pipeline(aws: Stack, lambda_context: LambdaContext) -> Pipeline:
+    return Pipeline(aws, lambda_context)
+
+
+def sent_mail() -> list[email.message.EmailMessage]:
+    from moto.ses.models import ses_backends
+
+    messages = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
+    return [email.message_from_string(m.raw_data, policy=email_policy) for m in messages]  # type: ignore[misc]
+
+
+def sent_sms() -> list[tuple[str, str]]:
+    from moto.sns.models import sns_backends
+
+    return list(sns_backends[ACCOUNT_ID]["us-east-1"].sms_messages.values())
+
+
+def suppress(channel: str, address: str, changes: list[ConsentChange], source: str = "admin") -> None:
+    key = Identity.of(secret_store.pepper(), channel, address).key  # type: ignore[arg-type]
+    store = DynamoSuppressionStore(get_settings().suppression_table)
+    change_consent(store, key, channel, changes, get_settings().optional_topics, source)  # type: ignore[arg-type]
+
+
+def users(n: int, start: int = 0) -> list[str]:
+    return [f"u{i},user{i}@example.com,,en,America/New_York,User {i}" for i in range(start, start + n)]
+
+
+def test_policy_change_reaches_everyone_reachable_and_reports_the_rest(pipeline: Pipeline) -> None:
+    # Given 120 users: one bounced (email blocked), one who opted out of everything optional
+    suppress("email", "user3@example.com", [ConsentChange("block", "channel", "bounce")], "bounce")
+    suppress("email", "user4@example.com", [ConsentChange("opt_out", "optional")])
+    manifest = pipeline.manifest(users(120))
+    # When the policy change is sent by email
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    pipeline.run(notice["id"])
+    # Then 119 were told (an optional opt-out does not block a required notice), 1 is unreachable
+    result = pipeline.get(notice["id"])
+    assert result["status"] == "complete"
+    assert result["total"] == 120
+    assert result["counts"]["recipients"] == {"sent": 119, "unreachable": 1}
+    assert result["counts"]["by_channel"]["email"] == {"sent": 119, "unreachable": 1}
+    mails = sent_mail()
+    assert len(mails) == 119 and len({m["To"] for m in mails}) == 119
+    assert "user3@example.com" not in {m["To"] for m in mails}
+    mail = mails[0]
+    assert mail["Subject"] == "Example Co: we are updating our privacy policy"
+    assert "List-Unsubscribe" not in mail  # a required notice cannot be unsubscribed from
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "30 days instead of 90" in text and "/unsubscribe?token=" in text
+    # And the evidence has one row per recipient and channel, with provider ids for the sent ones
+    status, page = pipeline.api(
+        "GET", f"/admin/notices/{notice['id']}/deliveries", route="/admin/notices/{id}/deliveries",
+        params={"id": notice["id"]}, query="limit=1000",
+    )  # fmt: skip
+    assert status == 200 and len(page["items"]) == 120 and page["next_token"] is None
+    unreachable = [i for i in page["items"] if i["decision"] == "unreachable"]
+    assert unreachable == [dict(unreachable[0], recipient_id="u3", reason="blocked: bounce")]
+    assert all(i["provider_message_id"] for i in page["items"] if i["decision"] == "sent")
+
+
+def test_product_mail_honours_opt_outs_and_its_one_click_link_works(pipeline: Pipeline, lambda_context) -> None:
+    suppress("email", "user1@example.com", [ConsentChange("opt_out", "product")])
+    suppress("email", "user2@example.com", [ConsentChange("opt_out", "optional")])
+    suppress("email", "user5@example.com", [ConsentChange("opt_out", "marketing")])
+    manifest = pipeline.manifest(users(10))
+    notice = pipeline.create("product", {"subject": "New: dark mode", "body": "Dark mode is here.\n\nEnjoy."}, manifest)
+    pipeline.run(notice["id"])
+    result = pipeline.get(notice["id"])
+    assert result["counts"]["recipients"] == {"sent": 8, "suppressed": 2}
+    mails = {m["To"]: m for m in sent_mail()}
+    assert set(mails) == {f"user{i}@example.com" for i in (0, 3, 4, 5, 6, 7, 8, 9)}
+    mail = mails["user0@example.com"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = mail["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://optout.example.test/unsubscribe?token=")
+    # The mail client's one-click POST opts user0 out of product mail
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    unsubscribe = load_handler(pipeline.stack.function("Unsubscribe"))
+    from tests.conftest import sample_event
+
+    assert unsubscribe(sample_event("unsubscribe_one_click", token), lambda_context)["statusCode"] == 200
+    key = Identity.of(secret_store.pepper(), "email", "user0@example.com").key
+    state = DynamoSuppressionStore(get_settings().suppression_table).get(key)
+    assert state is not None and state.topics == {"product"}
+
+
+def test_multi_chunk_manifest_continues_in_a_new_invocation(pipeline: Pipeline, monkeypatch) -> None:
+    # Given 600 recipients (12 batches = 2 SendMessageBatch calls) and an invocation nearly out of time
+    manifest = pipeline.manifest(users(600))
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    calls = {"n": 0}
+    dispatcher = services.dispatcher()
+    real = dispatcher.send_batches
+
+    def counting(messages: list[dict[str, Any]]) -> None:
+        calls["n"] += 1
+        real(messages)
+
+    monkeypatch.setattr(dispatcher, "send_batches", counting)
+    (record,) = pipeline.receive("DispatchQueue")
+    # When the first invocation has less than a minute left after its first checkpoint
+    outcome = dispatcher.handle(json.loads(record["body"]), lambda: 30_000)
+    assert outcome == "continued" and calls["n"] == 1
+    progress = pipeline.get(notice["id"])
+    assert progress["status"] == "dispatching" and progress["rows_read"] == 500 and progress["total"] is None
+    # Then the continuation picks up at the checkpoint and every recipient is notified exactly once
+    pipeline.run(notice["id"])
+    result = pipeline.get(notice["id"])
+    assert result["status"] == "complete" and result["total"] == 600 and result["rows_read"] == 600
+    assert result["counts"]["recipients"] == {"sent": 600}
+    assert calls["n"] == 2
+    assert len(sent_mail()) == 600 and len({m["To"] for m in sent_mail()}) == 600
+
+
+def test_a_redelivered_batch_sends_nothing_twice(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(users(30))
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    (batch,) = pipeline.receive("SendQueue")
+    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    services.dispatcher().finalize(notice["id"], 0)
+    assert len(sent_mail()) == 30
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 30}
+
+
+def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline, monkeypatch) -> None:
+    manifest = pipeline.manifest(users(5))
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    (batch,) = pipeline.receive("SendQueue")
+    sender = services.sender()
+
+    def crash(records: Any, batch_id: str) -> None:
+        raise RuntimeError("the function died after sending, before recording")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sender.notices, "complete", crash)
+        # A batch whose only record fails fails the invocation: SQS will deliver it again
+        with pytest.raises(BatchProcessingError):
+            pipeline.sender({"Records": [batch]}, pipeline.ctx)
+    assert len(sent_mail()) == 5
+    # The redelivery sends nothing and resolves the stuck claims as failed, outcome unknown
+    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    assert len(sent_mail()) == 5
+    services.dispatcher().finalize(notice["id"], 0)
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete_with_failures"
+    assert final["counts"]["by_channel"]["email"] == {"sent": 0, "failed": 5}
+
+
+def test_an_opt_out_between_two_batches_is_honoured(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(users(100))
+    notice = pipeline.create("marketing", {"subject": "Sale", "body": "Everything half price."}, manifest)
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    first, second = sorted(pipeline.receive("SendQueue"), key=lambda r: json.loads(r["body"])["batch"])
+    assert json.loads(first["body"])["batch"] == "L2" and json.loads(second["body"])["batch"] == "L52"
+    pipeline.sender({"Records": [first]}, pipeline.ctx)
+    # user75 (in the second batch) unsubscribes while the notice is going out
+    suppress("email", "user75@example.com", [ConsentChange("opt_out", "marketing")], "one_click")
+    pipeline.sender({"Records": [second]}, pipeline.ctx)
+    services.dispatcher().finalize(notice["id"], 0)
+    assert "user75@example.com" not in {m["To"] for m in sent_mail()}
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 99, "suppressed": 1}
+
+
+def test_a_dry_run_sends_nothing_and_says_what_would_happen(pipeline: Pipeline) -> None:
+    suppress("email", "user1@example.com", [ConsentChange("block", "channel", "bounce")], "bounce")
+    suppress("sms", "+14155550102", [ConsentChange("block", "channel", "keyword")], "sms_keyword")
+    manifest = pipeline.manifest(
+        [
+            "u1,user1@example.com,+14155550101,en,America/New_York,A",
+            "u2,user2@example.com,+14155550102,en,America/New_York,B",
+            "u3,,,en,,C",
+            "u4,user4@example.com,,es,Europe/Madrid,D",
+        ]
+    )
+    notice = pipeline.create("breach_alert", BREACH, manifest, dry_run=True)
+    pipeline.run(notice["id"])
+    result = pipeline.get(notice["id"])
+    assert result["status"] == "complete" and result["dry_run"] is True
+    assert sent_mail() == [] and sent_sms() == []
+    dry = result["dry_run_result"]
+    assert dry["recipients"] == {"sent": 3}
+    assert dry["channels"]["email"] == {"suppressed": 1, "sent": 2}
+    assert dry["channels"]["sms"] == {"sent": 1, "suppressed": 1}
+    assert dry["reasons"]["email"] == {"blocked: bounce": 1}
+    assert dry["reasons"]["sms"] == {"blocked: keyword": 1}
+    assert result["bad_rows"] == 1 and result["bad_row_samples"] == [{"line": 4, "reason": "no email and no phone"}]
+    assert dry["samples"]["sms"]["encoding"] == "GSM-7" and dry["samples"]["sms"]["segments"] == 1
+    assert "Subject: Example Co: important notice about your data" in dry["samples"]["email"]["mime"]
+
+
+def test_a_breach_alert_uses_both_channels_and_reports_time_to_notify(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(
+        ["u1,user1@example.com,+14155550101,en,America/Los_Angeles,A", "u2,,+14155550102,en,,B"]
+    )
+    notice = pipeline.create("breach_alert", BREACH, manifest)
+    pipeline.run(notice["id"])
+    result = pipeline.get(notice["id"])
+    assert result["counts"]["by_channel"] == {"email": {"sent": 1}, "sms": {"sent": 2}}
+    assert len(sent_sms()) == 2  # breach alerts are never held for quiet hours
+    breach = result["breach"]
+    assert 4.9 < breach["hours_to_notify"] < 5.5 and breach["all_reachable_notified_within_72h"] is True
+    body = sent_mail()[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    for part in ("read a backup", "support messages", "phishing", "rotated every key", "privacy@example.com"):
+        assert part in body
+
+
+def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(["u1,,+14155550101,en,America/Los_Angeles,A"])
+    notice = pipeline.create(
+        "product", {"subject": "New", "body": "b", "sms_text": "Dark mode is here"}, manifest,
+        channels={"channels": ["sms"]},
+    )  # fmt: skip
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    (batch,) = pipeline.receive("SendQueue")
+    night = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 03:00 in Los Angeles
+    base = services.sender()
+    queued: list[tuple[dict[str, Any], int]] = []
+    at_night = Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
+                      lambda message, delay: queued.append((message, delay)), now=lambda: night)  # fmt: skip
+    from optout.notices.send import batch_from_message
+
+    at_night.process(batch_from_message(batch["body"]))
+    assert sent_sms() == []
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"deferred": 1}
+    # Re-enqueued with a delay (SQS allows 15 minutes a hop), not dropped
+    ((later, delay),) = queued
+    assert delay == 900 and later["entries"][0]["only"] == ["sms"]
+    morning = Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
+                     base.enqueue, now=lambda: night + timedelta(hours=6))  # fmt: skip
+    morning.process(batch_from_message(json.dumps(later)))
+    assert [body for _, body in sent_sms()] == ["Example Co: Dark mode is here Reply STOP to opt out."]
+    services.dispatcher().finalize(notice["id"], 0)
+    result = pipeline.get(notice["id"])
+    assert result["status"] == "complete"
+    assert result["counts"]["recipients"] == {"deferred": 0, "sent": 1}
+
+
+def test_idempotency_keys_and_validation(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(users(2))
+    request = {"kind": "policy_change", "variables": POLICY, "manifest": manifest}
+    status, first = pipeline.api("POST", "/admin/notices", request, {"Idempotency-Key": "k-1"})
+    status2, again = pipeline.api("POST", "/admin/notices", request, {"Idempotency-Key": "k-1"})
+    assert status == status2 == 202 and first["id"] == again["id"]
+    changed = {**request, "variables": {**POLICY, "summary": "Something else."}}
+    status, conflict = pipeline.api("POST", "/admin/notices", changed, {"Idempotency-Key": "k-1"})
+    assert status == 409 and conflict["error"]["code"] == "idempotency_conflict"
+    status, invalid = pipeline.api(
+        "POST", "/admin/notices", {"kind": "breach_alert", "variables": {"nature": "x"}, "manifest": manifest}
+    )
+    assert status == 422
+    paths = {f["path"] for f in invalid["error"]["fields"]}
+    assert {"variables.discovered_at", "variables.data_categories", "variables.contact"} <= paths
+    status, bad = pipeline.api("POST", "/admin/notices", {"kind": "telegram", "variables": {}, "manifest": manifest})
+    assert status == 422
+    status, missing = pipeline.api(
+        "GET", "/admin/notices/ntc_nope", route="/admin/notices/{id}", params={"id": "ntc_nope"}
+    )
+    assert status == 404 and missing["error"]["code"] == "not_found"

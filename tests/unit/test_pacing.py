@@ -1,0 +1,315 @@
+"""optout.channels.pacing (token bucket, backoff) and optout.channels.email.SesEmail.
+
+SES v2 runs as a real boto3 client under botocore's Stubber, which validates every request
+against the service model; no network, no waiting (clocks and sleeps are fakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.stub import Stubber
+
+from optout.channels.email import PermanentSendError, SesEmail
+from optout.channels.pacing import Transient, TokenBucket, is_throttling, with_backoff
+
+REGION = "us-east-1"
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps (or the test advances it)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def client_error(code: str, operation: str = "SendEmail", status: int = 400) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+# --- TokenBucket ----------------------------------------------------------------------------------
+
+
+def test_burst_is_free_then_the_next_take_waits_one_interval() -> None:
+    # Given a bucket of 10/s with a burst of 10
+    time = FakeTime()
+    bucket = TokenBucket(10, burst=10, clock=time.clock)
+
+    # When ten sends go out at once, none waits
+    for _ in range(10):
+        bucket.take(sleep=time.sleep)
+    assert time.sleeps == []
+
+    # Then the eleventh waits one token's worth: 1/10 s
+    bucket.take(sleep=time.sleep)
+    assert time.sleeps == [pytest.approx(0.1)]
+    assert time.now == pytest.approx(0.1)
+
+
+def test_sustained_rate_matches_the_configured_rate() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(10, burst=10, clock=time.clock)
+    for _ in range(10 + 50):
+        bucket.take(sleep=time.sleep)
+    # 50 sends beyond the burst take 5 seconds at 10/s
+    assert time.now == pytest.approx(5.0)
+    assert all(s == pytest.approx(0.1) for s in time.sleeps)
+
+
+def test_tokens_refill_with_time_up_to_the_burst() -> None:
+    time = FakeTime(start=1000.0)
+    bucket = TokenBucket(10, burst=10, clock=time.clock)
+    for _ in range(10):
+        bucket.take(sleep=time.sleep)
+
+    # Given 0.35 s pass: 3.5 tokens come back, so three sends are free and the fourth waits 0.05 s
+    time.advance(0.35)
+    for _ in range(3):
+        bucket.take(sleep=time.sleep)
+    assert time.sleeps == []
+    bucket.take(sleep=time.sleep)
+    assert time.sleeps == [pytest.approx(0.05)]
+
+    # Given a long idle spell, the bucket holds at most `burst` tokens
+    time.advance(3600)
+    time.sleeps.clear()
+    for _ in range(10):
+        bucket.take(sleep=time.sleep)
+    assert time.sleeps == []
+    bucket.take(sleep=time.sleep)
+    assert time.sleeps == [pytest.approx(0.1)]
+
+
+def test_default_burst_is_the_rate_but_at_least_one() -> None:
+    time = FakeTime()
+    assert TokenBucket(14, clock=time.clock).capacity == 14
+    slow = TokenBucket(0.5, clock=time.clock)
+    assert slow.capacity == 1.0
+    slow.take(sleep=time.sleep)
+    slow.take(sleep=time.sleep)
+    assert time.sleeps == [pytest.approx(2.0)]  # one token every 2 s
+
+
+# --- is_throttling / with_backoff -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        pytest.param(client_error("Throttling"), True, id="Throttling"),
+        pytest.param(client_error("ThrottlingException"), True, id="ThrottlingException"),
+        pytest.param(client_error("TooManyRequestsException", status=429), True, id="TooManyRequests"),
+        pytest.param(client_error("ServiceUnavailable", status=503), True, id="ServiceUnavailable"),
+        pytest.param(client_error("MessageRejected"), False, id="MessageRejected"),
+        pytest.param(client_error("AccessDeniedException", status=403), False, id="AccessDenied"),
+        pytest.param(ClientError({}, "SendEmail"), False, id="client-error-without-code"),
+        pytest.param(EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="ep-conn"),
+        pytest.param(ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="read-timeout"),
+        pytest.param(ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="conn-timeout"),
+        pytest.param(NoCredentialsError(), False, id="no-credentials"),
+        pytest.param(ValueError("boom"), False, id="plain-exception"),
+    ],
+)
+def test_is_throttling(exc: BaseException, expected: bool) -> None:
+    assert is_throttling(exc) is expected
+
+
+class Flaky:
+    """Fails with the given exceptions, in order, then returns ``result``."""
+
+    def __init__(self, failures: list[BaseException], result: str = "ok") -> None:
+        self.failures = list(failures)
+        self.result = result
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.result
+
+
+def test_backoff_retries_throttling_then_succeeds() -> None:
+    # Given two throttles (both spellings) before success
+    call = Flaky([client_error("Throttling"), client_error("ThrottlingException")], result="msg-1")
+    time = FakeTime()
+
+    # When called with backoff
+    result = with_backoff(call, attempts=5, base=0.2, sleep=time.sleep)
+
+    # Then it succeeded on the third attempt after two jittered waits within the backoff caps
+    assert result == "msg-1"
+    assert call.calls == 3
+    assert len(time.sleeps) == 2
+    assert 0 <= time.sleeps[0] <= 0.2
+    assert 0 <= time.sleeps[1] <= 0.4
+
+
+def test_backoff_retries_connection_errors() -> None:
+    call = Flaky([EndpointConnectionError(endpoint_url="https://x"), ReadTimeoutError(endpoint_url="https://x")])
+    time = FakeTime()
+    assert with_backoff(call, sleep=time.sleep) == "ok"
+    assert call.calls == 3
+
+
+@pytest.mark.parametrize("attempts", [1, 3, 5])
+def test_backoff_gives_up_with_transient_after_attempts(attempts: int) -> None:
+    throttles: list[BaseException] = [client_error("Throttling") for _ in range(attempts + 2)]
+    call = Flaky(throttles)
+    time = FakeTime()
+
+    with pytest.raises(Transient, match="Throttling") as raised:
+        with_backoff(call, attempts=attempts, base=0.1, sleep=time.sleep)
+
+    assert call.calls == attempts
+    assert len(time.sleeps) == attempts - 1  # no pointless wait after the last attempt
+    for n, waited in enumerate(time.sleeps):
+        assert 0 <= waited <= 0.1 * 2**n
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(client_error("MessageRejected"), id="MessageRejected"),
+        pytest.param(client_error("AccessDeniedException", status=403), id="AccessDenied"),
+        pytest.param(KeyError("MessageId"), id="KeyError"),
+    ],
+)
+def test_backoff_does_not_retry_other_errors(error: BaseException) -> None:
+    call = Flaky([error])
+    time = FakeTime()
+
+    with pytest.raises(type(error)) as raised:
+        with_backoff(call, sleep=time.sleep)
+
+    assert raised.value is error  # re-raised as is, not wrapped
+    assert call.calls == 1
+    assert time.sleeps == []
+
+
+def test_backoff_returns_first_success_without_sleeping() -> None:
+    call = Flaky([], result="first")
+    time = FakeTime()
+    assert with_backoff(call, sleep=time.sleep) == "first"
+    assert (call.calls, time.sleeps) == (1, [])
+
+
+# --- SesEmail with a stubbed sesv2 client ---------------------------------------------------
+
+SENDER = "Example Co <notices@example.com>"
+RAW = b"From: notices@example.com\r\nTo: ana@example.com\r\nSubject: Hi\r\n\r\nHello\r\n"
+
+
+@pytest.fixture
+def ses() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "sesv2", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def expected_request(configuration_set: str | None = None) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "FromEmailAddress": SENDER,
+        "Destination": {"ToAddresses": ["ana@example.com"]},
+        "Content": {"Raw": {"Data": RAW}},
+    }
+    if configuration_set:
+        request["ConfigurationSetName"] = configuration_set
+    return request
+
+
+@pytest.mark.parametrize("configuration_set", [None, ""], ids=["none", "empty"])
+def test_send_without_configuration_set(ses: tuple[Any, Stubber], configuration_set: str | None) -> None:
+    client, stubber = ses
+    stubber.add_response("send_email", {"MessageId": "0100-abc"}, expected_request())
+
+    message_id = SesEmail(client, SENDER, configuration_set).send("ana@example.com", RAW)
+
+    assert message_id == "0100-abc"
+
+
+def test_send_with_configuration_set(ses: tuple[Any, Stubber]) -> None:
+    client, stubber = ses
+    stubber.add_response("send_email", {"MessageId": "0100-def"}, expected_request("optout-events"))
+
+    assert SesEmail(client, SENDER, "optout-events").send("ana@example.com", RAW) == "0100-def"
+
+
+@pytest.mark.parametrize("code", ["MessageRejected", "MailFromDomainNotVerifiedException", "BadRequestException"])
+def test_permanent_rejection_raises_permanent_send_error(ses: tuple[Any, Stubber], code: str) -> None:
+    client, stubber = ses
+    stubber.add_client_error("send_email", service_error_code=code, http_status_code=400)
+
+    with pytest.raises(PermanentSendError, match=code) as raised:
+        SesEmail(client, SENDER, None).send("ana@example.com", RAW)
+
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize(("code", "status"), [("Throttling", 400), ("TooManyRequestsException", 429)])
+def test_throttling_propagates_as_client_error(ses: tuple[Any, Stubber], code: str, status: int) -> None:
+    client, stubber = ses
+    stubber.add_client_error("send_email", service_error_code=code, http_status_code=status)
+
+    with pytest.raises(ClientError) as raised:
+        SesEmail(client, SENDER, None).send("ana@example.com", RAW)
+
+    assert not isinstance(raised.value, PermanentSendError)
+    assert raised.value.response["Error"]["Code"] == code
+    assert is_throttling(raised.value)
+
+
+def test_backoff_around_ses_send_rides_out_throttling(ses: tuple[Any, Stubber]) -> None:
+    # Given SES throttles twice and then accepts
+    client, stubber = ses
+    stubber.add_client_error("send_email", service_error_code="TooManyRequestsException", http_status_code=429)
+    stubber.add_client_error("send_email", service_error_code="Throttling", http_status_code=400)
+    stubber.add_response("send_email", {"MessageId": "0100-ghi"}, expected_request())
+    sender = SesEmail(client, SENDER, None)
+    time = FakeTime()
+
+    # When the send is wrapped in backoff
+    send: Callable[[], str] = lambda: sender.send("ana@example.com", RAW)  # noqa: E731
+    result = with_backoff(send, sleep=time.sleep)
+
+    # Then the third call's MessageId comes back
+    assert result == "0100-ghi"
+    assert len(time.sleeps) == 2
+
+
+def test_backoff_around_ses_send_does_not_retry_rejection(ses: tuple[Any, Stubber]) -> None:
+    client, stubber = ses
+    stubber.add_client_error("send_email", service_error_code="MessageRejected", http_status_code=400)
+    sender = SesEmail(client, SENDER, None)
+    time = FakeTime()
+
+    with pytest.raises(PermanentSendError):
+        with_backoff(lambda: sender.send("ana@example.com", RAW), sleep=time.sleep)
+
+    assert time.sleeps == []  # and no second stubbed response was needed
