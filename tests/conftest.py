@@ -39,11 +39,19 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """moto in this process with every resource of template.yaml, and the functions' environment set."""
     from moto import mock_aws
 
+    from optout_local import moto_patches
+
+    moto_patches.apply()
     saved = dict(os.environ)
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         stack = Provisioner(session, None, REGION).provision()
-        apply_environment(stack, {"AWS_REGION": REGION, "OPTOUT_PUBLIC_BASE_URL": PUBLIC_BASE_URL})
+        extra = {
+            "AWS_REGION": REGION,
+            "OPTOUT_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "OPTOUT_EMAIL_RATE_PER_SECOND": "1000",
+        }
+        apply_environment(stack, extra)
         yield stack
     os.environ.clear()
     os.environ.update(saved)

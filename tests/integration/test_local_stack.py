@@ -115,3 +115,30 @@ def test_pollers_deliver_batches_and_send_poison_to_the_dlq(queue_stack: LocalSt
     message = sqs.receive_message(QueueUrl=dlq)["Messages"][0]
     assert message["Body"] == "poison"
     assert sorted(echo.seen) == sorted(bodies)  # nothing was handled twice
+
+
+def test_patched_moto_transactions_still_roll_back_all_or_nothing(aws) -> None:
+    # Given an existing item and a transaction that puts, updates and deletes, then fails a condition
+    ddb = boto3.client("dynamodb")
+    table = aws.ref("SuppressionTable")
+    ddb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"S": "s"}, "v": {"N": "1"}})
+    ddb.put_item(TableName=table, Item={"pk": {"S": "b"}, "sk": {"S": "s"}, "v": {"N": "1"}})
+    items = [
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}, "sk": {"S": "s"}}}},
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "a"}, "sk": {"S": "s"}}, "UpdateExpression": "SET v = :two",
+                    "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+        {"Delete": {"TableName": table, "Key": {"pk": {"S": "b"}, "sk": {"S": "s"}}}},
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "a2"}, "sk": {"S": "s"}},
+                 "ConditionExpression": "attribute_exists(pk)"}},
+    ]  # fmt: skip
+    # When it is cancelled
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=items)
+    # Then nothing of it happened
+    get = lambda pk: ddb.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": "s"}}).get("Item")  # noqa: E731
+    assert get("new") is None
+    assert get("a") == {"pk": {"S": "a"}, "sk": {"S": "s"}, "v": {"N": "1"}}
+    assert get("b") is not None
+    # And without the failing item it all happens
+    ddb.transact_write_items(TransactItems=items[:3])
+    assert get("new") is not None and get("a")["v"] == {"N": "2"} and get("b") is None  # type: ignore[index]

@@ -57,8 +57,16 @@ class Pipeline:
         boto3.client("s3").put_object(Bucket=self.bucket, Key=name, Body=body.encode())
         return f"s3://{self.bucket}/{name}"
 
-    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-            route: str | None = None, params: dict[str, str] | None = None, query: str = "") -> tuple[int, Any]:  # fmt: skip
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        route: str | None = None,
+        params: dict[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[int, Any]:
         compiled = compile_route(Route(method, route or path, "AdminApiFunction", "AWS_IAM"))
         raw = json.dumps(body).encode() if body is not None else b""
         header_list = [("Host", "x"), ("Content-Type", "application/json"), *(headers or {}).items()]
@@ -370,8 +378,10 @@ def test_idempotency_keys_and_validation(pipeline: Pipeline) -> None:
     assert status == 422
     paths = {f["path"] for f in invalid["error"]["fields"]}
     assert {"variables.discovered_at", "variables.data_categories", "variables.contact"} <= paths
-    status, bad = pipeline.api("POST", "/admin/notices", {"kind": "telegram", "variables": {}, "manifest": manifest})
-    assert status == 422
+    status, unknown = pipeline.api(
+        "POST", "/admin/notices", {"kind": "telegram", "variables": {}, "manifest": manifest}
+    )
+    assert status == 422 and unknown["error"]["code"] == "validation_error"
     status, missing = pipeline.api(
         "GET", "/admin/notices/ntc_nope", route="/admin/notices/{id}", params={"id": "ntc_nope"}
     )

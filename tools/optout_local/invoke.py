@@ -31,6 +31,9 @@ def invoke_once(function: str, event: dict[str, Any], config: LocalConfig) -> An
             return invoke(stack, stack.function(function).logical_id, event)
         from moto import mock_aws
 
+        from optout_local import moto_patches
+
+        moto_patches.apply()
         with mock_aws():
             os.environ.pop("AWS_ENDPOINT_URL", None)
             env = {k: v for k, v in config.function_environment().items() if k != "AWS_ENDPOINT_URL"}

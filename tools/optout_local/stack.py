@@ -63,6 +63,9 @@ class LocalConfig:
             "AWS_REGION": self.region,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "OPTOUT_PUBLIC_BASE_URL": self.api_url,
+            # moto has no SES quota: pace at what a production account gets after a quota increase
+            "OPTOUT_EMAIL_RATE_PER_SECOND": "200",
+            "OPTOUT_SMS_RATE_PER_SECOND": "200",
         }
 
     def locate(self) -> Stack:
@@ -83,6 +86,9 @@ class LocalStack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from optout_local import moto_patches
+
+        moto_patches.apply()
         config = self.config
         self._moto = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
         self._moto.start()
