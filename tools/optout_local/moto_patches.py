@@ -30,7 +30,7 @@ def apply() -> None:
             return obj  # the item journal below does the rollback
         return copy.deepcopy(obj, memo)
 
-    models.copy = SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[assignment]
+    setattr(models, "copy", SimpleNamespace(deepcopy=deepcopy, copy=copy.copy))  # noqa: B010 - swap a module global
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
