@@ -22,7 +22,7 @@ def reply(lines: list[str]) -> str:
 
 
 def outbox_to(stack: RunningStack, number: str) -> list[str]:
-    messages = json.loads(stack.cli("outbox", "--json").stdout)
+    messages = json.loads(stack.cli("outbox", "--json").stdout)["sms"]
     return [m["body"] for m in messages if m["to"] == number]
 
 

@@ -173,19 +173,26 @@ def sms_simulate(from_number: str, body: str, to_number: str, via: str, wait: fl
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
-def outbox(as_json: bool) -> None:
-    """Show what the local stack has sent (SMS through SNS), oldest first."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: {email: [...], sms: [...]}.")
+@click.option("--last", type=int, default=20, show_default=True, help="Show only the last N of each (0: all).")
+def outbox(as_json: bool, last: int) -> None:
+    """Show what the local stack has sent (SES email and SNS SMS), oldest first."""
+    from email import message_from_string
+    from email.policy import default as email_policy
+
     from optout_local import simulate
 
-    messages = simulate.outbox()
+    sms_sent = simulate.outbox(kind="sms")
+    mail_sent = simulate.outbox(kind="email")
     if as_json:
-        click.echo(json.dumps(messages, indent=2))
+        click.echo(json.dumps({"email": mail_sent, "sms": sms_sent}, indent=2))
         return
-    for message in messages:
-        click.echo(f"sms  {message['to']}  {message['body']}")
-    if not messages:
-        click.echo("(nothing sent yet)")
+    for mail in mail_sent[-last:] if last else mail_sent:
+        parsed = message_from_string(mail["raw"], policy=email_policy)
+        click.echo(f"email {parsed['To']}  {parsed['Subject']}")
+    for message in sms_sent[-last:] if last else sms_sent:
+        click.echo(f"sms   {message['to']}  {message['body']}")
+    click.echo(f"({len(mail_sent)} emails, {len(sms_sent)} texts sent in all)")
 
 
 def _register() -> None:

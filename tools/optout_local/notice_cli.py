@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,9 @@ def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_
          **variables: Any) -> None:  # fmt: skip
     """Upload MANIFEST, create the notice through the signed admin API, and (with --wait) follow it."""
     target = _target(stack_name, config_env)
-    key = f"manifests/{datetime.now(UTC):%Y/%m/%d}/{uuid.uuid4().hex}-{manifest.name}"
+    # Content-addressed, so a retried send (same file, same Idempotency-Key) makes the same request
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:24]
+    key = f"manifests/{digest}/{manifest.name}"
     target.clients("s3").upload_file(str(manifest), target.bucket, key)
     request: dict[str, Any] = {
         "kind": KINDS[kind],
@@ -96,7 +97,7 @@ def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_
     if not as_json:
         label = "(dry run) " if dry_run else ""
         click.echo(f"notice {created['id']} {label}queued: {created['kind']} to {', '.join(created['channels'])}")
-    result = _follow(target, created["id"], as_json) if wait else created
+    result = _follow(target, created["id"], quiet=False) if wait else created
     _print(result, as_json)
 
 
@@ -189,7 +190,9 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
 def status(notice_id: str, wait: bool, stack_name: str | None, config_env: str | None, as_json: bool) -> None:
     """Status and counts of a notice."""
     target = _target(stack_name, config_env)
-    document = _follow(target, notice_id, as_json) if wait else target.admin().ok("GET", f"/admin/notices/{notice_id}")
+    document = (
+        _follow(target, notice_id, quiet=False) if wait else target.admin().ok("GET", f"/admin/notices/{notice_id}")
+    )
     _print(document, as_json)
 
 

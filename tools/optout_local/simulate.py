@@ -19,14 +19,14 @@ from optout_local.target import Target
 TWILIO_PATH = "/sms/twilio"
 
 
-def outbox(config: LocalConfig | None = None) -> list[dict[str, str]]:
+def outbox(config: LocalConfig | None = None, kind: str = "sms") -> list[dict[str, Any]]:
     config = config or LocalConfig()
     try:
-        response = requests.get(f"{config.api_url}/_local/outbox/sms", timeout=10)
+        response = requests.get(f"{config.api_url}/_local/outbox/{kind}", timeout=30)
     except requests.ConnectionError as exc:
         raise click.ClickException(f"no local stack answers at {config.api_url}; start one with `make run`") from exc
     response.raise_for_status()
-    messages: list[dict[str, str]] = response.json()
+    messages: list[dict[str, Any]] = response.json()
     return messages
 
 

@@ -102,7 +102,12 @@ class LocalStack:
             return invoke(stack, function, event)
 
         self.gateway = Gateway(
-            stack.routes, call, config.region, config.host, config.api_port, local_routes={"outbox/sms": self.sent_sms}
+            stack.routes,
+            call,
+            config.region,
+            config.host,
+            config.api_port,
+            local_routes={"outbox/sms": self.sent_sms, "outbox/email": self.sent_email},
         )
         locks = self.gateway.locks
         sqs = config.client("sqs")
@@ -121,6 +126,17 @@ class LocalStack:
 
         backend = sns_backends[ACCOUNT_ID][self.config.region]
         return [{"message_id": mid, "to": to, "body": body} for mid, (to, body) in backend.sms_messages.items()]
+
+    def sent_email(self) -> list[dict[str, Any]]:
+        """Every raw email the stack sent through SES, oldest first."""
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[ACCOUNT_ID][self.config.region]
+        return [
+            {"message_id": m.id, "source": m.source, "destinations": list(m.destinations), "raw": m.raw_data}
+            for m in backend.sent_messages
+            if hasattr(m, "raw_data")
+        ]
 
     def stop(self) -> None:
         for poller in self.pollers:
