@@ -6,11 +6,12 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit lint typecheck template lock clean build deploy help
+.PHONY: run test unit lint typecheck template lock clean build deploy help demo
 
 help:
 	@echo "make run    start the local stack (optout local)"
 	@echo "make test   lint, type-check, template checks and the whole test suite"
+	@echo "make demo   1,000 users, opt-outs, bounces, STOPs, a policy change and a breach alert, with reports"
 	@echo "make build  sam build;  make deploy ENV=dev|staging|prod  sam deploy"
 	@echo "make lock   re-pin requirements/*.txt and the layer's requirements.txt"
 
@@ -27,6 +28,9 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 
 run: $(BIN)/.installed
 	$(BIN)/optout local
+
+demo: $(BIN)/.installed
+	$(BIN)/optout demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

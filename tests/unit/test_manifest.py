@@ -148,22 +148,11 @@ def test_long_line_whole_chunk_small_max(monkeypatch: pytest.MonkeyPatch) -> Non
     assert _line_numbers_with_small_max(monkeypatch, len(LONG)) == [(1, 19), (2, 115), (3, 132)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a line outgrows MAX_LINE before its newline has arrived, lines() yields the "
-    "first MAX_LINE bytes and then yields the rest of that same line as a new line, so every later "
-    "line number shifts and the cursor offset points into the middle of a line",
-)
 @pytest.mark.parametrize("size", [1, 3, 7], ids=lambda s: f"chunks-of-{s}")
 def test_long_line_is_one_line_whatever_the_chunking(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     assert _line_numbers_with_small_max(monkeypatch, size) == [(1, 19), (2, 115), (3, 132)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: same as above at the real 64 KiB limit with S3-sized chunks: the tail of the long "
-    "line becomes a separate bad row and the following recipient is reported on the wrong line",
-)
 def test_long_line_across_real_chunks_keeps_numbering() -> None:
     long_line = b"u1," + b"x" * (manifest.MAX_LINE + 10_000) + b"@example.com"
     data = b"recipient_id,email\n" + long_line + b"\nu2,b@example.com\n"
@@ -412,10 +401,8 @@ MANIFEST_BYTES = st.lists(st.one_of(FRAGMENTS, st.binary(max_size=20)), max_size
 @given(data=MANIFEST_BYTES, fmt=st.sampled_from(["csv", "jsonl"]), size=st.integers(min_value=1, max_value=64))
 def test_arbitrary_bytes_never_raise(data: bytes, fmt: str, size: int) -> None:
     cursor = Cursor(fmt=fmt)  # type: ignore[arg-type]
-    expected_number = 0
     last_end = 0
-    for raw, number, end in lines(chunked(data, size), cursor):
-        expected_number += 1
+    for expected_number, (raw, number, end) in enumerate(lines(chunked(data, size), cursor), start=1):
         assert number == expected_number
         assert end > last_end
         last_end = end

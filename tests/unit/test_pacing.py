@@ -21,7 +21,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from optout.channels.email import PermanentSendError, SesEmail
-from optout.channels.pacing import Transient, TokenBucket, is_throttling, with_backoff
+from optout.channels.pacing import TokenBucket, Transient, is_throttling, with_backoff
 
 REGION = "us-east-1"
 
@@ -46,7 +46,8 @@ class FakeTime:
 
 
 def client_error(code: str, operation: str = "SendEmail", status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
 
 
 # --- TokenBucket ----------------------------------------------------------------------------------
@@ -68,38 +69,42 @@ def test_burst_is_free_then_the_next_take_waits_one_interval() -> None:
     assert time.now == pytest.approx(0.1)
 
 
+# The next tests use 8/s so every step is exact in binary floating point: at 10/s the bucket can
+# ask for a sleep of ~1e-17 s, which a fake clock cannot represent (a real clock always moves on).
+
+
 def test_sustained_rate_matches_the_configured_rate() -> None:
     time = FakeTime()
-    bucket = TokenBucket(10, burst=10, clock=time.clock)
-    for _ in range(10 + 50):
+    bucket = TokenBucket(8, burst=8, clock=time.clock)
+    for _ in range(8 + 40):
         bucket.take(sleep=time.sleep)
-    # 50 sends beyond the burst take 5 seconds at 10/s
-    assert time.now == pytest.approx(5.0)
-    assert all(s == pytest.approx(0.1) for s in time.sleeps)
+    # 40 sends beyond the burst take 5 seconds at 8/s, one 1/8 s wait each
+    assert time.now == 5.0
+    assert time.sleeps == [0.125] * 40
 
 
 def test_tokens_refill_with_time_up_to_the_burst() -> None:
-    time = FakeTime(start=1000.0)
-    bucket = TokenBucket(10, burst=10, clock=time.clock)
-    for _ in range(10):
+    time = FakeTime(start=1024.0)
+    bucket = TokenBucket(8, burst=8, clock=time.clock)
+    for _ in range(8):
         bucket.take(sleep=time.sleep)
 
-    # Given 0.35 s pass: 3.5 tokens come back, so three sends are free and the fourth waits 0.05 s
-    time.advance(0.35)
+    # Given 0.4375 s pass: 3.5 tokens come back, so three sends are free and the fourth waits 1/16 s
+    time.advance(0.4375)
     for _ in range(3):
         bucket.take(sleep=time.sleep)
     assert time.sleeps == []
     bucket.take(sleep=time.sleep)
-    assert time.sleeps == [pytest.approx(0.05)]
+    assert time.sleeps == [0.0625]
 
     # Given a long idle spell, the bucket holds at most `burst` tokens
     time.advance(3600)
     time.sleeps.clear()
-    for _ in range(10):
+    for _ in range(8):
         bucket.take(sleep=time.sleep)
     assert time.sleeps == []
     bucket.take(sleep=time.sleep)
-    assert time.sleeps == [pytest.approx(0.1)]
+    assert time.sleeps == [0.125]
 
 
 def test_default_burst_is_the_rate_but_at_least_one() -> None:
@@ -127,7 +132,9 @@ def test_default_burst_is_the_rate_but_at_least_one() -> None:
         pytest.param(ClientError({}, "SendEmail"), False, id="client-error-without-code"),
         pytest.param(EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="ep-conn"),
         pytest.param(ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="read-timeout"),
-        pytest.param(ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="conn-timeout"),
+        pytest.param(
+            ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="conn-timeout"
+        ),
         pytest.param(NoCredentialsError(), False, id="no-credentials"),
         pytest.param(ValueError("boom"), False, id="plain-exception"),
     ],
@@ -225,9 +232,7 @@ RAW = b"From: notices@example.com\r\nTo: ana@example.com\r\nSubject: Hi\r\n\r\nH
 
 @pytest.fixture
 def ses() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client(
-        "sesv2", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    client = boto3.client("sesv2", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()

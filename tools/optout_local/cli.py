@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -193,6 +194,19 @@ def outbox(as_json: bool, last: int) -> None:
     for message in sms_sent[-last:] if last else sms_sent:
         click.echo(f"sms   {message['to']}  {message['body']}")
     click.echo(f"({len(mail_sent)} emails, {len(sms_sent)} texts sent in all)")
+
+
+@main.command()
+@click.option("--users", "n", default=1000, show_default=True, help="How many users the scenario has.")
+def demo(n: int) -> None:
+    """Run the scripted scenario on a fresh local stack and print both reports."""
+    from optout_local import demo as scenario
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):  # function logs go to stderr; the reports to stdout
+        results = scenario.run(echo=lambda line: click.echo(line, file=sys.__stdout__), n=n)
+    if any(r["status"] != "complete" for r in results.values()):
+        raise SystemExit(1)
 
 
 def _register() -> None:

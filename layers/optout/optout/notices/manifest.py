@@ -44,26 +44,45 @@ class Cursor:
 
 
 def lines(chunks: Iterable[bytes], cursor: Cursor) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (line without newline, its line number, the offset just after it)."""
+    """Yield (line without newline, its line number, the offset just after it).
+
+    A line longer than MAX_LINE is yielded once, cut at MAX_LINE (parse_line reports it), and
+    the rest of it is skipped up to its newline, however the bytes arrive in chunks.
+    """
     buffer = b""
     offset = cursor.offset
     number = cursor.line
+    runaway: bytes | None = None  # the head of an overlong line whose newline has not come yet
     for chunk in chunks:
         buffer += chunk
         while True:
             newline = buffer.find(b"\n")
-            if newline < 0:
-                if len(buffer) > MAX_LINE:  # a runaway line: report it and skip to its end
-                    number += 1
+            if runaway is not None:
+                if newline < 0:
                     offset += len(buffer)
-                    yield buffer[:MAX_LINE], number, offset
+                    buffer = b""
+                    break
+                offset += newline + 1
+                buffer = buffer[newline + 1 :]
+                number += 1
+                yield runaway, number, offset
+                runaway = None
+                continue
+            if newline < 0:
+                if len(buffer) > MAX_LINE:  # a runaway line: keep its head, skip the rest of it
+                    runaway = buffer[:MAX_LINE]
+                    offset += len(buffer)
                     buffer = b""
                 break
             line, buffer = buffer[:newline], buffer[newline + 1 :]
             number += 1
             offset += newline + 1
             yield line.rstrip(b"\r"), number, offset
-    if buffer:
+    if runaway is not None:
+        number += 1
+        offset += len(buffer)
+        yield runaway, number, offset
+    elif buffer:
         number += 1
         offset += len(buffer)
         yield buffer.rstrip(b"\r"), number, offset

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from optout.notices.model import Notice, Recipient
 
 NOTICE_LANGUAGES = ("en", "es")
+MAIL_POLICY = SMTP.clone(max_line_length=998)
 GSM7_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
     "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -51,7 +52,7 @@ def _environment() -> Environment:
 @cache
 def wording(language: str) -> dict[str, Any]:
     lang = language if language in NOTICE_LANGUAGES else "en"
-    text = resources.files("optout").joinpath(f"locales/notices.{lang}.json").read_text("utf-8")
+    text = resources.files("optout").joinpath(f"locales/notices/{lang}.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -116,7 +117,9 @@ def render_email(
     env = _environment()
     text = env.get_template("notice.txt").render(**context)
     html = env.get_template("notice.html").render(**context)
-    message = EmailMessage(policy=SMTP)
+    # Headers are not folded below 998 characters: a folded List-Unsubscribe URL is written as
+    # RFC 2047 encoded-words, which mail clients do not follow for one-click unsubscribe.
+    message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = recipient.email or ""
     message["Subject"] = subject

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from optout.notices.model import ChannelName, Decision, Mode, Recipient
 from optout.suppression import SuppressionState
 
 QUIET_START = time(21, 0)
 QUIET_END = time(8, 0)
+_REGIONS = ("Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Australia/", "Europe/", "Indian/", "Pacific/")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,14 @@ def address_of(recipient: Recipient, channel: ChannelName) -> str | None:
     return recipient.email if channel == "email" else recipient.phone
 
 
+def _loadable(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def time_zones(recipient: Recipient, default: str) -> list[str]:
     """The recipient's zone, else every zone of their phone number's region, else the default."""
     if recipient.timezone:
@@ -53,24 +62,37 @@ def time_zones(recipient: Recipient, default: str) -> list[str]:
         import phonenumbers
         from phonenumbers import timezone as phone_timezones
 
-        zones = [z for z in phone_timezones.time_zones_for_number(phonenumbers.parse(recipient.phone)) if "/" in z]
+        number = phonenumbers.parse(recipient.phone)
+        # Non-geographic numbers (+800, +882, ...) give "Etc/Unknown", which is no zone at all.
+        zones = [z for z in phone_timezones.time_zones_for_number(number) if z.startswith(_REGIONS) and _loadable(z)]
         if zones:
             return zones
     return [default]
 
 
+def _open_everywhere(zones: Sequence[str], moment: datetime) -> bool:
+    return all(QUIET_END <= moment.astimezone(ZoneInfo(z)).time() < QUIET_START for z in zones)
+
+
 def quiet_until(zones: Sequence[str], now: datetime) -> datetime | None:
-    """None if it is 08:00-21:00 in every zone; else the earliest moment it is so in all of them."""
-    latest: datetime | None = None
+    """None if it is 08:00-21:00 in every zone now; else the earliest moment it is in all of them.
+
+    Zones more than 13 hours apart share no such moment; then the latest next 08:00 among them
+    is returned, and the check runs again when the deferred message comes back.
+    """
+    if _open_everywhere(zones, now):
+        return None
+    openings = []
     for zone in zones:
         local = now.astimezone(ZoneInfo(zone))
-        if QUIET_END <= local.time() < QUIET_START:
-            continue
-        day = local.date() if local.time() < QUIET_END else local.date() + timedelta(days=1)
-        opens = datetime.combine(day, QUIET_END, tzinfo=ZoneInfo(zone))
-        if latest is None or opens > latest:
-            latest = opens
-    return latest
+        for days in range(3):
+            opens = datetime.combine(local.date() + timedelta(days=days), QUIET_END, tzinfo=ZoneInfo(zone))
+            if opens > now:
+                openings.append(opens)
+    for candidate in sorted(openings):
+        if _open_everywhere(zones, candidate):
+            return candidate
+    return max(o for o in openings if o <= now + timedelta(days=1)) if openings else now + timedelta(hours=1)
 
 
 def _unusable_reason(
