@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -207,6 +208,63 @@ def demo(n: int) -> None:
         results = scenario.run(echo=lambda line: click.echo(line, file=sys.__stdout__), n=n)
     if any(r["status"] != "complete" for r in results.values()):
         raise SystemExit(1)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: list what waits, redrive it once the cause is fixed."""
+
+
+def _dead_letter_queues(stack_name: str | None) -> tuple[Any, list[Any], bool]:
+    from optout_local.dlq import DeadLetterQueue, dead_letter_queues
+    from optout_local.target import deployed_queues
+    from optout_local.template import load_template
+
+    name = stack_name or os.environ.get("OPTOUT_STACK")
+    if name:
+        sqs, refs, attrs = deployed_queues(name)
+        return sqs, dead_letter_queues(refs, attrs, load_template()), False
+    config = LocalConfig()
+    stack = config.locate()
+    queues: list[DeadLetterQueue] = dead_letter_queues(
+        stack.resolver.refs, stack.resolver.attrs, stack.resolver.template
+    )
+    return config.client("sqs"), queues, True
+
+
+@dlq.command("list")
+@stack_option
+def dlq_list(stack_name: str | None) -> None:
+    """Each DLQ's depth and a redacted sample message."""
+    from optout_local.dlq import depth, sample
+
+    sqs, queues, _ = _dead_letter_queues(stack_name)
+    for queue in queues:
+        count = depth(sqs, queue.url)
+        peek = sample(sqs, queue.url) if count else None
+        click.echo(f"{queue.name:<28} {count:>6}" + (f"  e.g. {peek}" if peek else ""))
+
+
+@dlq.command("redrive")
+@click.argument("queue")
+@stack_option
+def dlq_redrive(queue: str, stack_name: str | None) -> None:
+    """Move QUEUE's messages (e.g. SendDeadLetterQueue) back to the queue they came from."""
+    from optout_local.dlq import depth, redrive_in_aws, redrive_locally
+
+    sqs, queues, local = _dead_letter_queues(stack_name)
+    wanted = queue.lower().removesuffix("deadletterqueue").removesuffix("dlq")
+    matches = [q for q in queues if q.name.lower().removesuffix("deadletterqueue") == wanted]
+    if not matches:
+        raise click.BadParameter(f"no such DLQ; have: {', '.join(q.name for q in queues)}", param_hint="QUEUE")
+    (target,) = matches
+    waiting = depth(sqs, target.url)
+    if local:
+        moved = redrive_locally(sqs, target)
+        click.echo(f"moved {moved} message(s) from {target.name} back to their queue")
+    else:
+        handle = redrive_in_aws(sqs, target)
+        click.echo(f"started a move task for about {waiting} message(s) from {target.name}: {handle}")
 
 
 def _register() -> None:

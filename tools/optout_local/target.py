@@ -140,3 +140,20 @@ def resolve_target(stack_name: str | None, config_env: str | None = None) -> Tar
     if name:
         return deployed_target(name, region)
     return local_target()
+
+
+def deployed_queues(stack_name: str) -> tuple[Any, dict[str, Any], dict[tuple[str, str], Any]]:
+    """The SQS client and the stack's queues by logical id (URL, and ARN for GetAtt)."""
+    session = boto3.session.Session(region_name=os.environ.get("OPTOUT_REGION") or os.environ.get("AWS_REGION"))
+    cloudformation = session.client("cloudformation")
+    refs: dict[str, Any] = {}
+    attrs: dict[tuple[str, str], Any] = {}
+    paginator = cloudformation.get_paginator("list_stack_resources")
+    for page in paginator.paginate(StackName=stack_name):
+        for resource in page["StackResourceSummaries"]:
+            if resource["ResourceType"] == "AWS::SQS::Queue":
+                url = resource["PhysicalResourceId"]  # https://sqs.<region>.amazonaws.com/<account>/<name>
+                account, name = url.rstrip("/").rsplit("/", 2)[-2:]
+                refs[resource["LogicalResourceId"]] = url
+                attrs[(resource["LogicalResourceId"], "Arn")] = f"arn:aws:sqs:{session.region_name}:{account}:{name}"
+    return session.client("sqs"), refs, attrs

@@ -59,6 +59,8 @@ class Settings(BaseModel, frozen=True):
     sms_rate_per_second: float = Field(default=20.0, gt=0)
     default_timezone: str = "America/New_York"
     send_retry_limit: int = Field(default=5, ge=0)
+    transient_bounce_limit: int = Field(default=3, ge=1)
+    transient_bounce_window_days: int = Field(default=7, ge=1)
 
     @field_validator("topics")
     @classmethod

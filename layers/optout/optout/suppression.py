@@ -18,7 +18,7 @@ from optout.identity import Channel
 
 Source = Literal["link", "one_click", "preference_page", "sms_keyword", "bounce", "complaint", "admin", "import"]
 # help and ignored record inbound messages that changed nothing, for the audit trail
-Action = Literal["opt_out", "opt_in", "block", "unblock", "help", "ignored"]
+Action = Literal["opt_out", "opt_in", "block", "unblock", "help", "ignored", "soft_bounce"]
 CHANNEL_SCOPE = "channel"
 OPTIONAL_SCOPE = "optional"
 

@@ -1,0 +1,155 @@
+"""SES bounces and complaints: SES events -> SesEventsTopic -> FeedbackQueue -> Feedback, on moto."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from optout import secret_store
+from optout.identity import Identity
+from optout.settings import get_settings
+from optout.suppression_store import DynamoSuppressionStore
+from optout_local.pollers import sqs_record
+from optout_local.provision import Stack
+from optout_local.runtime import load_handler
+from tests.conftest import sample_event
+
+BOUNCED = "bounce@simulator.amazonses.com"
+COMPLAINED = "complaint@simulator.amazonses.com"
+
+
+@pytest.fixture
+def feedback(aws: Stack) -> Any:
+    return load_handler(aws.function("Feedback"))
+
+
+@pytest.fixture
+def store(aws: Stack) -> DynamoSuppressionStore:
+    return DynamoSuppressionStore(get_settings().suppression_table)
+
+
+def key(address: str) -> str:
+    return Identity.of(secret_store.pepper(), "email", address).key
+
+
+def ses_event(kind: str = "bounce", **changes: Any) -> dict[str, Any]:
+    """The inner SES event of a sample (configuration-set format), with changes applied."""
+    if kind == "bounce":
+        envelope = json.loads(sample_event("feedback_bounce_sns_envelope")["Records"][0]["body"])
+        event: dict[str, Any] = json.loads(envelope["Message"])
+    else:
+        event = json.loads(sample_event("feedback_complaint_raw")["Records"][0]["body"])
+    for path, value in changes.items():
+        target = event
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return event
+
+
+def drain(aws: Stack) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    url, arn = aws.ref("FeedbackQueue"), aws.resolver.attrs[("FeedbackQueue", "Arn")]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+    return [sqs_record(m, arn, "us-east-1") for m in messages]
+
+
+def test_a_permanent_bounce_published_to_the_topic_blocks_email(aws, feedback, lambda_context, store) -> None:
+    boto3.client("sns").publish(TopicArn=aws.ref("SesEventsTopic"), Message=json.dumps(ses_event("bounce")))
+    records = drain(aws)
+    assert len(records) == 1
+    assert feedback({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    state = store.get(key(BOUNCED))
+    assert state is not None and state.blocked is not None
+    assert state.blocked.reason == "bounce" and state.blocked.source == "bounce"
+    evidence = state.blocked.evidence
+    assert evidence["bounce_subtype"] == "General" and evidence["notice_id"].startswith("ntc_")
+    assert evidence["diagnostic"] == "smtp; 550 5.1.1 user unknown <[redacted]>"  # no address in evidence
+
+
+def test_a_complaint_stops_optional_mail_only(feedback, lambda_context, store) -> None:
+    assert feedback(sample_event("feedback_complaint_raw"), lambda_context) == {"batchItemFailures": []}
+    state = store.get(key(COMPLAINED))
+    assert state is not None and state.all_optional and state.blocked is None
+    (event,) = store.history(key(COMPLAINED))
+    assert (event.action, event.scope, event.source) == ("opt_out", "optional", "complaint")
+    assert event.evidence["complaint_type"] == "abuse"
+
+
+def test_notification_format_and_duplicates(feedback, lambda_context, store) -> None:
+    old_format = ses_event("bounce")
+    old_format["notificationType"] = old_format.pop("eventType")
+    record = sample_event("feedback_complaint_raw")["Records"][0]
+    record = {**record, "body": json.dumps(old_format)}
+    assert feedback({"Records": [record, record]}, lambda_context) == {"batchItemFailures": []}
+    assert feedback({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert [e.action for e in store.history(key(BOUNCED))] == ["block"]
+
+
+def test_transient_bounces_block_only_after_the_limit(feedback, lambda_context, store) -> None:
+    limit = get_settings().transient_bounce_limit
+    for n in range(limit):
+        event = ses_event("bounce", **{"bounce.bounceType": "Transient", "bounce.bounceSubType": "MailboxFull",
+                                       "bounce.feedbackId": f"soft-{n}"})  # fmt: skip
+        record = {**sample_event("feedback_complaint_raw")["Records"][0], "body": json.dumps(event)}
+        feedback({"Records": [record]}, lambda_context)
+        state = store.get(key(BOUNCED))
+        blocked = state is not None and state.blocked is not None
+        assert blocked == (n == limit - 1)
+    assert store.get(key(BOUNCED)).blocked.reason == "transient_bounces"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("event_type", ["Delivery", "Send", "Open", "Click", "DeliveryDelay", "Reject", "Subscription"])
+def test_other_event_types_are_ignored_not_errors(feedback, lambda_context, store, event_type) -> None:
+    event = {"eventType": event_type, "mail": ses_event()["mail"], event_type.lower(): {}}
+    record = {**sample_event("feedback_complaint_raw")["Records"][0], "body": json.dumps(event)}
+    assert feedback({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert store.history(key(BOUNCED)) == []
+
+
+def test_a_poison_message_fails_alone_reaches_the_dlq_and_redrives(aws, feedback, lambda_context, store) -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    from optout_local.dlq import dead_letter_queues, depth, redrive_locally, sample
+    from optout_local.template import load_template
+
+    sqs = boto3.client("sqs")
+    url = aws.ref("FeedbackQueue")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})
+    sqs.send_message(QueueUrl=url, MessageBody="{not json from bounce@simulator.amazonses.com")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(ses_event("complaint")))
+    # Each receive fails the poison record on its own (the whole invocation when it is alone),
+    # the complaint is processed, and after maxReceiveCount receives the poison is in the DLQ
+    for _ in range(10):
+        records = drain(aws)
+        if not records:
+            break
+        try:
+            failed = {f["itemIdentifier"] for f in feedback({"Records": records}, lambda_context)["batchItemFailures"]}
+        except BatchProcessingError:
+            failed = {r["messageId"] for r in records}
+        for record in records:
+            if record["messageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+    assert store.get(key(COMPLAINED)).all_optional  # type: ignore[union-attr]
+    (queue,) = [
+        q for q in dead_letter_queues(aws.resolver.refs, aws.resolver.attrs, load_template()) if q.source_url == url
+    ]
+    assert depth(sqs, queue.url) == 1
+    assert sample(sqs, queue.url) == "{not json from [redacted]"  # what `optout dlq list` shows
+    # Redrive puts it back on the source queue, once
+    assert redrive_locally(sqs, queue) == 1
+    assert depth(sqs, queue.url) == 0
+    (back,) = drain(aws)
+    assert back["body"].startswith("{not json")
+
+
+def test_sample_bounce_event_runs(feedback, lambda_context, store) -> None:
+    event = copy.deepcopy(sample_event("feedback_bounce_sns_envelope"))
+    assert feedback(event, lambda_context) == {"batchItemFailures": []}
+    assert store.get(key(BOUNCED)).blocked is not None  # type: ignore[union-attr]
