@@ -5,6 +5,7 @@ Thin by design: Powertools validates the body against the pydantic model; the la
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -19,6 +20,8 @@ from optout.http import error_body, validation_error_body
 from optout.notices.model import NoticeRequest
 from optout.notices.services import admin
 from optout.observability import logger, metrics, traced
+from optout.suppression_admin import LookupRequest, SuppressionRequest
+from optout.suppression_admin import default_service as suppressions
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -55,6 +58,29 @@ def list_deliveries(
 ) -> dict[str, Any]:
     records, token = admin().deliveries(notice_id, limit, next_token)
     return {"items": [r.model_dump(mode="json") for r in records], "next_token": token}
+
+
+@app.post("/admin/suppressions/lookup")
+def lookup_suppression(request: Annotated[LookupRequest, Body()]) -> dict[str, Any]:
+    return suppressions().lookup(request)
+
+
+@app.post("/admin/suppressions")
+def add_suppression(request: Annotated[SuppressionRequest, Body()]) -> Response[str]:
+    result, changed = suppressions().add(request, _actor())
+    logger.info(
+        "suppression added", extra={"scope": request.scope, "changed": changed, "key": result["address_key"][:12]}
+    )
+    return Response(201 if changed else 200, content_type="application/json", body=json.dumps(result))
+
+
+@app.post("/admin/suppressions/remove")
+def remove_suppression(request: Annotated[SuppressionRequest, Body()]) -> dict[str, Any]:
+    result, changed = suppressions().remove(request, _actor())
+    logger.info(
+        "suppression lifted", extra={"scope": request.scope, "changed": changed, "key": result["address_key"][:12]}
+    )
+    return result
 
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]

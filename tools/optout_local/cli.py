@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -99,35 +100,159 @@ def suppression() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @stack_option
 def suppression_show(channel: str, address: str, as_json: bool, stack_name: str | None) -> None:
-    """Show the suppression state and consent history of ADDRESS."""
+    """Show the suppression state and consent history of ADDRESS (POST /admin/suppressions/lookup)."""
+    _identity(b"x" * 32, channel, address)  # a clear error for a bad address, before any request
     target = resolve_target(stack_name)
-    identity = _identity(target.pepper(), channel, address)
-    state = target.store.get(identity.key) or SuppressionState(address_key=identity.key, channel=identity.channel)
-    report = suppression_report(state, target.store.history(identity.key))
+    report = target.admin().ok("POST", "/admin/suppressions/lookup", body={"channel": channel, "address": address})
+    _print_report(report, as_json)
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     blocked = report["blocked"]
     blocked_text = "no" if blocked is None else "{reason} ({source}, {at})".format(**blocked)
-    click.echo(f"address key  {identity.key}")
+    click.echo(f"address key  {report['address_key']}")
     click.echo(f"blocked      {blocked_text}")
     click.echo(f"all optional {'opted out' if report['all_optional'] else 'no'}")
     click.echo(f"topics       {', '.join(report['topics']) or '-'}")
     for event in report["events"]:
-        click.echo(f"  {event['at']}  {event['action']:<8} {event['scope']:<10} via {event['source']}")
+        who = f" by {event['actor']}" if event.get("actor") else ""
+        click.echo(f"  {event['at']}  {event['action']:<11} {event['scope']:<10} via {event['source']}{who}")
 
 
-def suppression_report(state: SuppressionState, events: list[Any]) -> dict[str, Any]:
-    return {
-        "channel": state.channel,
-        "address_key": state.address_key,
-        "blocked": state.blocked.model_dump(mode="json") if state.blocked else None,
-        "all_optional": state.all_optional,
-        "topics": sorted(state.topics),
-        "version": state.version,
-        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
-        "events": [e.model_dump(mode="json") for e in events],
+def _change(
+    verb: str, channel: str, address: str, scope: str, reason: str, stack_name: str | None, as_json: bool
+) -> None:
+    _identity(b"x" * 32, channel, address)
+    target = resolve_target(stack_name)
+    path = "/admin/suppressions" if verb == "add" else "/admin/suppressions/remove"
+    report = target.admin().ok(
+        "POST", path, body={"channel": channel, "address": address, "scope": scope, "reason": reason}
+    )
+    _print_report(report, as_json)
+
+
+scope_option = click.option("--scope", required=True, help="channel, optional, or an optional topic name.")
+reason_option = click.option("--reason", required=True, help="Why: recorded with who did it.")
+
+
+@suppression.command("add")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@scope_option
+@reason_option
+@click.option("--json", "as_json", is_flag=True)
+@stack_option
+def suppression_add(channel: str, address: str, scope: str, reason: str, as_json: bool, stack_name: str | None) -> None:
+    """Suppress ADDRESS: block the channel, or opt it out of optional topics or one topic."""
+    _change("add", channel, address, scope, reason, stack_name, as_json)
+
+
+@suppression.command("remove")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@scope_option
+@reason_option
+@click.option("--json", "as_json", is_flag=True)
+@stack_option
+def suppression_remove(
+    channel: str, address: str, scope: str, reason: str, as_json: bool, stack_name: str | None
+) -> None:
+    """Lift a suppression (a consent event with who and why). A STOP can only be lifted by START."""
+    _change("remove", channel, address, scope, reason, stack_name, as_json)
+
+
+@suppression.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["ses", "sendgrid", "csv"]), required=True)
+@click.option("--restart", is_flag=True, help="Ignore saved progress and start from the first row.")
+@stack_option
+def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | None) -> None:
+    """Import suppressions: an SES suppression list, SendGrid exports, or channel,address,scope,reason CSV.
+
+    SendGrid bounces block the channel; its unsubscribes and spam reports opt out of optional mail.
+    """
+    from optout_local.importer import Importer
+
+    target = resolve_target(stack_name)
+    total = max(0, sum(1 for _ in file.open(encoding="utf-8", errors="replace")) - (0 if fmt == "ses" else 1))
+    importer = Importer(target.settings, target.table, target.clients("dynamodb"), target.pepper())
+    with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        report = importer.run(file, fmt, bar.update, resume=not restart)
+    if report.resumed_from:
+        click.echo(f"resumed after line {report.resumed_from}")
+    click.echo(f"{report.read} rows read, {report.imported} imported, {report.unchanged} already suppressed, "
+               f"{len(report.invalid)} invalid")  # fmt: skip
+    for line, reason in report.invalid[:50]:
+        click.echo(f"  line {line}: {reason}")
+    if len(report.invalid) > 50:
+        click.echo(f"  ... and {len(report.invalid) - 50} more")
+
+
+@suppression.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write.")
+@stack_option
+def suppression_export(out: Path, stack_name: str | None) -> None:
+    """Write every suppression: address keys (never addresses), scopes, reasons and times."""
+    import csv
+
+    from optout_local.importer import export_rows
+
+    target = resolve_target(stack_name)
+    count = 0
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        columns = ["address_key", "channel", "scopes", "blocked_reason", "blocked_source", "blocked_at", "updated_at"]
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in export_rows(target.clients("dynamodb"), target.table):
+            writer.writerow(row)
+            count += 1
+    click.echo(f"{count} suppressions written to {out}")
+
+
+@main.group()
+def subject() -> None:
+    """Data subject requests."""
+
+
+@subject.command("export")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@stack_option
+def subject_export(channel: str, address: str, stack_name: str | None) -> None:
+    """Every consent event and delivery record for ADDRESS, as JSON to hand to the person."""
+    target = resolve_target(stack_name)
+    identity = _identity(target.pepper(), channel, address)
+    state = target.store.get(identity.key) or SuppressionState(address_key=identity.key, channel=identity.channel)
+    deliveries = []
+    kwargs: dict[str, Any] = {
+        "TableName": target.notices_table, "IndexName": "by_address",
+        "KeyConditionExpression": "address_key = :k", "ExpressionAttributeValues": {":k": {"S": identity.key}},
+    }  # fmt: skip
+    ddb = target.clients("dynamodb")
+    while True:
+        page = ddb.query(**kwargs)
+        for item in page.get("Items", []):
+            deliveries.append({
+                "notice_id": item["pk"]["S"].removeprefix("notice#"), "recipient_id": item["recipient_id"]["S"],
+                "channel": item["channel"]["S"], "decision": item["decision"]["S"],
+                "reason": item.get("reason", {}).get("S"), "at": item["at"]["S"],
+                "provider_message_id": item.get("provider_message_id", {}).get("S"),
+            })  # fmt: skip
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    from optout.suppression_admin import report
+
+    document = {
+        "subject": {"channel": channel, "address": address, "address_key": identity.key},
+        "suppression": report(state, target.store.history(identity.key)),
+        "deliveries": deliveries,
+        "generated_at": datetime.now(UTC).isoformat(),
     }
+    click.echo(json.dumps(document, indent=2))
 
 
 @main.command("invoke")

@@ -69,7 +69,7 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
 
 def reset_layer_caches() -> None:
     """Forget settings, clients and secrets cached by the layer (after the environment changed)."""
-    from optout import clients, keywords, secret_store, settings, sms_inbound, unsubscribe
+    from optout import clients, feedback, keywords, secret_store, settings, sms_inbound, suppression_admin, unsubscribe
     from optout.notices import services
 
     settings.get_settings.cache_clear()
@@ -79,6 +79,8 @@ def reset_layer_caches() -> None:
     unsubscribe.default_service.cache_clear()
     sms_inbound.default_service.cache_clear()
     services.reset()
+    feedback.default_service.cache_clear()
+    suppression_admin.default_service.cache_clear()
 
 
 def load_handler(spec: FunctionSpec) -> Handler:

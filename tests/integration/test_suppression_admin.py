@@ -1,0 +1,168 @@
+"""Suppression administration on moto: the admin API routes, import (with resume) and export."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from optout import secret_store
+from optout.identity import Identity
+from optout.settings import get_settings
+from optout.suppression_store import DynamoSuppressionStore
+from optout_local.gateway import build_event, compile_route
+from optout_local.importer import Importer, export_rows
+from optout_local.provision import Route, Stack
+from optout_local.runtime import LambdaContext, load_handler
+
+
+@pytest.fixture
+def api(aws: Stack, lambda_context: LambdaContext) -> Any:
+    handler = load_handler(aws.function("AdminApi"))
+
+    def call(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        compiled = compile_route(Route("POST", path, "AdminApiFunction", "AWS_IAM"))
+        raw = json.dumps(body).encode()
+        event = build_event(compiled, {}, "POST", path, "", [("Host", "x"), ("Content-Type", "application/json")], raw,
+                            "10.0.0.1", "us-east-1", "testing")  # fmt: skip
+        response = handler(event, lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    return call
+
+
+def test_add_lookup_and_remove_are_consent_events_with_who_and_why(api) -> None:
+    body = {"channel": "email", "address": "Carol@Example.com ", "scope": "channel", "reason": "asked by phone"}
+    status, added = api("/admin/suppressions", body)
+    assert status == 201 and added["blocked"]["reason"] == "admin"
+    status, again = api("/admin/suppressions", body)
+    assert status == 200 and len(again["events"]) == 1  # nothing more changed
+    status, lifted = api("/admin/suppressions/remove", {**body, "reason": "added by mistake"})
+    assert status == 200 and lifted["blocked"] is None
+    status, found = api("/admin/suppressions/lookup", {"channel": "email", "address": "carol@example.com"})
+    assert status == 200
+    assert [(e["action"], e["source"], e["evidence"]["reason"]) for e in found["events"]] == [
+        ("block", "admin", "asked by phone"), ("unblock", "admin", "added by mistake"),
+    ]  # fmt: skip
+    assert all(e["actor"].endswith(":user/local-admin") for e in found["events"])
+    assert "carol" not in json.dumps(found)
+
+
+def test_topic_scopes_and_their_limits(api) -> None:
+    base = {"channel": "email", "address": "dan@example.com", "reason": "request"}
+    assert api("/admin/suppressions", {**base, "scope": "product"})[1]["topics"] == ["product"]
+    assert api("/admin/suppressions", {**base, "scope": "optional"})[1]["all_optional"] is True
+    status, error = api("/admin/suppressions", {**base, "scope": "security"})
+    assert status == 422 and error["error"]["code"] == "required_topic"
+    status, error = api("/admin/suppressions", {**base, "scope": "weather"})
+    assert status == 422 and error["error"]["code"] == "unknown_topic"
+    status, error = api("/admin/suppressions", {**base, "scope": "channel", "address": "nope"})
+    assert status == 422 and "nope" not in json.dumps(error)
+    status, error = api("/admin/suppressions", {"channel": "fax", "address": "x@example.com", "scope": "channel"})
+    assert status == 422 and {f["path"] for f in error["error"]["fields"]} == {"channel", "reason"}
+
+
+def test_an_sms_stop_can_only_be_lifted_by_start(api, aws) -> None:
+    from optout.sms_inbound import InboundSms, default_service
+
+    sms = InboundSms(provider="twilio", message_id="SM1", from_number="+14155550101", to_number="+14155550100",
+                     body="STOP", sent_at="2026-11-26T10:00:00Z")  # fmt: skip
+    default_service().handle(sms)
+    body = {"channel": "sms", "address": "+1 415 555 0101", "scope": "channel", "reason": "customer called"}
+    status, error = api("/admin/suppressions/remove", body)
+    assert status == 409 and error["error"]["code"] == "keyword_block"
+    status, found = api("/admin/suppressions/lookup", {"channel": "sms", "address": "+14155550101"})
+    assert status == 200 and found["blocked"]["source"] == "sms_keyword"
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Path) -> None:
+    rows = [["channel", "address", "scope", "reason"]]
+    rows += [["email", f"user{i}@example.com", "channel" if i % 2 else "optional", "bounce"] for i in range(250)]
+    rows.insert(10, ["email", "not-an-address", "channel", "x"])
+    rows.insert(20, ["sms", "+14155550101", "security", "x"])
+    path = write_csv(tmp_path / "suppressions.csv", rows)
+    settings = get_settings()
+    importer = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper())
+    # Given an import stopped halfway (after its first chunk of 100)
+    seen: list[int] = []
+
+    def stop_after_first_chunk(n: int) -> None:
+        seen.append(n)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        importer.run(path, "csv", stop_after_first_chunk)
+    # When it runs again, it resumes after the last saved chunk
+    report = importer.run(path, "csv", lambda n: None)
+    assert report.resumed_from > 0
+    total_imported = 100 + report.imported
+    assert total_imported == 250
+    assert [line for line, _ in report.invalid] == [] or all(line > report.resumed_from for line, _ in report.invalid)
+    # Then every address is stored under its key, and the table holds no plain address
+    store = DynamoSuppressionStore(settings.suppression_table)
+    state = store.get(Identity.of(secret_store.pepper(), "email", "user1@example.com").key)
+    assert state is not None and state.blocked is not None and state.blocked.source == "import"
+    scan = json.dumps(boto3.client("dynamodb").scan(TableName=settings.suppression_table)["Items"])
+    assert "@example.com" not in scan
+    exported = list(export_rows(boto3.client("dynamodb"), settings.suppression_table))
+    assert len(exported) == 250 and all(len(r["address_key"]) == 64 for r in exported)
+
+
+def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> None:
+    rows = [
+        ["channel", "address", "scope", "reason"],
+        ["email", "ok@example.com", "product", "m"],
+        ["email", "nope", "channel", "x"],
+        ["fax", "1", "channel", "x"],
+        ["sms", "+14155550101", "security", "x"],
+    ]
+    path = write_csv(tmp_path / "small.csv", rows)
+    settings = get_settings()
+    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper()).run(
+        path, "csv", lambda n: None
+    )
+    assert report.imported == 1
+    assert report.invalid == [
+        (3, "an email address needs exactly one @"), (4, "channel must be email or sms"),
+        (5, "scope must be channel, optional or an optional topic"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "expected"),
+    [
+        ("ses", json.dumps({"SuppressedDestinationSummaries": [
+            {"EmailAddress": "b@example.com", "Reason": "BOUNCE", "LastUpdateTime": "2026-01-01T00:00:00Z"},
+            {"EmailAddress": "c@example.com", "Reason": "COMPLAINT", "LastUpdateTime": "2026-01-01T00:00:00Z"}]}),
+         {"b@example.com": "channel", "c@example.com": "optional"}),
+        ("ses", "EmailAddress,Reason,LastUpdateTime\nb@example.com,BOUNCE,2026-01-01\n", {"b@example.com": "channel"}),
+        ("sendgrid", "email,created,reason,status\nb@example.com,1700000000,550 no such user,5.1.1\n",
+         {"b@example.com": "channel"}),
+        ("sendgrid", "email,created\nu@example.com,1700000000\n", {"u@example.com": "optional"}),
+        ("sendgrid", "email,created,ip\ns@example.com,1700000000,10.0.0.1\n", {"s@example.com": "optional"}),
+    ],
+    ids=["ses-json", "ses-csv", "sendgrid-bounces", "sendgrid-unsubscribes", "sendgrid-spam-reports"],
+)  # fmt: skip
+def test_provider_formats(aws, tmp_path: Path, fmt: str, content: str, expected: dict[str, str]) -> None:
+    path = tmp_path / f"export.{fmt}"
+    path.write_text(content)
+    settings = get_settings()
+    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper()).run(
+        path, fmt, lambda n: None
+    )
+    assert report.imported == len(expected) and report.invalid == []
+    store = DynamoSuppressionStore(settings.suppression_table)
+    for address, scope in expected.items():
+        state = store.get(Identity.of(secret_store.pepper(), "email", address).key)
+        assert state is not None
+        assert (state.blocked is not None) if scope == "channel" else state.all_optional

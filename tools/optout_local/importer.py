@@ -1,0 +1,199 @@
+"""Import suppressions from another provider: SES suppression list, SendGrid exports, plain CSV.
+
+Every address is normalised and hashed on the way in (nothing plain is stored). Rows are merged
+with the state already there and written with BatchWriteItem; progress is saved next to the
+file, so an interrupted import resumes where it stopped. Invalid rows are reported with their
+line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from optout.errors import InvalidAddress
+from optout.identity import Channel, Identity
+from optout.settings import Settings
+from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, apply_changes, empty_state
+from optout.suppression_store import event_to_item, item_to_state, state_to_item
+
+CHUNK = 100
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    channel: Channel
+    address: str
+    scope: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    read: int = 0
+    imported: int = 0
+    unchanged: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def rows(path: Path, fmt: str) -> Iterator[ImportRow | tuple[int, str]]:
+    """Yield import rows, or (line, reason) for rows that cannot be imported."""
+    text = path.read_text(encoding="utf-8-sig")
+    if fmt == "ses" and text.lstrip().startswith("{"):
+        document = json.loads(text)
+        for index, item in enumerate(document.get("SuppressedDestinationSummaries", []), start=1):
+            yield _ses(index, item.get("EmailAddress", ""), item.get("Reason", ""))
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    for number, record in enumerate(reader, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in record.items() if k}
+        if fmt == "ses":
+            yield _ses(number, row.get("emailaddress") or row.get("email_address", ""), row.get("reason", ""))
+        elif fmt == "sendgrid":
+            address = row.get("email", "")
+            if "status" in header and "reason" in header:  # bounces export
+                yield ImportRow(number, "email", address, CHANNEL_SCOPE, "bounce")
+            elif "ip" in header:  # spam reports export
+                yield ImportRow(number, "email", address, OPTIONAL_SCOPE, "complaint")
+            else:  # unsubscribes / global unsubscribes export
+                yield ImportRow(number, "email", address, OPTIONAL_SCOPE, "unsubscribe")
+        else:
+            channel: Channel
+            if row.get("channel") == "email":
+                channel = "email"
+            elif row.get("channel") == "sms":
+                channel = "sms"
+            else:
+                yield number, "channel must be email or sms"
+                continue
+            reason = row.get("reason", "") or "import"
+            yield ImportRow(number, channel, row.get("address", ""), row.get("scope", ""), reason)
+
+
+def _ses(number: int, address: str, reason: str) -> ImportRow | tuple[int, str]:
+    if reason.upper() == "BOUNCE":
+        return ImportRow(number, "email", address, CHANNEL_SCOPE, "bounce")
+    if reason.upper() == "COMPLAINT":
+        return ImportRow(number, "email", address, OPTIONAL_SCOPE, "complaint")
+    return number, "Reason must be BOUNCE or COMPLAINT"
+
+
+class Importer:
+    def __init__(self, settings: Settings, table: str, client: Any, pepper: bytes) -> None:
+        self.settings = settings
+        self.table = table
+        self.client = client
+        self.pepper = pepper
+
+    def change_for(self, row: ImportRow) -> ConsentChange:
+        if row.scope == CHANNEL_SCOPE:
+            return ConsentChange("block", CHANNEL_SCOPE, row.reason)
+        if row.scope == OPTIONAL_SCOPE or row.scope in self.settings.optional_topics:
+            return ConsentChange("opt_out", row.scope)
+        raise ValueError("scope must be channel, optional or an optional topic")
+
+    def run(self, path: Path, fmt: str, progress: Callable[[int], None], resume: bool = True) -> ImportReport:
+        checkpoint = path.with_name(path.name + ".import-progress.json")
+        done = json.loads(checkpoint.read_text())["line"] if resume and checkpoint.exists() else 0
+        report = ImportReport(resumed_from=done)
+        chunk: list[tuple[ImportRow, str, ConsentChange]] = []
+        last_line = done
+        for item in rows(path, fmt):
+            line = item[0] if isinstance(item, tuple) else item.line
+            if line <= done:
+                continue
+            report.read += 1
+            last_line = line
+            if isinstance(item, tuple):
+                report.invalid.append(item)
+                continue
+            try:
+                identity = Identity.of(self.pepper, item.channel, item.address)
+                change = self.change_for(item)
+            except (InvalidAddress, ValueError) as exc:
+                report.invalid.append((item.line, getattr(exc, "message", None) or str(exc)))
+                continue
+            chunk.append((item, identity.key, change))
+            if len(chunk) >= CHUNK:
+                self._write(chunk, report)
+                checkpoint.write_text(json.dumps({"line": chunk[-1][0].line}))  # saved before anything else
+                progress(len(chunk))
+                chunk = []
+        if chunk:
+            self._write(chunk, report)
+            progress(len(chunk))
+        checkpoint.write_text(json.dumps({"line": last_line, "complete": True}))
+        return report
+
+    def _write(self, chunk: list[tuple[ImportRow, str, ConsentChange]], report: ImportReport) -> None:
+        keys = list(dict.fromkeys(key for _, key, _ in chunk))
+        states = self._get_many(keys)
+        now = datetime.now(UTC)
+        puts: dict[str, dict[str, Any]] = {}
+        events: list[dict[str, Any]] = []
+        for row, key, change in chunk:
+            state = states.get(key) or empty_state(key, row.channel)
+            new_state, new_events = apply_changes(
+                state, [change], self.settings.optional_topics, "import", now, evidence={"reason": row.reason}
+            )
+            if not new_events:
+                report.unchanged += 1
+                continue
+            states[key] = new_state
+            puts[key] = state_to_item(new_state)
+            events += [event_to_item(key, e) for e in new_events]
+            report.imported += 1
+        requests = [{"PutRequest": {"Item": item}} for item in [*puts.values(), *events]]
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start : start + 25]}
+            while pending:
+                pending = dict(self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {})
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        request: dict[str, Any] = {
+            self.table: {"Keys": [{"pk": {"S": k}, "sk": {"S": "state"}} for k in keys], "ConsistentRead": True}
+        }
+        while request:
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table, []):
+                state = item_to_state(item)
+                found[state.address_key] = state
+            request = dict(response.get("UnprocessedKeys") or {})
+        return found
+
+
+def export_rows(client: Any, table: str) -> Iterator[dict[str, str]]:
+    """Every suppression state as a CSV row: address keys, scopes, reasons and times."""
+    paginator = client.get_paginator("scan")
+    for page in paginator.paginate(
+        TableName=table, FilterExpression="sk = :state", ExpressionAttributeValues={":state": {"S": "state"}}
+    ):
+        for item in page.get("Items", []):
+            state = item_to_state(item)
+            scopes = []
+            if state.blocked:
+                scopes.append(CHANNEL_SCOPE)
+            if state.all_optional:
+                scopes.append(OPTIONAL_SCOPE)
+            scopes += sorted(state.topics)
+            if not scopes:
+                continue
+            yield {
+                "address_key": state.address_key,
+                "channel": state.channel,
+                "scopes": " ".join(scopes),
+                "blocked_reason": state.blocked.reason if state.blocked else "",
+                "blocked_source": state.blocked.source if state.blocked else "",
+                "blocked_at": state.blocked.at.isoformat() if state.blocked else "",
+                "updated_at": state.updated_at.isoformat() if state.updated_at else "",
+            }
