@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit lint typecheck template lock clean build deploy help demo
+.PHONY: run test unit lint typecheck template lock clean build deploy help demo bench
 
 help:
 	@echo "make run    start the local stack (optout local)"
@@ -31,6 +31,9 @@ run: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/optout demo
+
+bench: $(BIN)/.installed
+	$(BIN)/optout bench --size $(or $(SIZE),10000)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -36,6 +36,17 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    batches = []
+    for record in event.get("Records", []):
+        try:
+            batches.append(batch_from_message(record["body"]))
+        except Exception:  # noqa: S112 - a bad record fails on its own in record_handler
+            continue
+    try:
+        sender().prefetch(batches)  # one suppression read for the whole invocation
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        sender().forget_prefetched()
+    return dict(response)

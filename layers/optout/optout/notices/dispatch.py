@@ -20,7 +20,6 @@ from typing import Any
 from optout.identity import address_key
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
 from optout.notices.model import BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
-from optout.notices.render import render_email, render_sms, sms_segments
 from optout.notices.rules import address_of, decide
 from optout.notices.store import NoticeStore
 from optout.settings import Settings
@@ -226,6 +225,8 @@ class Dispatcher:
                     result.samples[channel_outcome.channel] = self._sample(notice, recipient, channel_outcome.channel)
 
     def _sample(self, notice: Notice, recipient: Recipient, channel: ChannelName) -> dict[str, Any]:
+        from optout.notices.render import render_email, render_sms, sms_segments  # dry runs only: off the cold path
+
         optional = notice.topic in self.settings.optional_topics
         if channel == "sms":
             text = render_sms(notice, recipient, self.settings.brand_name, optional)

@@ -7,6 +7,7 @@ headers; every mail, required ones included, links to the recipient's preference
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -92,6 +93,15 @@ def _content(notice: Notice, language: str, brand: str) -> tuple[str, str, list[
     return str(v["subject"]), str(v["subject"]), [{"paragraphs": paragraphs}], None, ""
 
 
+_PLACEHOLDERS = {
+    "to": "optout-to@placeholder.invalid",
+    "url": "https://optout.placeholder.invalid/__OPTOUT_URL__",
+    "date": "Thu, 01 Jan 2026 00:00:00 +0000",
+    "id": "<optout-message-id@placeholder.invalid>",
+}
+_rendered: dict[tuple[str, ...], bytes] = {}
+
+
 def render_email(
     notice: Notice,
     recipient: Recipient,
@@ -101,7 +111,51 @@ def render_email(
     unsubscribe_url: str | None,
     now: datetime,
 ) -> bytes:
-    """The complete raw MIME message for one recipient, ready for SES SendEmail (Raw)."""
+    """The complete raw MIME message for one recipient, ready for SES SendEmail (Raw).
+
+    A notice reads the same for everyone who shares a language: it is rendered once per
+    (notice, language) with placeholders, and each recipient's copy is that message with their
+    address, link, date and message id put in. Addresses that are not plain ASCII are rendered
+    in full, so header encoding stays the email package's job.
+    """
+    address = recipient.email or ""
+    url = unsubscribe_url or preferences_url
+    if not address.isascii() or (unsubscribe_url is not None and unsubscribe_url != preferences_url):
+        return _render(notice, recipient, brand, sender, preferences_url, unsubscribe_url, now)
+    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    content = notice.model_dump_json(include={"id", "kind", "topic", "variables"})
+    key = (content, language, brand, sender, "optional" if unsubscribe_url else "required")
+    template = _rendered.get(key)
+    if template is None:
+        if len(_rendered) > 256:
+            _rendered.clear()
+        placeholder = recipient.model_copy(update={"email": _PLACEHOLDERS["to"], "locale": language})
+        template = _render(
+            notice, placeholder, brand, sender, _PLACEHOLDERS["url"],
+            _PLACEHOLDERS["url"] if unsubscribe_url else None, datetime(2026, 1, 1, tzinfo=now.tzinfo),
+            message_id=_PLACEHOLDERS["id"],
+        )  # fmt: skip
+        _rendered[key] = template
+    message_id = make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
+    return (
+        template.replace(_PLACEHOLDERS["to"].encode(), address.encode())
+        .replace(_PLACEHOLDERS["url"].encode(), url.encode())  # header and text part
+        .replace(html.escape(_PLACEHOLDERS["url"]).encode(), html.escape(url).encode())
+        .replace(_PLACEHOLDERS["date"].encode(), format_datetime(now).encode())
+        .replace(_PLACEHOLDERS["id"].encode(), message_id.encode())
+    )
+
+
+def _render(
+    notice: Notice,
+    recipient: Recipient,
+    brand: str,
+    sender: str,
+    preferences_url: str,
+    unsubscribe_url: str | None,
+    now: datetime,
+    message_id: str | None = None,
+) -> bytes:
     language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
     w = wording(language)
     subject, heading, blocks, cta_url, cta = _content(notice, language, brand)
@@ -116,21 +170,23 @@ def render_email(
     }  # fmt: skip
     env = _environment()
     text = env.get_template("notice.txt").render(**context)
-    html = env.get_template("notice.html").render(**context)
+    html_body = env.get_template("notice.html").render(**context)
     # Headers are not folded below 998 characters: a folded List-Unsubscribe URL is written as
     # RFC 2047 encoded-words, which mail clients do not follow for one-click unsubscribe.
     message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = recipient.email or ""
     message["Subject"] = subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
+    message["Date"] = _PLACEHOLDERS["date"] if message_id else format_datetime(now)
+    message["Message-ID"] = message_id or make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
     message["X-Optout-Notice"] = notice.id
     if unsubscribe_url is not None:
         message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    # 8bit keeps every line as written (our templates stay far under 998 characters), so the
+    # link is never split by quoted-printable soft breaks.
+    message.set_content(text, cte="8bit")
+    message.add_alternative(html_body, subtype="html", cte="8bit")
     return message.as_bytes()
 
 

@@ -88,6 +88,35 @@ class Sender:
             "sms": TokenBucket(settings.sms_rate_per_second),
         }
         self._notices: dict[str, Notice] = {}
+        self._prefetched: dict[str, Any] = {}
+
+    def prefetch(self, batches: Sequence[SendBatch]) -> None:
+        """Read the suppression state of several batches in one BatchGetItem (100 keys a call).
+
+        The sender takes two 50-recipient batches per invocation, so email recipients cost one
+        suppression read per 100. The states are read here, just before those batches are sent,
+        and forgotten when the invocation ends (forget_prefetched).
+        """
+        pepper = self.pepper()
+        keys: list[str] = []
+        for batch in batches:
+            notice = self.notice(batch.notice_id)
+            for entry in batch.entries:
+                for channel in entry.only or notice.channels:
+                    address = address_of(entry.recipient, channel)
+                    if address is not None:
+                        keys.append(address_key(pepper, channel, address))
+        unique = list(dict.fromkeys(keys))
+        found = self.suppressions.get_many(unique)
+        self._prefetched = {key: found.get(key) for key in unique}
+
+    def forget_prefetched(self) -> None:
+        self._prefetched = {}
+
+    def _states(self, keys: list[str]) -> dict[str, Any]:
+        if keys and all(k in self._prefetched for k in keys):
+            return {k: v for k in keys if (v := self._prefetched[k]) is not None}
+        return dict(self.suppressions.get_many(keys))
 
     def notice(self, notice_id: str) -> Notice:
         # The content of a notice never changes after creation: cache it for the warm instance.
@@ -107,7 +136,7 @@ class Sender:
                 address = address_of(entry.recipient, channel)
                 if address is not None:
                     keys[(entry.recipient.recipient_id, channel)] = address_key(pepper, channel, address)
-        states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
+        states = self._states(list(dict.fromkeys(keys.values())))
         plans: list[Plan] = []
         seen: set[str] = set()
         duplicates = 0

@@ -1,0 +1,350 @@
+"""``make bench``: measure the bars of DESIGN §7 and print a table (and write JSON).
+
+1. Notice throughput on in-process moto: a policy-change notice through dispatcher and sender,
+   AWS calls per recipient by operation, suppression reads per 100 recipients, and the ratio of
+   the pipeline's time to the time the unavoidable SES calls alone take, made bare in the same run.
+2. Opt-out latency through the local gateway under concurrent clients: one-click POSTs and
+   Twilio webhooks, p50 / p99 and requests per second.
+3. Cold start: each function's handler import in a fresh interpreter beside ``import boto3``.
+4. Scale on paper: the pipeline's AWS cost per million notified recipients beside SES's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from optout_local.template import ROOT
+
+# Prices used for "scale on paper" (us-east-1, on-demand, arm64), as published by AWS.
+PRICES = {
+    "lambda_gb_second_arm64": 0.0000133334,
+    "lambda_request": 0.20 / 1_000_000,
+    "sqs_request": 0.40 / 1_000_000,  # standard queue, per 64 KB request
+    "dynamodb_write_request_unit": 0.625 / 1_000_000,
+    "dynamodb_read_request_unit": 0.125 / 1_000_000,
+    "s3_get": 0.0004 / 1000,
+    "ses_email": 0.10 / 1000,
+}
+
+
+@contextmanager
+def counting_calls() -> Iterator[Counter[str]]:
+    """Count every AWS API call made in this process, by service and operation."""
+    from botocore import client as botocore_client
+
+    base: Any = botocore_client.BaseClient
+    counts: Counter[str] = Counter()
+    original = base._make_api_call
+    lock = threading.Lock()
+
+    def counted(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        with lock:
+            counts[f"{self.meta.service_model.service_name}:{operation}"] += 1
+        return original(self, operation, params)
+
+    base._make_api_call = counted
+    try:
+        yield counts
+    finally:
+        base._make_api_call = original
+
+
+def notice_throughput(recipients: int) -> dict[str, Any]:
+    import boto3
+    from moto import mock_aws
+
+    from optout_local import moto_patches
+    from optout_local.pollers import sqs_record
+    from optout_local.provision import Provisioner
+    from optout_local.runtime import LambdaContext, apply_environment, load_handler
+
+    moto_patches.apply()
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",  # noqa: S106
+                      POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="OptoutBench")  # fmt: skip
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws():
+            stack = Provisioner(boto3.session.Session(), None, "us-east-1").provision()
+            apply_environment(stack, {"OPTOUT_PUBLIC_BASE_URL": "https://optout.example.test",
+                                      "OPTOUT_EMAIL_RATE_PER_SECOND": "100000"})  # fmt: skip
+            from optout import secret_store
+            from optout.consent import change_consent
+            from optout.identity import Identity
+            from optout.notices import services
+            from optout.notices.model import NOTICE_REQUEST
+            from optout.settings import get_settings
+            from optout.suppression import ConsentChange
+            from optout.suppression_store import DynamoSuppressionStore
+
+            settings = get_settings()
+            store = DynamoSuppressionStore(settings.suppression_table)
+            pepper = secret_store.pepper()
+            suppressed = 0
+            for i in range(0, recipients, 10):  # 10%: bounces, admin blocks and transient-bounce blocks
+                reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
+                key = Identity.of(pepper, "email", f"user{i}@example.com").key
+                change_consent(store, key, "email", [ConsentChange("block", "channel", reason)],
+                               settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
+                suppressed += 1
+            body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
+            bucket = stack.ref("ManifestBucket")
+            boto3.client("s3").put_object(Bucket=bucket, Key="bench.csv", Body=body.encode())
+            request = NOTICE_REQUEST.validate_python({
+                "kind": "policy_change", "manifest": f"s3://{bucket}/bench.csv",
+                "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
+                              "policy_url": "https://example.com/privacy"},
+            })  # fmt: skip
+            notice, _ = services.admin().create(request, None, "bench")
+            dispatcher = load_handler(stack.function("Dispatcher"))
+            sender = load_handler(stack.function("Sender"))
+            sqs = boto3.client("sqs")
+            queues = {
+                name: (stack.ref(name), stack.resolver.attrs[(name, "Arn")]) for name in ("DispatchQueue", "SendQueue")
+            }
+
+            def drain(name: str) -> list[dict[str, Any]]:
+                url, arn = queues[name]
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+                    "Messages", []
+                )
+                for m in got:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                return [sqs_record(dict(m), arn, "us-east-1") for m in got]
+
+            durations: dict[str, float] = {"dispatcher": 0.0, "sender": 0.0}
+            with counting_calls() as calls:
+                started = time.perf_counter()
+                while True:
+                    work = False
+                    for record in drain("DispatchQueue"):
+                        if json.loads(record["body"]).get("action") == "finalize":
+                            continue
+                        work = True
+                        t = time.perf_counter()
+                        dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=900))
+                        durations["dispatcher"] += time.perf_counter() - t
+                    records = drain("SendQueue")
+                    for start in range(0, len(records), 2):  # the template's BatchSize
+                        work = True
+                        t = time.perf_counter()
+                        sender({"Records": records[start : start + 2]}, LambdaContext(timeout_seconds=120))
+                        durations["sender"] += time.perf_counter() - t
+                    if not work:
+                        break
+                pipeline_seconds = time.perf_counter() - started
+            services.dispatcher().finalize(notice.id, 0)
+            # Queue plumbing that Lambda's event source mapping does, not the functions: not counted
+            plumbing = {k: v for k, v in calls.items() if k in ("sqs:ReceiveMessage", "sqs:DeleteMessage")}
+            function_calls = Counter({k: v for k, v in calls.items() if k not in plumbing})
+            final = services.admin().get(notice.id)
+            sent = final.counts.recipients.get("sent", 0)
+            # The floor: one bare SendEmail per sent recipient, same client, same moto, same run
+            ses = boto3.client("sesv2")
+            raw = b"From: notices@example.com\r\nTo: x@example.com\r\nSubject: x\r\n\r\n" + b"x" * 3000
+            t = time.perf_counter()
+            for i in range(sent):
+                ses.send_email(
+                    FromEmailAddress=settings.sender_address,
+                    Destination={"ToAddresses": [f"b{i}@example.com"]},
+                    Content={"Raw": {"Data": raw}},
+                )
+            bare_seconds = time.perf_counter() - t
+            reads = ("dynamodb:BatchGetItem", "dynamodb:GetItem")
+            suppression_reads = sum(v for k, v in function_calls.items() if k in reads)
+            return {
+                "recipients": recipients,
+                "suppressed_before": suppressed,
+                "status": final.status,
+                "counts": final.counts.model_dump(),
+                "pipeline_seconds": round(pipeline_seconds, 2),
+                "function_seconds": {k: round(v, 2) for k, v in durations.items()},
+                "recipients_per_second": round(recipients / pipeline_seconds, 1),
+                "aws_calls": dict(sorted(function_calls.items())),
+                "aws_calls_per_recipient": round(sum(function_calls.values()) / recipients, 3),
+                "queue_plumbing_calls": plumbing,
+                "suppression_reads_per_100": round(100 * function_calls["dynamodb:BatchGetItem"] / recipients, 3),
+                "all_dynamodb_reads_per_100": round(100 * suppression_reads / recipients, 3),
+                "bare_ses_seconds": round(bare_seconds, 2),
+                "ratio_to_bare_ses": round(pipeline_seconds / bare_seconds, 2) if bare_seconds else None,
+            }
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def optout_latency(clients: int, per_client: int) -> dict[str, Any]:
+    import socket
+
+    import requests
+
+    from optout.identity import Identity
+    from optout.token import issue
+    from optout.twilio import signature
+    from optout_local.stack import LocalConfig, LocalStack
+    from optout_local.target import local_target
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    config = LocalConfig(api_port=free_port(), aws_port=free_port())
+    stack = LocalStack(config)
+    stack.start()
+    try:
+        target = local_target(config)
+        ring, pepper, auth = target.key_ring(), target.pepper(), target.twilio_auth_token()
+        results: dict[str, list[float]] = {"one_click": [], "twilio": []}
+        errors: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def client(n: int) -> None:
+            session = requests.Session()
+            for i in range(per_client):
+                if i % 2 == 0:
+                    key = Identity.of(pepper, "email", f"load{n}-{i}@example.com").key
+                    url = f"{config.api_url}/unsubscribe?token={issue(ring, 'email', key, 'product')}"
+                    t = time.perf_counter()
+                    response = session.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=30)
+                    kind = "one_click"
+                else:
+                    form = {"From": f"+1415555{n:02d}{i:02d}", "To": "+14155550100", "Body": "STOP",
+                            "MessageSid": f"SM{n:04d}{i:04d}" + "0" * 24}  # fmt: skip
+                    url = f"{config.api_url}/sms/twilio"
+                    headers = {"X-Twilio-Signature": signature(auth, url, form.items())}
+                    t = time.perf_counter()
+                    response = session.post(url, data=form, headers=headers, timeout=30)
+                    kind = "twilio"
+                elapsed = (time.perf_counter() - t) * 1000
+                with lock:
+                    results[kind].append(elapsed)
+                    if response.status_code != 200:
+                        errors[f"{kind}:{response.status_code}"] += 1
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+
+        def summary(samples: list[float]) -> dict[str, float]:
+            ordered = sorted(samples)
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+            return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1), "n": len(ordered)}
+
+        total = sum(len(v) for v in results.values())
+        return {
+            "clients": clients,
+            "requests": total,
+            "requests_per_second": round(total / wall, 1),
+            "one_click": summary(results["one_click"]),
+            "twilio": summary(results["twilio"]),
+            "errors": dict(errors),
+        }
+    finally:
+        stack.stop()
+
+
+def cold_start(repeats: int = 5) -> dict[str, Any]:
+    functions = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def measure(code: str) -> float:
+        command = [sys.executable, "-c", code]  # our own interpreter running our own code
+        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True, timeout=120)  # noqa: S603
+        return float(out.stdout.strip())
+
+    timer = "import time; a=time.perf_counter(); {stmt}; print(time.perf_counter()-a)"
+    results: dict[str, Any] = {}
+    for name in functions:
+        path = ROOT / "functions" / name / "app.py"
+        load = (
+            f"import importlib.util as u; s=u.spec_from_file_location('app', r'{path}'); "
+            "m=u.module_from_spec(s); s.loader.exec_module(m)"
+        )
+        boto_times, fn_times = [], []
+        for _ in range(repeats):  # side by side, interleaved, so machine noise hits both
+            boto_times.append(measure(timer.format(stmt="import boto3")))
+            fn_times.append(measure(timer.format(stmt=load)))
+        boto, fn = statistics.median(boto_times), statistics.median(fn_times)
+        results[name] = {
+            "import_ms": round(fn * 1000, 1),
+            "boto3_ms": round(boto * 1000, 1),
+            "ratio": round(fn / boto, 2),
+        }
+    return results
+
+
+def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
+    per = 1_000_000 / throughput["recipients"]
+    calls = throughput["aws_calls"]
+    batches = calls.get("sqs:SendMessageBatch", 0) * 10 + calls.get("sqs:SendMessage", 0)
+    sqs_requests = (
+        calls.get("sqs:SendMessageBatch", 0) + calls.get("sqs:SendMessage", 0)
+    ) + 2 * batches  # + receive, delete
+    writes = (calls.get("dynamodb:TransactWriteItems", 0) * 100 * 2 + calls.get("dynamodb:BatchWriteItem", 0) * 25
+              + calls.get("dynamodb:UpdateItem", 0) + calls.get("dynamodb:PutItem", 0))  # fmt: skip
+    reads = calls.get("dynamodb:BatchGetItem", 0) * 100 + calls.get("dynamodb:GetItem", 0)
+    gb_seconds = sum(throughput["function_seconds"].values()) * 0.5  # 512 MB functions
+    invocations = batches + calls.get("sqs:SendMessage", 0) + 1
+    parts = {
+        "lambda": gb_seconds * PRICES["lambda_gb_second_arm64"] + invocations * PRICES["lambda_request"],
+        "sqs": sqs_requests * PRICES["sqs_request"],
+        "dynamodb": writes * PRICES["dynamodb_write_request_unit"] + reads * PRICES["dynamodb_read_request_unit"],
+        "s3": calls.get("s3:GetObject", 0) * PRICES["s3_get"],
+    }
+    pipeline = {k: round(v * per, 2) for k, v in parts.items()}
+    return {
+        "pipeline_usd_per_million": pipeline,
+        "pipeline_total_usd_per_million": round(sum(pipeline.values()), 2),
+        "ses_usd_per_million": round(PRICES["ses_email"] * 1_000_000, 2),
+        "prices": PRICES,
+        "note": "Lambda time is this machine's local duration as a proxy; DynamoDB units assume items under 1 KB "
+        "(transaction writes cost 2 units each).",
+    }
+
+
+def run(
+    size: int, clients: int, per_client: int, out: Path | None, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    throughput = notice_throughput(size)
+    echo(f"notice throughput ({size} recipients, {throughput['suppressed_before']} suppressed beforehand)")
+    echo(f"  status {throughput['status']}; {throughput['recipients_per_second']} recipients/s; "
+         f"pipeline {throughput['pipeline_seconds']} s vs bare SES {throughput['bare_ses_seconds']} s "
+         f"= ratio {throughput['ratio_to_bare_ses']} (bar <= 1.5)")  # fmt: skip
+    echo(f"  AWS calls per recipient {throughput['aws_calls_per_recipient']} (bar <= 1.1); "
+         f"suppression reads per 100 recipients {throughput['suppression_reads_per_100']} (bar <= 1)")  # fmt: skip
+    for op, n in throughput["aws_calls"].items():
+        echo(f"    {op:<36} {n:>7}")
+    latency = optout_latency(clients, per_client)
+    echo(f"opt-out latency through the local gateway ({clients} concurrent clients, {latency['requests']} requests)")
+    for kind in ("one_click", "twilio"):
+        echo(f"  {kind:<10} p50 {latency[kind]['p50_ms']} ms  p99 {latency[kind]['p99_ms']} ms")
+    echo(f"  {latency['requests_per_second']} requests/s; errors {latency['errors'] or 'none'}")
+    starts = cold_start()
+    echo("cold start: handler import beside `import boto3` in a fresh interpreter (bar: ratio <= 2)")
+    for name, r in starts.items():
+        echo(f"  {name:<14} {r['import_ms']:>7} ms vs boto3 {r['boto3_ms']:>6} ms  ratio {r['ratio']}")
+    cost = cost_per_million(throughput)
+    echo("scale on paper, per million notified recipients (USD): " + ", ".join(
+        f"{k} {v}" for k, v in cost["pipeline_usd_per_million"].items()) +
+        f"; pipeline {cost['pipeline_total_usd_per_million']} beside SES {cost['ses_usd_per_million']}")  # fmt: skip
+    result = {"throughput": throughput, "latency": latency, "cold_start": starts, "cost": cost}
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2))
+        echo(f"written to {out}")
+    return result
