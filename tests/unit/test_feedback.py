@@ -553,12 +553,6 @@ SES_SHAPED = st.fixed_dictionaries(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="parse() raises TypeError, not InvalidFeedback, when bouncedRecipients/complainedRecipients is "
-    "null or a number: it iterates bounce.get('bouncedRecipients', []) without checking it is a list",
-)
 @settings(max_examples=200, deadline=None)
 @given(SES_SHAPED)
 @example({"eventType": "Bounce", "bounce": {"bouncedRecipients": None}})
@@ -586,17 +580,14 @@ def test_parse_ses_shaped_json_of_wrong_types_raises_only_invalid_feedback(doc: 
         pytest.param(
             {"eventType": "Bounce", "bounce": {"bouncedRecipients": None}},
             id="recipients-null",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason="bouncedRecipients null: TypeError"),
         ),
         pytest.param(
             {"eventType": "Bounce", "bounce": {"bouncedRecipients": 3}},
             id="recipients-number",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason="bouncedRecipients number: TypeError"),
         ),
         pytest.param(
             {"notificationType": "Complaint", "complaint": {"complainedRecipients": None}},
             id="complained-recipients-null",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason="complainedRecipients null: TypeError"),
         ),
     ],
 )
@@ -670,7 +661,6 @@ _APOSTROPHE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_APOSTROPHE_BUG)
 @pytest.mark.parametrize(
     ("address", "leak"),
     [
@@ -815,11 +805,6 @@ def test_complaint_after_a_bounce_keeps_the_block(service: Feedback, store: Memo
     assert [e.action for e in store.history(key("both@example.com"))] == ["block", "opt_out"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Feedback._record_ignored always writes source='bounce', so an ignored complaint is audited as a bounce",
-)
 def test_second_complaint_is_recorded_as_an_ignored_complaint(service: Feedback, store: MemorySuppressionStore) -> None:
     service.handle(complaint_event(["angry@example.com"], "fb-c1"))
 
@@ -980,13 +965,11 @@ DUPLICATES = [
         [transient("d@example.com", "fb-1")],
         transient("d@example.com", "fb-d"),
         id="transient-reaching-limit",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_DUPLICATE_BUG),
     ),
     pytest.param(
         [transient("d@example.com", "fb-1"), transient("d@example.com", "fb-2")],
         transient("d@example.com", "fb-d"),
         id="transient-that-blocked",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_DUPLICATE_BUG),
     ),
     pytest.param(
         [bounce_event("Permanent", "General", ["d@example.com"], "fb-1")],
@@ -1026,11 +1009,6 @@ def test_same_event_twice_has_no_second_effect(
     assert snapshot(store) == stored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=_DUPLICATE_BUG + "; the extra soft_bounce then counts towards the limit",
-)
 def test_redelivered_transient_bounce_does_not_count_twice(
     service: Feedback, store: MemorySuppressionStore, clock: Clock
 ) -> None:
@@ -1215,7 +1193,6 @@ def test_no_plain_address_is_stored(service: Feedback, store: MemorySuppressionS
     assert any("[redacted]" in d for d in dumps)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_APOSTROPHE_BUG)
 @pytest.mark.parametrize(
     ("address", "leak"),
     [

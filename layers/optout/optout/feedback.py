@@ -32,7 +32,8 @@ from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, Con
 from optout.suppression_store import DynamoSuppressionStore, OnceMarker, SuppressionStore
 
 Kind = Literal["bounce", "complaint", "other"]
-_EMAIL = re.compile(r"[^\s<>\"'@;,]+@[^\s<>\"'@;,]+")
+# Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.
+_EMAIL = re.compile(r"(?:[^\s<>\"'@;,][^\s<>\"@;,]*|'+)@[^\s<>\"'@;,]+")
 
 
 class InvalidFeedback(OptoutError):
@@ -90,7 +91,7 @@ def parse(body: str) -> FeedbackEvent:
     notice_id = _notice_header(mail)
     if event_type == "Bounce":
         bounce = _dict(document.get("bounce"))
-        recipients = [r for r in bounce.get("bouncedRecipients", []) if isinstance(r, dict)]
+        recipients = [r for r in _list(bounce.get("bouncedRecipients"), "bouncedRecipients") if isinstance(r, dict)]
         return FeedbackEvent(
             kind="bounce", event_type=event_type,
             feedback_id=str(bounce.get("feedbackId") or f"{ses_message_id}:bounce"),
@@ -102,7 +103,9 @@ def parse(body: str) -> FeedbackEvent:
         )  # fmt: skip
     if event_type == "Complaint":
         complaint = _dict(document.get("complaint"))
-        recipients = [r for r in complaint.get("complainedRecipients", []) if isinstance(r, dict)]
+        recipients = [
+            r for r in _list(complaint.get("complainedRecipients"), "complainedRecipients") if isinstance(r, dict)
+        ]
         return FeedbackEvent(
             kind="complaint", event_type=event_type,
             feedback_id=str(complaint.get("feedbackId") or f"{ses_message_id}:complaint"),
@@ -113,6 +116,14 @@ def parse(body: str) -> FeedbackEvent:
     if not event_type:
         raise InvalidFeedback("neither eventType nor notificationType")
     return FeedbackEvent(kind="other", event_type=event_type, feedback_id=str(ses_message_id or ""), addresses=())
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidFeedback(f"{name} is not a list")
+    return value
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -171,7 +182,7 @@ class Feedback:
                     )  # fmt: skip
                     changed += outcome.changed
                     if not outcome.changed:
-                        self._record_ignored(key, evidence, "already opted out of optional topics", once)
+                        self._record_ignored(key, evidence, "already opted out of optional topics", once, "complaint")
                     continue
                 evidence["bounce_type"] = event.bounce_type or ""
                 evidence["bounce_subtype"] = event.bounce_subtype or ""
@@ -181,7 +192,7 @@ class Feedback:
                 duplicates += 1
         return FeedbackOutcome(event.kind, changed, duplicates)
 
-    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker) -> int:
+    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker | None) -> int:
         reason = "bounce" if event.bounce_type == "Permanent" else None
         if reason is None:
             # A transient (or undetermined) bounce: recorded; enough of them in the window block.
@@ -189,22 +200,30 @@ class Feedback:
             window = at - timedelta(days=self.settings.transient_bounce_window_days)
             recent = [e for e in self.store.history(key) if e.action == "soft_bounce" and e.at >= window]
             soft = ConsentEvent(action="soft_bounce", scope=CHANNEL_SCOPE, source="bounce", at=at, evidence=evidence)
+            # The soft bounce claims this event once: a redelivery counts nothing twice.
+            self.store.record(key, [soft], once)
             if len(recent) + 1 < self.settings.transient_bounce_limit:
-                self.store.record(key, [soft], once)
                 return 0
-            self.store.record(key, [soft], None)
             reason = "transient_bounces"
+            once = None  # already claimed by the soft bounce above
         outcome = change_consent(
             self.store, key, "email", [ConsentChange("block", CHANNEL_SCOPE, reason)],
             self.settings.optional_topics, "bounce", evidence=evidence, now=self.now, once=once,
         )  # fmt: skip
         if not outcome.changed:
-            self._record_ignored(key, evidence, "already blocked", once)
+            self._record_ignored(key, evidence, "already blocked", once, "bounce")
         return int(outcome.changed)
 
-    def _record_ignored(self, key: str, evidence: dict[str, str], why: str, once: OnceMarker) -> None:
+    def _record_ignored(
+        self,
+        key: str,
+        evidence: dict[str, str],
+        why: str,
+        once: OnceMarker | None,
+        source: Literal["bounce", "complaint"],
+    ) -> None:
         event = ConsentEvent(
-            action="ignored", scope=CHANNEL_SCOPE, source="bounce", at=self.now(), evidence={**evidence, "reason": why}
+            action="ignored", scope=CHANNEL_SCOPE, source=source, at=self.now(), evidence={**evidence, "reason": why}
         )
         self.store.record(key, [event], once)
 
