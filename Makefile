@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -q -r layers/optout/optout tools/optout_local functions
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/optout/optout tools/optout_local functions

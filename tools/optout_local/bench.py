@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
+import subprocess  # nosec B404
 import sys
 import threading
 import time
@@ -71,7 +71,7 @@ def notice_throughput(recipients: int) -> dict[str, Any]:
 
     moto_patches.apply()
     saved = dict(os.environ)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",  # noqa: S106
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",  # noqa: S106  # nosec B106
                       POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="OptoutBench")  # fmt: skip
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
@@ -265,7 +265,7 @@ def cold_start(repeats: int = 5) -> dict[str, Any]:
 
     def measure(code: str) -> float:
         command = [sys.executable, "-c", code]  # our own interpreter running our own code
-        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True, timeout=120)  # noqa: S603
+        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True, timeout=120)  # noqa: S603  # nosec B603
         return float(out.stdout.strip())
 
     timer = "import time; a=time.perf_counter(); {stmt}; print(time.perf_counter()-a)"

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 def users(n: int, seed: int = 7) -> list[dict[str, str]]:
-    rng = random.Random(seed)  # noqa: S311 - a reproducible demo population, not a secret
+    rng = random.Random(seed)  # noqa: S311 - a reproducible demo population, not a secret  # nosec B311
     people = []
     for i in range(1, n + 1):
         phone = f"+1415555{i:04d}" if rng.random() < 0.4 else ""

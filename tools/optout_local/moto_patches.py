@@ -50,7 +50,7 @@ def apply() -> None:
                 key = op.get("Key", {})
             try:
                 current = self.get_item(table_name, key)
-            except Exception:  # noqa: S112 - a bad key: the original raises the proper error for it
+            except Exception:  # noqa: S112 - a bad key: the original raises the proper error for it  # nosec B112
                 continue
             journal.append((table_name, key, copy.deepcopy(current.to_json()["Attributes"]) if current else None))
         _state.active = True

@@ -255,7 +255,7 @@ class DynamoSuppressionStore:
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     attempt += 1
-                    time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter
+                    time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter  # nosec B311
         return found
 
     def history(self, address_key: str) -> list[ConsentEvent]:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # nosec B406
 
 from optout.errors import BadForm, PayloadTooLarge, UnsupportedMediaType
 from optout.forms import URLENCODED, media_type

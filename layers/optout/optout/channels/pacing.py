@@ -68,5 +68,5 @@ def with_backoff(
                 raise
             if attempt == attempts - 1:
                 raise Transient(str(exc)) from exc
-            sleep(random.uniform(0, base * 2**attempt))  # noqa: S311 - jitter, not security
+            sleep(random.uniform(0, base * 2**attempt))  # noqa: S311 - jitter, not security  # nosec B311
     raise AssertionError("unreachable")
