@@ -85,7 +85,7 @@ class Pipeline:
 
     def get(self, notice_id: str) -> dict[str, Any]:
         status, body = self.api(
-            "GET", f"/admin/notices/{notice_id}", route="/admin/notices/{id}", params={"id": notice_id}
+            "GET", f"/admin/notices/{notice_id}", route="/admin/notices/{notice_id}", params={"notice_id": notice_id}
         )
         assert status == 200, body
         return body
@@ -170,8 +170,8 @@ def test_policy_change_reaches_everyone_reachable_and_reports_the_rest(pipeline:
     assert "30 days instead of 90" in text and "/unsubscribe?token=" in text
     # And the evidence has one row per recipient and channel, with provider ids for the sent ones
     status, page = pipeline.api(
-        "GET", f"/admin/notices/{notice['id']}/deliveries", route="/admin/notices/{id}/deliveries",
-        params={"id": notice["id"]}, query="limit=1000",
+        "GET", f"/admin/notices/{notice['id']}/deliveries", route="/admin/notices/{notice_id}/deliveries",
+        params={"notice_id": notice["id"]}, query="limit=1000",
     )  # fmt: skip
     assert status == 200 and len(page["items"]) == 120 and page["next_token"] is None
     unreachable = [i for i in page["items"] if i["decision"] == "unreachable"]
@@ -383,6 +383,6 @@ def test_idempotency_keys_and_validation(pipeline: Pipeline) -> None:
     )
     assert status == 422 and unknown["error"]["code"] == "validation_error"
     status, missing = pipeline.api(
-        "GET", "/admin/notices/ntc_nope", route="/admin/notices/{id}", params={"id": "ntc_nope"}
+        "GET", "/admin/notices/ntc_nope", route="/admin/notices/{notice_id}", params={"notice_id": "ntc_nope"}
     )
     assert status == 404 and missing["error"]["code"] == "not_found"

@@ -409,6 +409,21 @@ def bench(size: int, clients: int, requests_per_client: int, out: Path) -> None:
         benchmarks.run(size, clients, requests_per_client, out, echo=lambda line: click.echo(line, file=sys.__stdout__))
 
 
+@main.command()
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/openapi.json"), show_default=True
+)
+def openapi(out: Path) -> None:
+    """Write the OpenAPI document Powertools generates from the functions' routes."""
+    from optout_local.openapi import generate
+
+    with contextlib.redirect_stdout(sys.stderr):
+        text = generate()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}")
+
+
 def _register() -> None:
     from optout_local.notice_cli import notice
 
