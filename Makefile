@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit lint typecheck template lock clean build deploy help demo bench
+.PHONY: run test unit lint typecheck template lock clean build deploy help demo bench soak
 
 help:
 	@echo "make run    start the local stack (optout local)"
@@ -31,6 +31,9 @@ run: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/optout demo
+
+soak: $(BIN)/.installed
+	$(BIN)/optout soak --recipients $(or $(SIZE),5000) --opt-outs 1000 --fault-rate 0.05
 
 bench: $(BIN)/.installed
 	$(BIN)/optout bench --size $(or $(SIZE),10000)

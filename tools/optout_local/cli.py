@@ -424,6 +424,24 @@ def openapi(out: Path) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.option("--recipients", default=5000, show_default=True)
+@click.option("--opt-outs", default=1000, show_default=True)
+@click.option("--fault-rate", default=0.05, show_default=True, help="Share of AWS calls that fail.")
+def soak(recipients: int, opt_outs: int, fault_rate: float) -> None:
+    """Fault-injection soak: a notice and opt-outs under injected AWS faults, then the invariants."""
+    from optout_local import soak as soak_test
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = soak_test.run(
+            recipients, opt_outs, fault_rate, echo=lambda line: click.echo(line, file=sys.__stdout__)
+        )
+    broken = {k: v for k, v in result["invariants"].items() if v not in (0, True)}
+    if broken:
+        raise click.ClickException(f"invariants broken: {broken}")
+
+
 def _register() -> None:
     from optout_local.notice_cli import notice
 
