@@ -6,12 +6,15 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit lint typecheck template lock clean build deploy help demo bench soak
+.PHONY: run test unit lint typecheck template lock clean build deploy help demo bench soak audit openapi
 
 help:
 	@echo "make run    start the local stack (optout local)"
 	@echo "make test   lint, type-check, template checks and the whole test suite"
 	@echo "make demo   1,000 users, opt-outs, bounces, STOPs, a policy change and a breach alert, with reports"
+	@echo "make bench  throughput, AWS calls per recipient, latency, cold start, cost (SIZE=10000)"
+	@echo "make soak   5,000 recipients and 1,000 opt-outs under 5% injected AWS faults, then the invariants"
+	@echo "make audit  pip-audit over the locked dependencies (needs its vulnerability service)"
 	@echo "make build  sam build;  make deploy ENV=dev|staging|prod  sam deploy"
 	@echo "make lock   re-pin requirements/*.txt and the layer's requirements.txt"
 
@@ -34,6 +37,14 @@ demo: $(BIN)/.installed
 
 soak: $(BIN)/.installed
 	$(BIN)/optout soak --recipients $(or $(SIZE),5000) --opt-outs 1000 --fault-rate 0.05
+
+# Needs the vulnerability database service, so it stays out of make test and CI.
+audit:
+	test -x .venv-audit/bin/pip-audit || ($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install -q pip-audit)
+	.venv-audit/bin/pip-audit -r requirements/dev.txt -r layers/optout/requirements.txt
+
+openapi: $(BIN)/.installed
+	$(BIN)/optout openapi --out docs/openapi.json
 
 bench: $(BIN)/.installed
 	$(BIN)/optout bench --size $(or $(SIZE),10000)
@@ -72,4 +83,4 @@ lock:
 	  /tmp/optout-lock/layer/bin/pip freeze) > layers/optout/requirements.txt
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .venv-audit .aws-sam .pytest_cache .mypy_cache .ruff_cache
