@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell .ci/find-python)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 
@@ -27,6 +28,11 @@ $(BIN)/.installed: requirements/dev.txt pyproject.toml
 $(SAM_VENV)/.installed: requirements/sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/sam.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/checkov.txt
 	touch $@
 
 run: $(BIN)/.installed
@@ -57,9 +63,11 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/optout/optout tools/optout_local functions
 
-template: $(BIN)/.installed $(SAM_VENV)/.installed
+template: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+	# every skip carries its reason in the resource's Metadata
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 test: lint typecheck template
 	OPTOUT_SAM=$(SAM_VENV)/bin/sam $(BIN)/pytest
@@ -78,9 +86,12 @@ lock:
 	/tmp/optout-lock/dev/bin/pip install -q -r requirements/dev.in
 	(echo "# Development lock: every package of the dev venv, pinned. Regenerate with \`make lock\`."; \
 	  /tmp/optout-lock/dev/bin/pip freeze --exclude-editable) > requirements/dev.txt
+	$(PYTHON) -m venv /tmp/optout-lock/checkov && /tmp/optout-lock/checkov/bin/pip install -q checkov
+	(echo "# checkov in its own venv (its pins clash with the project's). Regenerate with \`make lock\`."; \
+	  /tmp/optout-lock/checkov/bin/pip freeze) > requirements/checkov.txt
 	/tmp/optout-lock/layer/bin/pip install -q -r requirements/layer.in -c requirements/dev.txt
 	(echo "# Built into the Lambda layer by \`sam build\` (BuildMethod python3.13). Pinned; regenerate with \`make lock\`."; \
 	  /tmp/optout-lock/layer/bin/pip freeze) > layers/optout/requirements.txt
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .venv-audit .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .venv-audit .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -128,3 +128,28 @@ def test_unsubscribe_cannot_scan_or_delete_suppressions(template) -> None:
 def test_token_lifetime_cannot_be_configured_under_60_days(template) -> None:
     assert template["Parameters"]["TokenTtlDays"]["MinValue"] == 60
     assert template["Parameters"]["TokenTtlDays"]["Default"] == 365
+
+
+def test_every_checkov_skip_gives_its_reason(template) -> None:
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips, "checkov skips are declared in the template's metadata"
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV_"), name
+        assert len(skip.get("comment", "")) > 30, f"{name} skips {skip['id']} without a reason"
+
+
+def test_links_fall_back_to_the_api_url_without_a_public_base_url() -> None:
+    from optout.settings import Settings
+
+    assert (
+        Settings(api_id="abc123", region="eu-west-1").links_base_url
+        == "https://abc123.execute-api.eu-west-1.amazonaws.com"
+    )
+    assert (
+        Settings(public_base_url="https://notify.example.com/", api_id="abc").links_base_url
+        == "https://notify.example.com"
+    )

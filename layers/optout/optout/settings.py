@@ -41,6 +41,10 @@ class Settings(BaseModel, frozen=True):
     secrets_max_age_seconds: int = Field(default=300, ge=0)
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
     public_base_url: str = ""
+    api_id: str = ""
+    region: str = Field(
+        default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    )
     support_contact: str = "support@example.com"
     sms_provider: Literal["sns", "end-user-messaging"] = "sns"
     sms_origination_identity: str = ""
@@ -72,6 +76,15 @@ class Settings(BaseModel, frozen=True):
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
+
+    @property
+    def links_base_url(self) -> str:
+        """Where links point: PublicBaseUrl, else the HTTP API's own execute-api URL."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        if self.api_id and self.region:
+            return f"https://{self.api_id}.execute-api.{self.region}.amazonaws.com"
+        return ""
 
     @property
     def optional_topics(self) -> tuple[str, ...]:

@@ -232,7 +232,7 @@ class Dispatcher:
             text = render_sms(notice, recipient, self.settings.brand_name, optional)
             return {"text": text, **sms_segments(text)}
         sample = recipient.model_copy(update={"email": "recipient@example.invalid", "name": None})
-        url = f"{self.settings.public_base_url.rstrip('/')}/unsubscribe?token=SAMPLE"
+        url = f"{self.settings.links_base_url}/unsubscribe?token=SAMPLE"
         raw = render_email(
             notice,
             sample,

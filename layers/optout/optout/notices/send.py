@@ -290,7 +290,7 @@ class Sender:
         pepper = self.pepper()
         key = address_key(pepper, "email", recipient.email or "")
         token = issue(self.key_ring(), "email", key, notice.topic)
-        url = f"{self.settings.public_base_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}"
+        url = f"{self.settings.links_base_url}/unsubscribe?{urlencode({'token': token})}"
         optional = notice.topic in self.settings.optional_topics
         return render_email(
             notice,
