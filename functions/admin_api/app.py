@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout.errors import OptoutError
-from optout.http import error_body, validation_error_body
+from optout.http import error_body, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest
 from optout.notices.services import admin
 from optout.observability import logger, metrics, traced
@@ -98,4 +98,4 @@ def rejected(exc: OptoutError) -> Response[str]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return json_body_refusal(event) or app.resolve(event, context)

@@ -49,3 +49,13 @@ def validation_error_body(errors: Sequence[Any]) -> str:
         fields.append({"path": ".".join(location) or "body", "message": str(error.get("msg", "invalid"))})
     message = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:10]) or "invalid request"
     return json.dumps({"error": {"code": "validation_error", "message": message, "fields": fields}})
+
+
+def json_body_refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A 415 response for a request with a body that is not JSON; None when it may proceed."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not event.get("body") or content_type in ("application/json", ""):
+        return None
+    body = json.dumps({"error": {"code": "unsupported_media_type", "message": "send application/json"}})
+    return {"statusCode": 415, "headers": {"Content-Type": "application/json"}, "body": body, "isBase64Encoded": False}
