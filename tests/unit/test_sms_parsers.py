@@ -1,0 +1,50 @@
+"""Inbound SMS parsers never raise anything but InvalidInbound, whatever arrives."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optout.sms_inbound import InboundSms, InvalidInbound, from_sqs_body, from_twilio
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=6),
+    max_leaves=20,
+)
+FIELDS = ["originationNumber", "destinationNumber", "messageBody", "inboundMessageId", "messageKeyword"]
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=400))
+def test_any_text_body_is_parsed_or_refused(body: str) -> None:
+    with contextlib.suppress(InvalidInbound):
+        assert isinstance(from_sqs_body(body, NOW), InboundSms)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6), st.booleans())
+def test_any_two_way_sms_shape_raw_or_enveloped_is_parsed_or_refused(document: dict, enveloped: bool) -> None:  # type: ignore[type-arg]
+    body = json.dumps(document)
+    if enveloped:
+        body = json.dumps({"Type": "Notification", "Message": body, "Timestamp": "2026-11-26T10:00:00.000Z"})
+    try:
+        sms = from_sqs_body(body, NOW)
+    except InvalidInbound:
+        return
+    assert sms.provider == "end_user_messaging" and len(sms.body) <= 1600
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["From", "To", "Body", "MessageSid", "AccountSid", "X"]), st.text(max_size=60)))
+def test_any_twilio_form_is_parsed_or_refused(form: dict[str, str]) -> None:
+    try:
+        sms = from_twilio(form, NOW)
+    except InvalidInbound:
+        return
+    assert sms.provider == "twilio" and sms.sent_at == NOW
