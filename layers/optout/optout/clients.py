@@ -37,3 +37,17 @@ def client(service: str) -> Any:
 def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     _client.cache_clear()
+
+
+class DynamoTable:
+    """A store over one DynamoDB table; its client is built on first use (or injected by tests)."""
+
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = dynamodb()
+        return self._client

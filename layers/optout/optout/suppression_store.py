@@ -17,13 +17,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from optout.clients import DynamoTable
 from optout.errors import AlreadyProcessed, ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 STATE_SK = "state"
 EVENT_PREFIX = "event#"
@@ -218,19 +216,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-class DynamoSuppressionStore:
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            from optout import clients
-
-            self._client = clients.dynamodb()
-        return self._client
-
+class DynamoSuppressionStore(DynamoTable):
     def get(self, address_key: str) -> SuppressionState | None:
         response = self.client.get_item(
             TableName=self.table, Key={"pk": _s(address_key), "sk": _s(STATE_SK)}, ConsistentRead=True

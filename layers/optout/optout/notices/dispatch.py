@@ -33,6 +33,18 @@ FINAL = ("complete", "complete_with_failures", "failed")
 
 
 @dataclass
+class Tally:
+    """What was read since the last checkpoint."""
+
+    rows: int = 0
+    recipients: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.rows, self.recipients, self.bad = 0, 0, []
+
+
+@dataclass
 class DryRun:
     """Per channel: how many would be sent, suppressed (by reason), deferred, unreachable."""
 
@@ -118,45 +130,57 @@ class Dispatcher:
             return self._dry_run(notice, cursor, stream, remaining_ms)
         return self._send(notice, cursor, stream, remaining_ms)
 
-    def _send(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
-        width = len(notice.channels)
-        pending: list[list[Recipient]] = [[]]
-        messages: list[dict[str, Any]] = []
-        bad: list[BadRow] = []
-        rows = recipients = 0
+    def _recipients(self, stream: Iterator[bytes], cursor: Cursor, tally: Tally) -> Iterator[Recipient]:
+        """The manifest's recipients from the cursor on; bad rows and counts go to ``tally``."""
         for raw, number, offset in lines(stream, cursor):
             parsed = parse_line(raw, number, cursor)
             cursor.line, cursor.offset = number, offset
             if parsed is None:
                 continue
-            rows += 1
+            tally.rows += 1
             if isinstance(parsed, BadRow):
-                bad.append(parsed)
+                tally.bad.append(parsed)
                 continue
-            recipients += 1
-            batch = pending[-1]
-            batch.append(parsed)
+            tally.recipients += 1
+            yield parsed
+
+    def _checkpoint(self, notice: Notice, cursor: Cursor, tally: Tally, done: bool) -> None:
+        self.notices.checkpoint(notice.id, cursor, tally.rows, tally.bad, tally.recipients, done, self.now())
+        tally.reset()
+
+    def _continue_later(self, notice: Notice, remaining_ms: Callable[[], int]) -> bool:
+        if remaining_ms() >= STOP_WHEN_LEFT_MS:
+            return False
+        # Whatever was read after the last checkpoint was not sent: the continuation reads it again.
+        self.requeue({"notice_id": notice.id}, 0)
+        return True
+
+    def _send(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
+        width = len(notice.channels)
+        batch: list[Recipient] = []
+        messages: list[dict[str, Any]] = []
+        tally = Tally()
+        for recipient in self._recipients(stream, cursor, tally):
+            batch.append(recipient)
             if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
-                messages.append(self._message(notice, pending.pop(), cursor.line))
-                pending.append([])
+                messages.append(self._message(notice, batch))
+                batch = []
             if len(messages) >= MESSAGES_PER_CALL:
                 self.send_batches(messages)
-                self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, False, self.now())
-                messages, bad, rows, recipients = [], [], 0, 0
-                if remaining_ms() < STOP_WHEN_LEFT_MS:
-                    # Whatever is pending was not checkpointed: the continuation reads it again.
-                    self.requeue({"notice_id": notice.id}, 0)
+                messages = []
+                self._checkpoint(notice, cursor, tally, done=False)
+                if self._continue_later(notice, remaining_ms):
                     return "continued"
-        if pending[-1]:
-            messages.append(self._message(notice, pending[-1], cursor.line))
+        if batch:
+            messages.append(self._message(notice, batch))
         if messages:
             self.send_batches(messages)
-        self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, True, self.now())
+        self._checkpoint(notice, cursor, tally, done=True)
         self.notices.set_status(notice.id, "sending", self.now(), only_from=("dispatching",))
         self.requeue({"notice_id": notice.id, "action": "finalize", "attempt": 0}, 2)
         return "dispatched"
 
-    def _message(self, notice: Notice, recipients: list[Recipient], last_line: int) -> dict[str, Any]:
+    def _message(self, notice: Notice, recipients: list[Recipient]) -> dict[str, Any]:
         # The batch id is where it starts in the manifest: the same rows always make the same batch.
         batch = SendBatch(
             notice_id=notice.id,
@@ -170,33 +194,21 @@ class Dispatcher:
     def _dry_run(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
         result = DryRun.from_json(notice.dry_run_result)
         chunk: list[Recipient] = []
-        bad: list[BadRow] = []
-        rows = recipients = 0
-        for raw, number, offset in lines(stream, cursor):
-            parsed = parse_line(raw, number, cursor)
-            cursor.line, cursor.offset = number, offset
-            if parsed is None:
-                continue
-            rows += 1
-            if isinstance(parsed, BadRow):
-                bad.append(parsed)
-                continue
-            recipients += 1
-            chunk.append(parsed)
+        tally = Tally()
+        for recipient in self._recipients(stream, cursor, tally):
+            chunk.append(recipient)
             if len(chunk) >= BATCH_MAX:
                 self._evaluate(notice, chunk, result)
                 chunk = []
-                if recipients >= 500:
+                if tally.recipients >= BATCH_MAX * MESSAGES_PER_CALL:
                     self.notices.save_dry_run(notice.id, result.to_json(), self.now())
-                    self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, False, self.now())
-                    bad, rows, recipients = [], 0, 0
-                    if remaining_ms() < STOP_WHEN_LEFT_MS:
-                        self.requeue({"notice_id": notice.id}, 0)
+                    self._checkpoint(notice, cursor, tally, done=False)
+                    if self._continue_later(notice, remaining_ms):
                         return "continued"
         if chunk:
             self._evaluate(notice, chunk, result)
         self.notices.save_dry_run(notice.id, result.to_json(), self.now())
-        self.notices.checkpoint(notice.id, cursor, rows, bad, recipients, True, self.now())
+        self._checkpoint(notice, cursor, tally, done=True)
         self.notices.set_status(notice.id, "complete", self.now(), only_from=("dispatching",))
         return "dry run complete"
 

@@ -16,14 +16,12 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from optout.clients import DynamoTable
 from optout.errors import OptoutError
 from optout.notices.manifest import Cursor
 from optout.notices.model import BadRow, Counts, DeliveryRecord, Notice, Status
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 NOTICE_SK = "notice"
 DELIVERY_PREFIX = "delivery#"
@@ -77,19 +75,7 @@ class Progress:
     settled: int  # recipients with a final decision
 
 
-class NoticeStore:
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            from optout import clients
-
-            self._client = clients.dynamodb()
-        return self._client
-
+class NoticeStore(DynamoTable):
     # --- notices ---------------------------------------------------------------------
 
     def create(self, notice: Notice, idempotency_key: str | None, request_hash: str) -> Notice:
