@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +151,20 @@ def notice_throughput(recipients: int) -> dict[str, Any]:
             function_calls = Counter({k: v for k, v in calls.items() if k not in plumbing})
             final = services.admin().get(notice.id)
             sent = final.counts.recipients.get("sent", 0)
-            # The floor: one bare SendEmail per sent recipient, same client, same moto, same run
+            # The floor: one bare SendEmail per sent recipient, same client, same moto, same run,
+            # carrying the notice's own message (rendered beforehand, outside the timing)
+            from optout.notices.model import Recipient
+            from optout.notices.render import render_email
+
             ses = boto3.client("sesv2")
-            raw = b"From: notices@example.com\r\nTo: x@example.com\r\nSubject: x\r\n\r\n" + b"x" * 3000
+            messages = [
+                render_email(final, Recipient(recipient_id=f"b{i}", email=f"b{i}@example.com"), settings.brand_name,
+                             settings.sender_address, "https://optout.example.test/unsubscribe?token=t", None,
+                             datetime.now(UTC))
+                for i in range(sent)
+            ]  # fmt: skip
             t = time.perf_counter()
-            for i in range(sent):
+            for i, raw in enumerate(messages):
                 ses.send_email(
                     FromEmailAddress=settings.sender_address,
                     Destination={"ToAddresses": [f"b{i}@example.com"]},
