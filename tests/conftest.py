@@ -71,3 +71,12 @@ def sample_event(name: str, token: str | None = None, **overrides: Any) -> dict[
         event["rawQueryString"] = urlencode({"token": token})
     event.update(overrides)
     return event
+
+
+def sent_sms() -> list[tuple[str, str]]:
+    """(number, text) of every SMS moto received in this process, oldest first."""
+    from moto.sns.models import sns_backends
+
+    from optout_local.provision import ACCOUNT_ID
+
+    return list(sns_backends[ACCOUNT_ID][REGION].sms_messages.values())

@@ -15,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from optout_local.stack import free_port
+
 OPTOUT = str(Path(sys.executable).parent / "optout")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

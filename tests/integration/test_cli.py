@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 
 from click.testing import CliRunner
 
 from optout_local.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from optout_local.stack import free_port
 
 
 def test_invoke_without_a_running_stack_uses_an_embedded_moto(monkeypatch) -> None:

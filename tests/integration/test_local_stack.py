@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -13,16 +12,10 @@ import boto3
 import pytest
 
 from optout_local.provision import Provisioner
-from optout_local.stack import LocalConfig, LocalStack
+from optout_local.stack import LocalConfig, LocalStack, free_port
 from optout_local.template import TEMPLATE_PATH, load_template
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "queue_stack" / "template.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

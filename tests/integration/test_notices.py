@@ -25,6 +25,7 @@ from optout_local.gateway import build_event, compile_route
 from optout_local.pollers import sqs_record
 from optout_local.provision import ACCOUNT_ID, Route, Stack
 from optout_local.runtime import LambdaContext, load_handler
+from tests.conftest import sent_sms
 
 POLICY = {
     "policy_version": "2026-12-01",
@@ -128,12 +129,6 @@ def sent_mail() -> list[email.message.EmailMessage]:
 
     messages = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
     return [email.message_from_string(m.raw_data, policy=email_policy) for m in messages]  # type: ignore[misc]
-
-
-def sent_sms() -> list[tuple[str, str]]:
-    from moto.sns.models import sns_backends
-
-    return list(sns_backends[ACCOUNT_ID]["us-east-1"].sms_messages.values())
 
 
 def suppress(channel: str, address: str, changes: list[ConsentChange], source: str = "admin") -> None:

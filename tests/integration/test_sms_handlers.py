@@ -19,9 +19,9 @@ from optout.sms_inbound import default_service
 from optout.suppression_store import DynamoSuppressionStore
 from optout.twilio import signature
 from optout_local.pollers import sqs_record
-from optout_local.provision import ACCOUNT_ID, Stack
+from optout_local.provision import Stack
 from optout_local.runtime import LambdaContext, load_handler
-from tests.conftest import PUBLIC_BASE_URL, sample_event
+from tests.conftest import PUBLIC_BASE_URL, sample_event, sent_sms
 
 NUMBER = "+14155550101"
 OURS = "+14155550100"
@@ -35,12 +35,6 @@ def store(aws: Stack) -> DynamoSuppressionStore:
 
 def key(number: str = NUMBER) -> str:
     return Identity.of(secret_store.pepper(), "sms", number).key
-
-
-def sent_sms() -> list[tuple[str, str]]:
-    from moto.sns.models import sns_backends
-
-    return list(sns_backends[ACCOUNT_ID]["us-east-1"].sms_messages.values())
 
 
 # --- Twilio-style webhook ---------------------------------------------------------------

@@ -39,20 +39,38 @@ PRICES = {
 }
 
 
+class Calls(Counter[str]):
+    """Calls by operation, and the seconds they took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+
+
 @contextmanager
-def counting_calls() -> Iterator[Counter[str]]:
-    """Count every AWS API call made in this process, by service and operation."""
+def counting_calls() -> Iterator[Calls]:
+    """Count every AWS API call made in this process, by service and operation.
+
+    The seconds each operation took (against the emulator, in this run) are kept on the counter
+    as ``counts.seconds``, so the table says where the pipeline's time goes.
+    """
     from botocore import client as botocore_client
 
     base: Any = botocore_client.BaseClient
-    counts: Counter[str] = Counter()
+    counts = Calls()
+    seconds = counts.seconds
     original = base._make_api_call
     lock = threading.Lock()
 
     def counted(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        with lock:
-            counts[f"{self.meta.service_model.service_name}:{operation}"] += 1
-        return original(self, operation, params)
+        name = f"{self.meta.service_model.service_name}:{operation}"
+        started = time.perf_counter()
+        try:
+            return original(self, operation, params)
+        finally:
+            with lock:
+                counts[name] += 1
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
     base._make_api_call = counted
     try:
@@ -182,6 +200,7 @@ def notice_throughput(recipients: int) -> dict[str, Any]:
                 "function_seconds": {k: round(v, 2) for k, v in durations.items()},
                 "recipients_per_second": round(recipients / pipeline_seconds, 1),
                 "aws_calls": dict(sorted(function_calls.items())),
+                "aws_call_seconds": {k: round(calls.seconds[k], 2) for k in sorted(function_calls)},
                 "aws_calls_per_recipient": round(sum(function_calls.values()) / recipients, 3),
                 "queue_plumbing_calls": plumbing,
                 "suppression_reads_per_100": round(100 * function_calls["dynamodb:BatchGetItem"] / recipients, 3),
@@ -195,20 +214,13 @@ def notice_throughput(recipients: int) -> dict[str, Any]:
 
 
 def optout_latency(clients: int, per_client: int) -> dict[str, Any]:
-    import socket
-
     import requests
 
     from optout.identity import Identity
     from optout.token import issue
     from optout.twilio import signature
-    from optout_local.stack import LocalConfig, LocalStack
+    from optout_local.stack import LocalConfig, LocalStack, free_port
     from optout_local.target import local_target
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
     config = LocalConfig(api_port=free_port(), aws_port=free_port())
     stack = LocalStack(config)
@@ -338,8 +350,9 @@ def run(
          f"= ratio {throughput['ratio_to_bare_ses']} (bar <= 1.5)")  # fmt: skip
     echo(f"  AWS calls per recipient {throughput['aws_calls_per_recipient']} (bar <= 1.1); "
          f"suppression reads per 100 recipients {throughput['suppression_reads_per_100']} (bar <= 1)")  # fmt: skip
+    echo(f"    {'operation':<36} {'calls':>7} {'seconds':>8}")
     for op, n in throughput["aws_calls"].items():
-        echo(f"    {op:<36} {n:>7}")
+        echo(f"    {op:<36} {n:>7} {throughput['aws_call_seconds'][op]:>8}")
     latency = optout_latency(clients, per_client)
     echo(f"opt-out latency through the local gateway ({clients} concurrent clients, {latency['requests']} requests)")
     for kind in ("one_click", "twilio"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -24,17 +23,11 @@ from optout.identity import Identity
 from optout.suppression import ConsentChange
 from optout.token import issue
 from optout_local.simulate import via_twilio
-from optout_local.stack import LocalConfig, LocalStack
+from optout_local.stack import LocalConfig, LocalStack, free_port
 from optout_local.target import Target, local_target
 
 LOCALES = ["en", "en", "en", "es"]
 ZONES = ["America/New_York", "America/Los_Angeles", "Europe/Madrid", "Europe/London"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def users(n: int, seed: int = 7) -> list[dict[str, str]]:
@@ -103,7 +96,7 @@ def report(document: dict[str, Any]) -> list[str]:
 
 
 def run(echo: Any = click.echo, n: int = 1000) -> dict[str, Any]:
-    config = LocalConfig(api_port=_free_port(), aws_port=_free_port())
+    config = LocalConfig(api_port=free_port(), aws_port=free_port())
     stack = LocalStack(config)
     started = time.perf_counter()
     stack.start()

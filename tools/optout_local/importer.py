@@ -21,7 +21,7 @@ from optout.errors import InvalidAddress
 from optout.identity import Channel, Identity
 from optout.settings import Settings
 from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, apply_changes, empty_state
-from optout.suppression_store import event_to_item, item_to_state, state_to_item
+from optout.suppression_store import DynamoSuppressionStore, event_to_item, item_to_state, state_to_item
 
 CHUNK = 100
 
@@ -90,8 +90,7 @@ def _ses(number: int, address: str, reason: str) -> ImportRow | tuple[int, str]:
 class Importer:
     def __init__(self, settings: Settings, table: str, client: Any, pepper: bytes) -> None:
         self.settings = settings
-        self.table = table
-        self.client = client
+        self.store = DynamoSuppressionStore(table, client)
         self.pepper = pepper
 
     def change_for(self, row: ImportRow) -> ConsentChange:
@@ -136,7 +135,7 @@ class Importer:
 
     def _write(self, chunk: list[tuple[ImportRow, str, ConsentChange]], report: ImportReport) -> None:
         keys = list(dict.fromkeys(key for _, key, _ in chunk))
-        states = self._get_many(keys)
+        states: dict[str, Any] = dict(self.store.get_many(keys))
         now = datetime.now(UTC)
         puts: dict[str, dict[str, Any]] = {}
         events: list[dict[str, Any]] = []
@@ -152,24 +151,7 @@ class Importer:
             puts[key] = state_to_item(new_state)
             events += [event_to_item(key, e) for e in new_events]
             report.imported += 1
-        requests = [{"PutRequest": {"Item": item}} for item in [*puts.values(), *events]]
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self.table: requests[start : start + 25]}
-            while pending:
-                pending = dict(self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {})
-
-    def _get_many(self, keys: list[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        request: dict[str, Any] = {
-            self.table: {"Keys": [{"pk": {"S": k}, "sk": {"S": "state"}} for k in keys], "ConsistentRead": True}
-        }
-        while request:
-            response = self.client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self.table, []):
-                state = item_to_state(item)
-                found[state.address_key] = state
-            request = dict(response.get("UnprocessedKeys") or {})
-        return found
+        self.store.batch_write([{"PutRequest": {"Item": item}} for item in [*puts.values(), *events]])
 
 
 def export_rows(client: Any, table: str) -> Iterator[dict[str, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from optout.notices.model import DECISIONS, FINAL_STATUSES
 from optout_local.target import Target, resolve_target
 
 KINDS = {
@@ -20,8 +21,6 @@ KINDS = {
     "product": "product",
     "marketing": "marketing",
 }
-FINAL = ("complete", "complete_with_failures", "failed")
-DECISIONS = ("sent", "suppressed", "deferred", "unreachable", "failed")
 
 
 @click.group()
@@ -143,7 +142,7 @@ def _follow(target: Target, notice_id: str, quiet: bool, timeout: float = 3600) 
         if not quiet and line != last:
             click.echo(("\r" if interactive else "") + line, err=True, nl=not interactive)
             last = line
-        if document["status"] in FINAL or time.monotonic() > deadline:
+        if document["status"] in FINAL_STATUSES or time.monotonic() > deadline:
             if not quiet and interactive:
                 click.echo(err=True)
             return document

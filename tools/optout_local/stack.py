@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 LOCAL_KEY = "testing"
 
 
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on now (for stacks started by tests, demo and bench)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _port(env: str, default: int) -> int:
     return int(os.environ.get(env) or default)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -51,3 +52,16 @@ class DynamoTable:
         if self._client is None:
             self._client = dynamodb()
         return self._client
+
+    def batch_write(self, requests: Sequence[Any]) -> None:
+        """BatchWriteItem, 25 requests a call, retrying what DynamoDB leaves unprocessed."""
+        import time
+
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: list(requests[start : start + 25])}
+            attempt = 0
+            while pending:
+                pending = dict(self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {})
+                attempt += 1
+                if pending:
+                    time.sleep(min(2.0, 0.05 * 2**attempt))

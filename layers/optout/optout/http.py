@@ -36,7 +36,12 @@ def error_body(exc: OptoutError) -> str:
     return json.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 
-_KINDS = ("policy_change", "breach_alert", "product", "marketing")
+def _notice_kinds() -> tuple[str, ...]:
+    from typing import get_args
+
+    from optout.notices.model import Kind
+
+    return get_args(Kind)
 
 
 def validation_error_body(errors: Sequence[Any]) -> str:
@@ -44,7 +49,7 @@ def validation_error_body(errors: Sequence[Any]) -> str:
     fields = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        if location and location[0] in _KINDS:  # the discriminated union's tag is not a field
+        if location and location[0] in _notice_kinds():  # the discriminated union's tag is not a field
             location = location[1:]
         fields.append({"path": ".".join(location) or "body", "message": str(error.get("msg", "invalid"))})
     message = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:10]) or "invalid request"

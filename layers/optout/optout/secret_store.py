@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from functools import lru_cache
 
 from optout import clients
 from optout.settings import get_settings
@@ -45,14 +45,15 @@ def key_ring() -> KeyRing:
     settings = get_settings()
     if not settings.signing_keys_secret:
         raise RuntimeError("OPTOUT_SIGNING_KEYS_SECRET is not configured")
-    raw = json.loads(secret_string(settings.signing_keys_secret))
-    return KeyRing.from_secret(raw, grace_days=settings.key_grace_days)
+    return _parsed_ring(secret_string(settings.signing_keys_secret), settings.key_grace_days)
+
+
+@lru_cache(maxsize=8)
+def _parsed_ring(value: str, grace_days: int) -> KeyRing:
+    """Parsed once per secret value: callers may ask for the ring on every request."""
+    return KeyRing.from_secret(json.loads(value), grace_days=grace_days)
 
 
 def reset() -> None:
     with _lock:
         _cache.clear()
-
-
-PepperSource = Callable[[], bytes]
-KeyRingSource = Callable[[], KeyRing]

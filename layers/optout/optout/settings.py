@@ -42,9 +42,7 @@ class Settings(BaseModel, frozen=True):
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
     public_base_url: str = ""
     api_id: str = ""
-    region: str = Field(
-        default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-    )
+    region: str = ""  # the Lambda runtime's AWS_REGION, read by from_env
     support_contact: str = "support@example.com"
     sms_provider: Literal["sns", "end-user-messaging"] = "sns"
     sms_origination_identity: str = ""
@@ -104,6 +102,7 @@ class Settings(BaseModel, frozen=True):
             if raw is None or raw == "":
                 continue
             values[name] = json.loads(raw) if name == "topics" else raw
+        values.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "")
         return cls.model_validate(values)
 
 

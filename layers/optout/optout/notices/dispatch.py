@@ -10,17 +10,15 @@ dispatched recipient has a final decision.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.identity import address_key
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
-from optout.notices.model import BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
-from optout.notices.rules import address_of, decide
+from optout.notices.model import FINAL_STATUSES, BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
+from optout.notices.rules import address_keys, decide
 from optout.notices.store import NoticeStore
 from optout.settings import Settings
 from optout.suppression_store import SuppressionStore
@@ -29,7 +27,6 @@ BATCH_MAX = 50
 RECORDS_MAX = 98  # claims per batch transaction (100 items less the marker and the counts)
 MESSAGES_PER_CALL = 10
 STOP_WHEN_LEFT_MS = 60_000
-FINAL = ("complete", "complete_with_failures", "failed")
 
 
 @dataclass
@@ -103,7 +100,7 @@ class Dispatcher:
 
     def dispatch(self, notice_id: str, remaining_ms: Callable[[], int]) -> str:
         notice = self.notices.get(notice_id)
-        if notice.status in FINAL:
+        if notice.status in FINAL_STATUSES:
             return "already final"
         cursor, dispatched = self.notices.cursor(notice_id)
         if dispatched:
@@ -213,13 +210,7 @@ class Dispatcher:
         return "dry run complete"
 
     def _evaluate(self, notice: Notice, chunk: list[Recipient], result: DryRun) -> None:
-        pepper = self.pepper()
-        keys: dict[tuple[str, ChannelName], str] = {}
-        for recipient in chunk:
-            for channel in notice.channels:
-                address = address_of(recipient, channel)
-                if address is not None:
-                    keys[(recipient.recipient_id, channel)] = address_key(pepper, channel, address)
+        keys = address_keys(self.pepper(), ((recipient, notice.channels) for recipient in chunk))
         states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
         now = self.now()
         for recipient in chunk:
@@ -260,7 +251,7 @@ class Dispatcher:
 
     def finalize(self, notice_id: str, attempt: int) -> str:
         progress = self.notices.progress(notice_id)
-        if progress.status in FINAL:
+        if progress.status in FINAL_STATUSES:
             return "already final"
         if progress.dispatched and progress.total is not None and progress.settled >= progress.total:
             notice = self.notices.get(notice_id)
@@ -283,7 +274,3 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if head:
         yield head
     yield from rest
-
-
-def message_body(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))

@@ -13,7 +13,7 @@ Mode = Literal["all", "first_available"]
 Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed"]
 Status = Literal["queued", "dispatching", "sending", "complete", "complete_with_failures", "failed"]
 DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed")
-FINAL_DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "unreachable", "failed")
+FINAL_STATUSES: tuple[Status, ...] = ("complete", "complete_with_failures", "failed")
 
 TOPIC_OF: dict[Kind, str] = {
     "policy_change": "policy",

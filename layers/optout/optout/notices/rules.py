@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from optout.identity import address_key
 from optout.notices.model import ChannelName, Decision, Mode, Recipient
 from optout.suppression import SuppressionState
 
@@ -52,6 +53,19 @@ def _loadable(zone: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def address_keys(
+    pepper: bytes, wanted: Iterable[tuple[Recipient, Sequence[ChannelName]]]
+) -> dict[tuple[str, ChannelName], str]:
+    """The address key of each (recipient, channel) that has an address, by (recipient_id, channel)."""
+    keys: dict[tuple[str, ChannelName], str] = {}
+    for recipient, channels in wanted:
+        for channel in channels:
+            address = address_of(recipient, channel)
+            if address is not None:
+                keys[(recipient.recipient_id, channel)] = address_key(pepper, channel, address)
+    return keys
 
 
 def time_zones(recipient: Recipient, default: str) -> list[str]:

@@ -22,7 +22,6 @@ from urllib.parse import urlencode
 from optout.channels.email import PermanentSendError, SesEmail
 from optout.channels.pacing import TokenBucket, Transient, with_backoff
 from optout.channels.sms import MessageType, SmsChannel
-from optout.identity import address_key
 from optout.notices.model import (
     BatchEntry,
     ChannelName,
@@ -33,7 +32,7 @@ from optout.notices.model import (
     SendBatch,
 )
 from optout.notices.render import render_email, render_sms
-from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_of, decide
+from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
 from optout.notices.store import BatchTaken, ClaimConflict, NoticeStore
 from optout.settings import Settings
 from optout.suppression_store import SuppressionStore
@@ -97,18 +96,14 @@ class Sender:
         suppression read per 100. The states are read here, just before those batches are sent,
         and forgotten when the invocation ends (forget_prefetched).
         """
-        pepper = self.pepper()
-        keys: list[str] = []
-        for batch in batches:
-            notice = self.notice(batch.notice_id)
-            for entry in batch.entries:
-                for channel in entry.only or notice.channels:
-                    address = address_of(entry.recipient, channel)
-                    if address is not None:
-                        keys.append(address_key(pepper, channel, address))
+        keys = [key for batch in batches for key in self._keys(batch).values()]
         unique = list(dict.fromkeys(keys))
         found = self.suppressions.get_many(unique)
         self._prefetched = {key: found.get(key) for key in unique}
+
+    def _keys(self, batch: SendBatch) -> dict[tuple[str, ChannelName], str]:
+        notice = self.notice(batch.notice_id)
+        return address_keys(self.pepper(), ((e.recipient, e.only or notice.channels) for e in batch.entries))
 
     def forget_prefetched(self) -> None:
         self._prefetched = {}
@@ -129,13 +124,7 @@ class Sender:
     def process(self, batch: SendBatch) -> BatchResult:
         notice = self.notice(batch.notice_id)
         now = self.now()
-        pepper = self.pepper()
-        keys: dict[tuple[str, ChannelName], str] = {}
-        for entry in batch.entries:
-            for channel in entry.only or notice.channels:
-                address = address_of(entry.recipient, channel)
-                if address is not None:
-                    keys[(entry.recipient.recipient_id, channel)] = address_key(pepper, channel, address)
+        keys = self._keys(batch)
         states = self._states(list(dict.fromkeys(keys.values())))
         plans: list[Plan] = []
         seen: set[str] = set()
@@ -208,6 +197,7 @@ class Sender:
         return Plan(entry, outcome, records)
 
     def _send_all(self, notice: Notice, batch: SendBatch, plans: list[Plan]) -> BatchResult:
+        ring = self.key_ring()  # once a batch, not once a recipient
         finished: list[DeliveryRecord] = []
         channel_moves: Counter[str] = Counter()
         recipient_moves: Counter[str] = Counter()
@@ -219,7 +209,7 @@ class Sender:
                 if record.decision != "sent":
                     outcomes.append(channel_outcome)
                     continue
-                decision, reason, message_id = self._send_one(notice, plan.entry.recipient, channel_outcome.channel)
+                decision, reason, message_id = self._send_one(notice, plan.entry.recipient, record, ring)
                 final = record.model_copy(
                     update={"decision": decision, "reason": reason, "provider_message_id": message_id, "at": self.now()}
                 )
@@ -262,12 +252,13 @@ class Sender:
         )
 
     def _send_one(
-        self, notice: Notice, recipient: Recipient, channel: ChannelName
+        self, notice: Notice, recipient: Recipient, record: DeliveryRecord, ring: KeyRing
     ) -> tuple[Decision, str | None, str | None]:
+        channel = record.channel
         try:
             self.buckets[channel].take()
             if channel == "email":
-                raw = self._email(notice, recipient)
+                raw = self._email(notice, recipient, record.address_key or "", ring)
                 message_id = with_backoff(lambda: self.email().send(recipient.email or "", raw))
             else:
                 optional = notice.topic in self.settings.optional_topics
@@ -286,10 +277,8 @@ class Sender:
             return "failed", f"send error: {code}", None
         return "sent", None, message_id
 
-    def _email(self, notice: Notice, recipient: Recipient) -> bytes:
-        pepper = self.pepper()
-        key = address_key(pepper, "email", recipient.email or "")
-        token = issue(self.key_ring(), "email", key, notice.topic)
+    def _email(self, notice: Notice, recipient: Recipient, key: str, ring: KeyRing) -> bytes:
+        token = issue(ring, "email", key, notice.topic)
         url = f"{self.settings.links_base_url}/unsubscribe?{urlencode({'token': token})}"
         optional = notice.topic in self.settings.optional_topics
         return render_email(

@@ -364,18 +364,9 @@ class NoticeStore(DynamoTable):
 
     def complete(self, records: Sequence[DeliveryRecord], batch: str) -> None:
         """Write final (or deferred) records; BatchWriteItem, 25 per call, retrying unprocessed ones."""
-        items = [{"PutRequest": {"Item": {**_delivery_item(r, state=_state(r)), "batch": _s(batch)}}} for r in records]
-        for start in range(0, len(items), 25):
-            request: dict[str, Any] = {self.table: items[start : start + 25]}
-            attempt = 0
-            while request:
-                unprocessed = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                request = dict(unprocessed)
-                attempt += 1
-                if request:
-                    import time
-
-                    time.sleep(min(2.0, 0.05 * 2**attempt))
+        self.batch_write(
+            [{"PutRequest": {"Item": {**_delivery_item(r, state=_state(r)), "batch": _s(batch)}}} for r in records]
+        )
 
     def deliveries(
         self, notice_id: str, limit: int = 100, start: str | None = None
