@@ -242,6 +242,8 @@ def test_a_redelivered_batch_sends_nothing_twice(pipeline: Pipeline) -> None:
 
 
 def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline, monkeypatch) -> None:
+    # Given five recipients, one of whom bounced before
+    suppress("email", "user3@example.com", [ConsentChange("block", "channel", "bounce")], "bounce")
     manifest = pipeline.manifest(users(5))
     notice = pipeline.create("policy_change", POLICY, manifest)
     (dispatch,) = pipeline.receive("DispatchQueue")
@@ -249,22 +251,68 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
     (batch,) = pipeline.receive("SendQueue")
     sender = services.sender()
 
-    def crash(records: Any, batch_id: str) -> None:
+    def crash(*args: Any) -> None:
         raise RuntimeError("the function died after sending, before recording")
 
+    # When the sender dies after sending, before its records are written
     with monkeypatch.context() as patch:
-        patch.setattr(sender.notices, "complete", crash)
+        patch.setattr(sender.notices, "complete_batch", crash)
         # A batch whose only record fails fails the invocation: SQS will deliver it again
         with pytest.raises(BatchProcessingError):
             pipeline.sender({"Records": [batch]}, pipeline.ctx)
-    assert len(sent_mail()) == 5
-    # The redelivery sends nothing and resolves the stuck claims as failed, outcome unknown
+    assert len(sent_mail()) == 4
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {}  # nothing was recorded
+    # And the bounced address is cleared before the redelivery (the plan at the time still holds)
+    suppress("email", "user3@example.com", [ConsentChange("unblock", "channel")], "admin")
+    # Then the redelivery sends nothing: what was planned for sending is failed, outcome unknown,
+    # and the bounced recipient stays as that attempt decided
     assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
-    assert len(sent_mail()) == 5
+    assert len(sent_mail()) == 4
     services.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
     assert final["status"] == "complete_with_failures"
-    assert final["counts"]["by_channel"]["email"] == {"sent": 0, "failed": 5}
+    assert final["counts"]["by_channel"]["email"] == {"failed": 4, "unreachable": 1}
+    assert final["counts"]["recipients"] == {"failed": 4, "unreachable": 1}
+    records = {r.recipient_id: r for r in services.notice_store().all_deliveries(notice["id"])}
+    assert {r.reason for rid, r in records.items() if rid != "u3"} == {
+        "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
+    }
+    assert records["u3"].decision == "unreachable" and records["u3"].reason == "blocked: bounce"
+    # And a third delivery, after the batch was recorded, changes nothing
+    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    assert pipeline.get(notice["id"])["counts"] == final["counts"] and len(sent_mail()) == 4
+
+
+def test_a_recipient_listed_twice_is_notified_once(pipeline: Pipeline) -> None:
+    # Given a manifest that lists u5 again in another batch and u7 again in the same batch
+    rows = users(120)
+    rows.insert(100, "u5,user5@example.com,,en,America/New_York,User 5")
+    rows.insert(9, "u7,other7@example.com,,en,America/New_York,User 7 again")
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(rows))
+    # When it is sent
+    pipeline.run(notice["id"])
+    # Then each recipient got one mail, the first listing's, and the repeats are counted
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete" and final["total"] == 122 and final["rows_read"] == 122
+    assert final["counts"]["recipients"] == {"sent": 120, "duplicate": 2}
+    recipients = [m["To"] for m in sent_mail()]
+    assert len(recipients) == 120 and len(set(recipients)) == 120 and "other7@example.com" not in recipients
+
+
+def test_a_continuation_still_drops_recipients_seen_before_its_checkpoint(pipeline: Pipeline) -> None:
+    # Given 600 recipients where rows after the first checkpoint repeat rows before it
+    rows = [*users(600), "u3,user3@example.com,,en,,", "u499,user499@example.com,,en,,"]
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(rows))
+    dispatcher = services.dispatcher()
+    (record,) = pipeline.receive("DispatchQueue")
+    # When the first invocation stops after its first checkpoint and a new one continues
+    assert dispatcher.handle(json.loads(record["body"]), lambda: 30_000) == "continued"
+    pipeline.run(notice["id"])
+    # Then the continuation knew the rows before its checkpoint: nobody was sent twice
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete" and final["total"] == 602
+    assert final["counts"]["recipients"] == {"sent": 600, "duplicate": 2}
+    assert len(sent_mail()) == 600 and len({m["To"] for m in sent_mail()}) == 600
 
 
 def test_an_opt_out_between_two_batches_is_honoured(pipeline: Pipeline) -> None:
@@ -292,6 +340,7 @@ def test_a_dry_run_sends_nothing_and_says_what_would_happen(pipeline: Pipeline) 
             "u2,user2@example.com,+14155550102,en,America/New_York,B",
             "u3,,,en,,C",
             "u4,user4@example.com,,es,Europe/Madrid,D",
+            "u2,user2@example.com,+14155550102,en,America/New_York,B again",
         ]
     )
     notice = pipeline.create("breach_alert", BREACH, manifest, dry_run=True)
@@ -300,7 +349,7 @@ def test_a_dry_run_sends_nothing_and_says_what_would_happen(pipeline: Pipeline) 
     assert result["status"] == "complete" and result["dry_run"] is True
     assert sent_mail() == [] and sent_sms() == []
     dry = result["dry_run_result"]
-    assert dry["recipients"] == {"sent": 3}
+    assert dry["recipients"] == {"sent": 3, "duplicate": 1}
     assert dry["channels"]["email"] == {"suppressed": 1, "sent": 2}
     assert dry["channels"]["sms"] == {"sent": 1, "suppressed": 1}
     assert dry["reasons"]["email"] == {"blocked: bounce": 1}

@@ -226,7 +226,9 @@ def subject_export(channel: str, address: str, stack_name: str | None) -> None:
     target = resolve_target(stack_name)
     identity = _identity(target.pepper(), channel, address)
     state = target.store.get(identity.key) or SuppressionState(address_key=identity.key, channel=identity.channel)
-    deliveries = []
+    from optout.notices.store import delivery_from_item
+
+    deliveries: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": target.notices_table, "IndexName": "by_address",
         "KeyConditionExpression": "address_key = :k", "ExpressionAttributeValues": {":k": {"S": identity.key}},
@@ -234,13 +236,9 @@ def subject_export(channel: str, address: str, stack_name: str | None) -> None:
     ddb = target.clients("dynamodb")
     while True:
         page = ddb.query(**kwargs)
-        for item in page.get("Items", []):
-            deliveries.append({
-                "notice_id": item["pk"]["S"].removeprefix("notice#"), "recipient_id": item["recipient_id"]["S"],
-                "channel": item["channel"]["S"], "decision": item["decision"]["S"],
-                "reason": item.get("reason", {}).get("S"), "at": item["at"]["S"],
-                "provider_message_id": item.get("provider_message_id", {}).get("S"),
-            })  # fmt: skip
+        deliveries += [
+            delivery_from_item(item).model_dump(mode="json", exclude={"address_key"}) for item in page.get("Items", [])
+        ]
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

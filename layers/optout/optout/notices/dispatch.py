@@ -4,12 +4,15 @@ It reads from the last checkpoint (a byte offset), writes batches of at most 50 
 SendMessageBatch (10 batches a call), and checkpoints after every call, atomically with the
 rows and bad rows it read. Near the end of its time it queues a continuation of itself, so a
 manifest of millions of rows never dies at Lambda's 15-minute limit. A dry run reads the same
-way but decides instead of sending. A ``finalize`` message closes the notice once every
-dispatched recipient has a final decision.
+way but decides instead of sending. A recipient listed twice is dropped here and counted as a
+duplicate: the dispatcher reads the manifest in one pass, so it alone sees every row (a
+continuation rebuilds what it had seen from the rows before its checkpoint). A ``finalize``
+message closes the notice once every dispatched recipient has a final decision.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,10 +38,28 @@ class Tally:
 
     rows: int = 0
     recipients: int = 0
+    duplicates: int = 0
     bad: list[BadRow] = field(default_factory=list)
 
     def reset(self) -> None:
-        self.rows, self.recipients, self.bad = 0, 0, []
+        self.rows, self.recipients, self.duplicates, self.bad = 0, 0, 0, []
+
+
+class SeenRecipients:
+    """The recipient ids read so far, as 16-byte digests: about 100 bytes of memory a recipient."""
+
+    def __init__(self) -> None:
+        self._digests: set[bytes] = set()
+
+    def first_time(self, recipient_id: str) -> bool:
+        digest = hashlib.blake2b(recipient_id.encode(), digest_size=16).digest()
+        if digest in self._digests:
+            return False
+        self._digests.add(digest)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._digests)
 
 
 @dataclass
@@ -116,6 +137,7 @@ class Dispatcher:
             else:
                 self.notices.set_status(notice_id, "failed", self.now(), error=f"cannot read the manifest: {code}")
                 return "failed"
+        seen = SeenRecipients()
         if cursor.line == 0:
             chunks = _chunks(body)
             head = next(chunks, b"")
@@ -123,12 +145,26 @@ class Dispatcher:
             stream: Iterator[bytes] = _prepend(head, chunks)
         else:
             stream = _chunks(body)
+            self._replay(bucket, key, cursor, seen)
         if notice.dry_run:
-            return self._dry_run(notice, cursor, stream, remaining_ms)
-        return self._send(notice, cursor, stream, remaining_ms)
+            return self._dry_run(notice, cursor, stream, seen, remaining_ms)
+        return self._send(notice, cursor, stream, seen, remaining_ms)
 
-    def _recipients(self, stream: Iterator[bytes], cursor: Cursor, tally: Tally) -> Iterator[Recipient]:
-        """The manifest's recipients from the cursor on; bad rows and counts go to ``tally``."""
+    def _replay(self, bucket: str, key: str, cursor: Cursor, seen: SeenRecipients) -> None:
+        """A continuation: learn the recipients before the checkpoint by reading those rows again."""
+        if cursor.offset == 0:
+            return
+        prefix = self.s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{cursor.offset - 1}")["Body"]
+        replay = Cursor(fmt=cursor.fmt)
+        for raw, number, _ in lines(_chunks(prefix), replay):
+            parsed = parse_line(raw, number, replay)
+            if isinstance(parsed, Recipient):
+                seen.first_time(parsed.recipient_id)
+
+    def _recipients(
+        self, stream: Iterator[bytes], cursor: Cursor, tally: Tally, seen: SeenRecipients
+    ) -> Iterator[Recipient]:
+        """The manifest's recipients from the cursor on, each once; the rest is counted in ``tally``."""
         for raw, number, offset in lines(stream, cursor):
             parsed = parse_line(raw, number, cursor)
             cursor.line, cursor.offset = number, offset
@@ -138,11 +174,16 @@ class Dispatcher:
             if isinstance(parsed, BadRow):
                 tally.bad.append(parsed)
                 continue
+            if not seen.first_time(parsed.recipient_id):
+                tally.duplicates += 1
+                continue
             tally.recipients += 1
             yield parsed
 
     def _checkpoint(self, notice: Notice, cursor: Cursor, tally: Tally, done: bool) -> None:
-        self.notices.checkpoint(notice.id, cursor, tally.rows, tally.bad, tally.recipients, done, self.now())
+        self.notices.checkpoint(
+            notice.id, cursor, tally.rows, tally.bad, tally.recipients, tally.duplicates, done, self.now()
+        )
         tally.reset()
 
     def _continue_later(self, notice: Notice, remaining_ms: Callable[[], int]) -> bool:
@@ -152,12 +193,19 @@ class Dispatcher:
         self.requeue({"notice_id": notice.id}, 0)
         return True
 
-    def _send(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
+    def _send(
+        self,
+        notice: Notice,
+        cursor: Cursor,
+        stream: Iterator[bytes],
+        seen: SeenRecipients,
+        remaining_ms: Callable[[], int],
+    ) -> str:
         width = len(notice.channels)
         batch: list[Recipient] = []
         messages: list[dict[str, Any]] = []
         tally = Tally()
-        for recipient in self._recipients(stream, cursor, tally):
+        for recipient in self._recipients(stream, cursor, tally, seen):
             batch.append(recipient)
             if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
                 messages.append(self._message(notice, batch))
@@ -188,26 +236,37 @@ class Dispatcher:
 
     # --- dry run -------------------------------------------------------------------------
 
-    def _dry_run(self, notice: Notice, cursor: Cursor, stream: Iterator[bytes], remaining_ms: Callable[[], int]) -> str:
+    def _dry_run(
+        self,
+        notice: Notice,
+        cursor: Cursor,
+        stream: Iterator[bytes],
+        seen: SeenRecipients,
+        remaining_ms: Callable[[], int],
+    ) -> str:
         result = DryRun.from_json(notice.dry_run_result)
         chunk: list[Recipient] = []
         tally = Tally()
-        for recipient in self._recipients(stream, cursor, tally):
+        for recipient in self._recipients(stream, cursor, tally, seen):
             chunk.append(recipient)
             if len(chunk) >= BATCH_MAX:
                 self._evaluate(notice, chunk, result)
                 chunk = []
                 if tally.recipients >= BATCH_MAX * MESSAGES_PER_CALL:
-                    self.notices.save_dry_run(notice.id, result.to_json(), self.now())
-                    self._checkpoint(notice, cursor, tally, done=False)
+                    self._save_dry_run(notice, cursor, tally, result, done=False)
                     if self._continue_later(notice, remaining_ms):
                         return "continued"
         if chunk:
             self._evaluate(notice, chunk, result)
-        self.notices.save_dry_run(notice.id, result.to_json(), self.now())
-        self._checkpoint(notice, cursor, tally, done=True)
+        self._save_dry_run(notice, cursor, tally, result, done=True)
         self.notices.set_status(notice.id, "complete", self.now(), only_from=("dispatching",))
         return "dry run complete"
+
+    def _save_dry_run(self, notice: Notice, cursor: Cursor, tally: Tally, result: DryRun, done: bool) -> None:
+        if tally.duplicates:
+            result.recipients["duplicate"] += tally.duplicates
+        self.notices.save_dry_run(notice.id, result.to_json(), self.now())
+        self._checkpoint(notice, cursor, tally, done=done)
 
     def _evaluate(self, notice: Notice, chunk: list[Recipient], result: DryRun) -> None:
         keys = address_keys(self.pepper(), ((recipient, notice.channels) for recipient in chunk))

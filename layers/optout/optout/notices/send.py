@@ -1,11 +1,12 @@
 """The sender: one SendQueue batch, checked against suppressions at the moment of sending.
 
-In order: read the batch's suppression state in one strongly consistent BatchGetItem; decide
-each recipient and channel (rules.py); in one transaction mark the batch taken, claim its
-delivery records and add its counts; send, paced under the provider rate; complete the records;
-re-enqueue what must wait (quiet hours, throttling) with a delay. A redelivered batch sends
-nothing twice: its marker says it was taken, and only records left claimed by a crash are
-resolved (as failed, outcome unknown, never re-sent).
+In order: read the batch's suppression state in one strongly consistent BatchGetItem (shared by
+the invocation's batches); decide each recipient and channel (rules.py); mark the batch taken,
+with that plan; send, paced under the provider rate; then, in one transaction, write every
+delivery record with its final decision, add the counts and mark the batch done; re-enqueue what
+must wait (quiet hours, throttling) with a delay. A redelivered batch sends nothing twice: its
+mark says it was taken. If the last attempt died before its transaction, what it planned to send
+is recorded failed (outcome unknown, never re-sent) and the rest as it was planned.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -22,18 +23,10 @@ from urllib.parse import urlencode
 from optout.channels.email import PermanentSendError, SesEmail
 from optout.channels.pacing import TokenBucket, Transient, with_backoff
 from optout.channels.sms import MessageType, SmsChannel
-from optout.notices.model import (
-    BatchEntry,
-    ChannelName,
-    Decision,
-    DeliveryRecord,
-    Notice,
-    Recipient,
-    SendBatch,
-)
+from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import render_email, render_sms
 from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
-from optout.notices.store import BatchTaken, ClaimConflict, NoticeStore
+from optout.notices.store import BatchTaken, NoticeStore
 from optout.settings import Settings
 from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue
@@ -46,7 +39,19 @@ log = logging.getLogger(__name__)
 class Plan:
     entry: BatchEntry
     outcome: RecipientOutcome
-    records: list[DeliveryRecord] = field(default_factory=list)
+    keys: dict[ChannelName, str]  # address keys of the channels with an address
+
+
+@dataclass
+class Done:
+    """A recipient of the batch, settled: the plan and the records of its final decisions."""
+
+    plan: Plan
+    records: list[DeliveryRecord]
+
+    @property
+    def decision(self) -> Decision:
+        return _recipient_decision([r.decision for r in self.records], self.plan.outcome.decision)
 
 
 @dataclass(frozen=True)
@@ -128,37 +133,20 @@ class Sender:
         states = self._states(list(dict.fromkeys(keys.values())))
         plans: list[Plan] = []
         seen: set[str] = set()
-        duplicates = 0
         for entry in batch.entries:
-            if entry.recipient.recipient_id in seen:  # listed twice within one batch
-                duplicates += 1
-                continue
-            seen.add(entry.recipient.recipient_id)
-            plans.append(self._plan(notice, entry, keys, states, now))
-        if duplicates:
-            self.notices.add_counts(notice.id, {}, {"duplicate": duplicates}, None, now)
-            duplicates = 0
-        while True:
-            records = [r for p in plans for r in p.records]
-            try:
-                self.notices.claim_batch(notice.id, batch.batch, records, *_counts(plans), now)
-                break
-            except BatchTaken:
-                return self._recover(notice, batch, plans)
-            except ClaimConflict as conflict:
-                taken = {r.recipient_id for r in conflict.records}
-                # A recipient listed twice in the manifest (or a deferral delivered twice):
-                # notified once already, so dropped from this batch.
-                duplicates += sum(
-                    1 for p in plans if p.entry.recipient.recipient_id in taken and p.entry.previous is None
-                )
-                plans = [p for p in plans if p.entry.recipient.recipient_id not in taken]
-                if duplicates:
-                    self.notices.add_counts(notice.id, {}, {"duplicate": duplicates}, None, now)
-                duplicates = 0
-                if not plans:
-                    return BatchResult(0, 0, 0, 0, 0, len(taken))
-        return self._send_all(notice, batch, plans)
+            # The dispatcher drops a recipient listed twice; a batch built some other way (say, by
+            # hand for a redrive) must still not write one item twice in a transaction.
+            if entry.recipient.recipient_id not in seen:
+                seen.add(entry.recipient.recipient_id)
+                plans.append(self._plan(notice, entry, keys, states, now))
+        duplicates = len(batch.entries) - len(plans)
+        try:
+            self.notices.claim_batch(notice.id, batch.batch, _planned(plans), now)
+        except BatchTaken as taken:
+            if taken.done:
+                return BatchResult(0, 0, 0, 0, 0, 0, redelivered=True)
+            return self._recover(notice, batch, plans, taken.planned, duplicates)
+        return self._send_all(notice, batch, plans, duplicates)
 
     def _plan(
         self,
@@ -170,95 +158,109 @@ class Sender:
     ) -> Plan:
         rid = entry.recipient.recipient_id
         channels = entry.only or notice.channels
-        channel_states = {ch: states.get(keys.get((rid, ch), "")) for ch in channels}
+        own = {ch: keys[(rid, ch)] for ch in channels if (rid, ch) in keys}
         outcome = decide(
             entry.recipient,
             notice.topic,
             self.settings.optional_topics,
             channels,
             notice.mode,
-            channel_states,
+            {ch: states.get(key) for ch, key in own.items()},
             now,
             hold_optional_sms=notice.kind != "breach_alert",
             default_timezone=self.settings.default_timezone,
         )
-        records = [
-            DeliveryRecord(
-                notice_id=notice.id,
-                recipient_id=rid,
-                channel=c.channel,
-                address_key=keys.get((rid, c.channel)),
-                decision=c.decision,
-                reason=c.reason,
-                at=now,
-            )
-            for c in outcome.channels
-        ]
-        return Plan(entry, outcome, records)
+        return Plan(entry, outcome, own)
 
-    def _send_all(self, notice: Notice, batch: SendBatch, plans: list[Plan]) -> BatchResult:
+    def _send_all(self, notice: Notice, batch: SendBatch, plans: list[Plan], duplicates: int) -> BatchResult:
         ring = self.key_ring()  # once a batch, not once a recipient
-        finished: list[DeliveryRecord] = []
-        channel_moves: Counter[str] = Counter()
-        recipient_moves: Counter[str] = Counter()
+        done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
         last_sent: datetime | None = None
         for plan in plans:
-            outcomes: list[ChannelOutcome] = []
-            for channel_outcome, record in zip(plan.outcome.channels, plan.records, strict=True):
-                if record.decision != "sent":
-                    outcomes.append(channel_outcome)
-                    continue
-                decision, reason, message_id = self._send_one(notice, plan.entry.recipient, record, ring)
-                final = record.model_copy(
-                    update={"decision": decision, "reason": reason, "provider_message_id": message_id, "at": self.now()}
-                )
-                finished.append(final)
-                outcomes.append(ChannelOutcome(channel_outcome.channel, decision, reason))
-                if decision != "sent":
-                    channel_moves[f"{record.channel}.sent"] -= 1
-                    channel_moves[f"{record.channel}.{decision}"] += 1
-                else:
-                    last_sent = final.at
-            final_decision = _recipient_decision(outcomes, plan.outcome.decision)
-            if final_decision != plan.outcome.decision:
-                recipient_moves[plan.outcome.decision] -= 1
-                recipient_moves[final_decision] += 1
-            retry = [o.channel for o in outcomes if o.decision == "deferred" and o.reason == RETRY_REASON]
+            records = []
+            for outcome in plan.outcome.channels:
+                decision, reason, message_id = outcome.decision, outcome.reason, None
+                if decision == "sent":
+                    decision, reason, message_id = self._send_one(notice, plan, outcome.channel, ring)
+                    if decision == "deferred" and plan.entry.attempt >= self.settings.send_retry_limit:
+                        decision, reason = "failed", GAVE_UP_REASON
+                records.append(self._record(notice, plan, outcome.channel, decision, reason, message_id))
+                if decision == "sent":
+                    last_sent = records[-1].at
+            done.append(Done(plan, records))
+            retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
             if retry:
                 entry = BatchEntry(
                     recipient=plan.entry.recipient, only=retry, previous="deferred", attempt=plan.entry.attempt + 1
                 )
                 later.append((entry, 30 * 2 ** min(plan.entry.attempt, 4)))
-            waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
-            if waiting:
-                until = max(o.defer_until for o in waiting if o.defer_until is not None)
-                delay = int((until - self.now()).total_seconds()) + 1
-                entry = BatchEntry(
-                    recipient=plan.entry.recipient,
-                    only=[o.channel for o in waiting],
-                    previous="deferred",
-                    attempt=plan.entry.attempt,
-                )
-                later.append((entry, delay))
-        if finished:
-            self.notices.complete(finished, batch.batch)
-        if channel_moves or recipient_moves or last_sent:
-            self.notices.add_counts(notice.id, dict(channel_moves), dict(recipient_moves), last_sent, self.now())
+            later += self._quiet_hours(plan)
+        self._complete(notice, batch, done, duplicates, last_sent)
         self._enqueue_later(notice, batch, later)
-        tally = Counter(_recipient_decision(list(_final_outcomes(p, finished)), p.outcome.decision) for p in plans)
-        return BatchResult(
-            tally["sent"], tally["suppressed"], tally["deferred"], tally["unreachable"], tally["failed"], 0
+        return _result(done, duplicates)
+
+    def _quiet_hours(self, plan: Plan) -> list[tuple[BatchEntry, int]]:
+        waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
+        if not waiting:
+            return []
+        until = max(o.defer_until for o in waiting if o.defer_until is not None)
+        entry = BatchEntry(
+            recipient=plan.entry.recipient,
+            only=[o.channel for o in waiting],
+            previous="deferred",
+            attempt=plan.entry.attempt,
+        )
+        return [(entry, int((until - self.now()).total_seconds()) + 1)]
+
+    def _record(
+        self,
+        notice: Notice,
+        plan: Plan,
+        channel: ChannelName,
+        decision: Decision,
+        reason: str | None,
+        message_id: str | None,
+    ) -> DeliveryRecord:
+        return DeliveryRecord(
+            notice_id=notice.id,
+            recipient_id=plan.entry.recipient.recipient_id,
+            channel=channel,
+            address_key=plan.keys.get(channel),
+            decision=decision,
+            reason=reason,
+            provider_message_id=message_id,
+            at=self.now(),
+        )
+
+    def _complete(
+        self, notice: Notice, batch: SendBatch, done: Sequence[Done], duplicates: int, last_sent: datetime | None
+    ) -> None:
+        channels: Counter[str] = Counter()
+        recipients: Counter[str] = Counter()
+        for item in done:
+            for record in item.records:
+                channels[f"{record.channel}.{record.decision}"] += 1
+            recipients[item.decision] += 1
+            if item.plan.entry.previous == "deferred":  # counted deferred by an earlier batch: move it on
+                recipients["deferred"] -= 1
+                for channel in item.plan.entry.only or []:
+                    channels[f"{channel}.deferred"] -= 1
+        if duplicates:
+            recipients["duplicate"] += duplicates
+        records = [r for item in done for r in item.records]
+        self.notices.complete_batch(
+            notice.id, batch.batch, records, dict(channels), dict(recipients), last_sent, self.now()
         )
 
     def _send_one(
-        self, notice: Notice, recipient: Recipient, record: DeliveryRecord, ring: KeyRing
+        self, notice: Notice, plan: Plan, channel: ChannelName, ring: KeyRing
     ) -> tuple[Decision, str | None, str | None]:
-        channel = record.channel
+        recipient = plan.entry.recipient
         try:
             self.buckets[channel].take()
             if channel == "email":
-                raw = self._email(notice, recipient, record.address_key or "", ring)
+                raw = self._email(notice, recipient, plan.keys.get(channel, ""), ring)
                 message_id = with_backoff(lambda: self.email().send(recipient.email or "", raw))
             else:
                 optional = notice.topic in self.settings.optional_topics
@@ -292,14 +294,9 @@ class Sender:
         )
 
     def _enqueue_later(self, notice: Notice, batch: SendBatch, later: list[tuple[BatchEntry, int]]) -> None:
-        retry_limit = self.settings.send_retry_limit
-        gave_up = [e for e, _ in later if e.attempt > retry_limit]
-        if gave_up:
-            self._give_up(notice, batch, gave_up)
         by_delay: dict[int, list[BatchEntry]] = {}
         for entry, delay in later:
-            if entry.attempt <= retry_limit:
-                by_delay.setdefault(min(MAX_DELAY, max(0, delay)), []).append(entry)
+            by_delay.setdefault(min(MAX_DELAY, max(0, delay)), []).append(entry)
         for n, (delay, entries) in enumerate(sorted(by_delay.items())):
             for start in range(0, len(entries), 50):
                 message = SendBatch(
@@ -310,74 +307,79 @@ class Sender:
                 )
                 self.enqueue(message.model_dump(mode="json"), delay)
 
-    def _give_up(self, notice: Notice, batch: SendBatch, entries: Sequence[BatchEntry]) -> None:
-        now = self.now()
-        records = [
-            DeliveryRecord(notice_id=notice.id, recipient_id=e.recipient.recipient_id, channel=ch, decision="failed",
-                           reason="provider kept throttling; gave up after retries", at=now)
-            for e in entries for ch in (e.only or [])
-        ]  # fmt: skip
-        self.notices.complete(records, batch.batch)
-        moves: Counter[str] = Counter()
-        for record in records:
-            moves[f"{record.channel}.deferred"] -= 1
-            moves[f"{record.channel}.failed"] += 1
-        self.notices.add_counts(notice.id, dict(moves), {"deferred": -len(entries), "failed": len(entries)}, None, now)
-
     # --- a redelivered batch ----------------------------------------------------------------
 
-    def _recover(self, notice: Notice, batch: SendBatch, plans: list[Plan]) -> BatchResult:
-        """Records still claimed were being sent when the last attempt died: never re-sent."""
-        keys = [(p.entry.recipient.recipient_id, ch) for p in plans for ch in (p.entry.only or notice.channels)]
-        stuck = [
-            r
-            for r, state, owner in self.notices.batch_records(notice.id, keys)
-            if state == "claimed" and owner == batch.batch
-        ]
-        if stuck:
-            now = self.now()
-            failed = [r.model_copy(update={"decision": "failed", "reason": UNKNOWN_REASON, "at": now}) for r in stuck]
-            self.notices.complete(failed, batch.batch)
-            moves: Counter[str] = Counter()
-            for record in stuck:
-                moves[f"{record.channel}.sent"] -= 1
-                moves[f"{record.channel}.failed"] += 1
-            # A recipient was counted "sent" when claimed; with every claimed channel stuck, they failed.
-            people = {r.recipient_id for r in stuck}
-            recipient_moves = {"sent": -len(people), "failed": len(people)}
-            self.notices.add_counts(notice.id, dict(moves), recipient_moves, None, now)
-        return BatchResult(0, 0, 0, 0, len(stuck), 0, redelivered=True)
+    def _recover(
+        self, notice: Notice, batch: SendBatch, plans: list[Plan], planned: str | None, duplicates: int
+    ) -> BatchResult:
+        """The last attempt died after its mark and before its records: what it meant to send may
+        have gone out, so it is recorded failed (outcome unknown) and never re-sent; the rest is
+        recorded as that attempt planned it, and what it deferred is queued again."""
+        was = _unplanned(planned)
+        done: list[Done] = []
+        later: list[tuple[BatchEntry, int]] = []
+        for plan in plans:
+            before = was.get(plan.entry.recipient.recipient_id)
+            if before is None:  # not in the mark (cannot happen with marks this code writes): assume sent
+                channels = plan.entry.only or notice.channels
+                before = RecipientOutcome("sent", tuple(ChannelOutcome(ch, "sent") for ch in channels))
+            then = Plan(plan.entry, before, plan.keys)
+            records = [
+                self._record(
+                    notice,
+                    then,
+                    o.channel,
+                    *(("failed", UNKNOWN_REASON) if o.decision == "sent" else (o.decision, o.reason)),
+                    None,
+                )
+                for o in before.channels
+            ]
+            done.append(Done(then, records))
+            later += self._quiet_hours(then)
+        self._complete(notice, batch, done, duplicates, None)
+        self._enqueue_later(notice, batch, later)
+        return replace(_result(done, duplicates), redelivered=True)
 
 
 RETRY_REASON = "provider throttled; will retry"
+GAVE_UP_REASON = "provider kept throttling; gave up after retries"
 UNKNOWN_REASON = "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
 
 
-def _counts(plans: Sequence[Plan]) -> tuple[dict[str, int], dict[str, int]]:
-    channels: Counter[str] = Counter()
-    recipients: Counter[str] = Counter()
-    for plan in plans:
-        for record in plan.records:
-            channels[f"{record.channel}.{record.decision}"] += 1
-        recipients[plan.outcome.decision] += 1
-        if plan.entry.previous == "deferred":
-            recipients["deferred"] -= 1
-            for channel in plan.entry.only or []:
-                channels[f"{channel}.deferred"] -= 1
-    return dict(channels), dict(recipients)
+def _planned(plans: Sequence[Plan]) -> str:
+    """The batch's plan, compact, for its mark: {recipient: [decision, [[channel, decision, reason, until]]]}."""
+    return json.dumps(
+        {
+            p.entry.recipient.recipient_id: [
+                p.outcome.decision,
+                [[o.channel, o.decision, o.reason, o.defer_until.isoformat() if o.defer_until else None]
+                 for o in p.outcome.channels],
+            ]
+            for p in plans
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
 
 
-def _final_outcomes(plan: Plan, finished: Sequence[DeliveryRecord]) -> list[ChannelOutcome]:
-    done = {(r.recipient_id, r.channel): r for r in finished}
-    outcomes = []
-    for outcome in plan.outcome.channels:
-        record = done.get((plan.entry.recipient.recipient_id, outcome.channel))
-        outcomes.append(ChannelOutcome(outcome.channel, record.decision, record.reason) if record else outcome)
+def _unplanned(planned: str | None) -> dict[str, RecipientOutcome]:
+    outcomes = {}
+    for rid, (decision, channels) in json.loads(planned or "{}").items():
+        outcomes[rid] = RecipientOutcome(
+            decision,
+            tuple(ChannelOutcome(ch, d, reason, datetime.fromisoformat(until) if until else None)
+                  for ch, d, reason, until in channels),
+        )  # fmt: skip
     return outcomes
 
 
-def _recipient_decision(outcomes: Sequence[ChannelOutcome], planned: Decision) -> Decision:
-    decisions = {o.decision for o in outcomes}
+def _result(done: Sequence[Done], duplicates: int) -> BatchResult:
+    tally = Counter(item.decision for item in done)
+    return BatchResult(
+        tally["sent"], tally["suppressed"], tally["deferred"], tally["unreachable"], tally["failed"], duplicates
+    )
+
+
+def _recipient_decision(decisions: Sequence[Decision], planned: Decision) -> Decision:
     order: tuple[Decision, ...] = ("sent", "deferred", "failed")
     for decision in order:
         if decision in decisions:

@@ -3,11 +3,13 @@
 Items (pk / sk):
 
     notice#<id> / notice                        the notice: a JSON document plus atomic counters
-    notice#<id> / delivery#<recipient>#<channel> a delivery record: claimed, then completed
+    notice#<id> / batch#<batch>                 a send batch's mark: taken (with its plan), then done
+    notice#<id> / delivery#<recipient>#<channel> a delivery record, written once with its final decision
     idem#<key>  / idem                          an Idempotency-Key and the hash of its request
 
-A delivery is claimed before anything is sent (one transaction for the batch), so a redelivered
-batch never sends twice; counts are added only for records this attempt claimed.
+A send batch is marked taken before anything of it is sent, so a redelivered batch never sends
+twice; its records and counts are written with the mark set done, in one transaction. A recipient
+listed twice in a manifest is dropped by the dispatcher, which reads the manifest in one pass.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from optout.notices.model import BadRow, Counts, DeliveryRecord, Notice, Status
 
 NOTICE_SK = "notice"
 DELIVERY_PREFIX = "delivery#"
+BATCH_PREFIX = "batch#"
 MAX_BAD_ROW_SAMPLES = 1000
 _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_run", "created_by", "created_at")
 
@@ -35,13 +38,12 @@ class NoticeNotFound(OptoutError):
 
 
 class BatchTaken(Exception):
-    """This send batch was taken before: the redelivery only recovers what was left."""
+    """This send batch was taken before: the redelivery only records what was left."""
 
-
-class ClaimConflict(Exception):
-    def __init__(self, records: Sequence[DeliveryRecord]) -> None:
-        super().__init__(f"{len(records)} delivery records exist already")
-        self.records = list(records)
+    def __init__(self, batch: str, done: bool, planned: str | None) -> None:
+        super().__init__(f"batch {batch} was taken before")
+        self.done = done
+        self.planned = planned
 
 
 class IdempotencyConflict(OptoutError):
@@ -184,10 +186,15 @@ class NoticeStore(DynamoTable):
         rows: int,
         bad: Sequence[BadRow],
         dispatched_recipients: int,
+        duplicates: int,
         done: bool,
         now: datetime,
     ) -> None:
-        """Record how far dispatch got, atomically with the rows it read since the last one."""
+        """Record how far dispatch got, atomically with the rows it read since the last one.
+
+        A duplicate (a recipient listed again) is settled here: it counts towards the total and
+        as a recipient decision, so the notice still finishes when every row is accounted for.
+        """
         values: dict[str, Any] = {
             ":o": _n(cursor.offset),
             ":l": _n(cursor.line),
@@ -196,7 +203,7 @@ class NoticeStore(DynamoTable):
             ":d": {"BOOL": done},
             ":u": _s(now.isoformat()),
             ":f": _s(cursor.fmt),
-            ":q": _n(dispatched_recipients),
+            ":q": _n(dispatched_recipients + duplicates),
         }
         sets = ["#o = :o", "#line = :l", "#dispatched = :d", "#updated = :u", "#fmt = :f"]
         names = {
@@ -212,6 +219,11 @@ class NoticeStore(DynamoTable):
             names["#samples"] = "samples"
             values[":empty"] = {"L": []}
             values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in bad]}
+        adds = ["#rows :r", "#bad :b", "#queued :q"]
+        if duplicates:
+            names["#dup"] = "c__" + _counter("r.duplicate")
+            values[":dup"] = _n(duplicates)
+            adds.append("#dup :dup")
         if done:
             sets.append("#total = if_not_exists(#queued, :zero) + :q")
             names["#total"] = "total"
@@ -219,7 +231,7 @@ class NoticeStore(DynamoTable):
         self.client.update_item(
             TableName=self.table,
             Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD #rows :r, #bad :b, #queued :q",
+            UpdateExpression="SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
@@ -288,85 +300,70 @@ class NoticeStore(DynamoTable):
 
     # --- deliveries ------------------------------------------------------------------------
 
-    def claim_batch(
+    def claim_batch(self, notice_id: str, batch: str, planned: str, now: datetime) -> None:
+        """Mark a send batch taken, with what it planned, before any of it is sent.
+
+        Raises BatchTaken if it was taken before: a redelivery, which then sends nothing (if the
+        last attempt completed) or records what the interrupted attempt left (``planned``).
+        """
+        item = {
+            "pk": _pk(notice_id),
+            "sk": _s(f"{BATCH_PREFIX}{batch}"),
+            "state": _s("sending"),
+            "at": _s(now.isoformat()),
+            "planned": _s(planned),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            raise BatchTaken(
+                batch, done=old.get("state", {}).get("S") == "done", planned=old.get("planned", {}).get("S")
+            ) from exc
+
+    def complete_batch(
         self,
         notice_id: str,
         batch: str,
         records: Sequence[DeliveryRecord],
         channel_counts: dict[str, int],
         recipient_counts: dict[str, int],
+        sent_at: datetime | None,
         now: datetime,
     ) -> None:
-        """In one transaction: mark the batch taken, claim its delivery records, add its counts.
+        """In one transaction: the batch's delivery records, its counts, and its mark set done.
 
-        Raises BatchTaken if this batch was taken before (a redelivery), or ClaimConflict naming
-        the records that exist already (a recipient listed twice in the manifest).
+        All or nothing: a batch interrupted before this point has written no record and added no
+        count, so its redelivery knows exactly what is left, and nothing is ever counted twice.
         """
         items: list[Any] = [
             {
-                "Put": {
+                "Update": {
                     "TableName": self.table,
-                    "Item": {"pk": _pk(notice_id), "sk": _s(f"batch#{batch}"), "at": _s(now.isoformat())},
-                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "Key": {"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+                    "UpdateExpression": "SET #state = :done, done_at = :now",
+                    "ConditionExpression": "#state = :sending",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {
+                        ":done": _s("done"),
+                        ":sending": _s("sending"),
+                        ":now": _s(now.isoformat()),
+                    },
                 }
             }
         ]
-        items += [{"Put": self._claim_put(r, batch)} for r in records]
-        update = self._counts_update(notice_id, channel_counts, recipient_counts, None, now)
+        items += [{"Put": {"TableName": self.table, "Item": _delivery_item(r)}} for r in records]
+        update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:
             items.append({"Update": update})
         if len(items) > 100:
-            raise ValueError("a batch claims at most 98 delivery records")
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException as exc:
-            codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if codes and codes[0] == "ConditionalCheckFailed":
-                raise BatchTaken(batch) from exc
-            conflicts = [
-                records[i - 1] for i, c in enumerate(codes) if c == "ConditionalCheckFailed" and 0 < i <= len(records)
-            ]
-            if conflicts:
-                raise ClaimConflict(conflicts) from exc
-            raise
-
-    def _claim_put(self, record: DeliveryRecord, batch: str) -> dict[str, Any]:
-        state = {"sent": "claimed", "deferred": "deferred"}.get(record.decision, "complete")
-        item = _delivery_item(record, state=state)
-        item["batch"] = _s(batch)
-        return {
-            "TableName": self.table,
-            "Item": item,
-            "ConditionExpression": "attribute_not_exists(pk) OR #state = :deferred",
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":deferred": _s("deferred")},
-        }
-
-    def batch_records(self, notice_id: str, keys: Sequence[tuple[str, str]]) -> list[tuple[DeliveryRecord, str, str]]:
-        """(record, state, batch) for these (recipient, channel) keys: how a redelivery recovers."""
-        found: list[tuple[DeliveryRecord, str, str]] = []
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            chunk = unique[start : start + 100]
-            request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [{"pk": _pk(notice_id), "sk": _s(_delivery_sk(r, c))} for r, c in chunk],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    record = _delivery(notice_id, item, raw=True)
-                    found.append((record, item["state"]["S"], item.get("batch", {}).get("S", "")))
-                request = dict(response.get("UnprocessedKeys") or {})
-        return found
-
-    def complete(self, records: Sequence[DeliveryRecord], batch: str) -> None:
-        """Write final (or deferred) records; BatchWriteItem, 25 per call, retrying unprocessed ones."""
-        self.batch_write(
-            [{"PutRequest": {"Item": {**_delivery_item(r, state=_state(r)), "batch": _s(batch)}}} for r in records]
-        )
+            raise ValueError("a batch records at most 98 deliveries")
+        self.client.transact_write_items(TransactItems=items)
 
     def deliveries(
         self, notice_id: str, limit: int = 100, start: str | None = None
@@ -380,7 +377,7 @@ class NoticeStore(DynamoTable):
         if start:
             kwargs["ExclusiveStartKey"] = {"pk": _pk(notice_id), "sk": _s(DELIVERY_PREFIX + start)}
         response = self.client.query(**kwargs)
-        records = [_delivery(notice_id, item) for item in response.get("Items", [])]
+        records = [delivery_from_item(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return records, (last["sk"]["S"].removeprefix(DELIVERY_PREFIX) if last else None)
 
@@ -397,15 +394,14 @@ def _delivery_sk(recipient_id: str, channel: str) -> str:
     return f"{DELIVERY_PREFIX}{recipient_id}#{channel}"
 
 
-def _delivery_item(record: DeliveryRecord, state: str) -> dict[str, Any]:
+def _delivery_item(record: DeliveryRecord) -> dict[str, Any]:
+    # The recipient and channel are in the sort key (a recipient id never contains "#"): items
+    # stay small, and one delivery costs one write unit.
     item: dict[str, Any] = {
         "pk": _pk(record.notice_id),
         "sk": _s(_delivery_sk(record.recipient_id, record.channel)),
-        "recipient_id": _s(record.recipient_id),
-        "channel": _s(record.channel),
         "decision": _s(record.decision),
         "at": _s(record.at.isoformat()),
-        "state": _s(state),
     }
     for name in ("address_key", "reason", "provider_message_id"):
         value = getattr(record, name)
@@ -414,23 +410,16 @@ def _delivery_item(record: DeliveryRecord, state: str) -> dict[str, Any]:
     return item
 
 
-def _state(record: DeliveryRecord) -> str:
-    return "deferred" if record.decision == "deferred" else "complete"
-
-
-def _delivery(notice_id: str, item: dict[str, Any], raw: bool = False) -> DeliveryRecord:
-    decision = item["decision"]["S"]
-    if item.get("state", {}).get("S") == "claimed" and not raw:
-        decision, reason = "failed", "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
-    else:
-        reason = item.get("reason", {}).get("S")
+def delivery_from_item(item: dict[str, Any]) -> DeliveryRecord:
+    """A delivery record from its item, as a query of the table or of its by_address index returns it."""
+    recipient_id, _, channel = item["sk"]["S"].removeprefix(DELIVERY_PREFIX).rpartition("#")
     return DeliveryRecord(
-        notice_id=notice_id,
-        recipient_id=item["recipient_id"]["S"],
-        channel=item["channel"]["S"],
+        notice_id=item["pk"]["S"].removeprefix("notice#"),
+        recipient_id=recipient_id,
+        channel=channel,
         address_key=item.get("address_key", {}).get("S"),
-        decision=decision,
-        reason=reason,
+        decision=item["decision"]["S"],
+        reason=item.get("reason", {}).get("S"),
         provider_message_id=item.get("provider_message_id", {}).get("S"),
         at=datetime.fromisoformat(item["at"]["S"]),
     )
