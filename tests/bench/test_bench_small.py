@@ -17,6 +17,12 @@ def test_notice_pipeline_meets_the_call_bars_at_a_small_size() -> None:
     assert result["aws_calls_per_recipient"] <= 1.1
     # ... and at most one suppression read per 100 recipients
     assert result["suppression_reads_per_100"] <= 1.0
+    # Each delivery record is written once, in its batch's transaction (2 units), beside one mark
+    # and one counts update per batch: about 2.1 write units a recipient, never the old 3
+    units = sum(result["dynamodb_write_units"].values()) / 200
+    assert 2.0 <= units <= 2.3, result["dynamodb_write_units"]
+    # The floor replayed exactly the mails the pipeline sent
+    assert result["bare_ses_calls"] == 180 and result["ratio_of_each_run"] == [result["ratio_to_bare_ses"]]
     cost = cost_per_million(result)
     assert 0 < cost["pipeline_total_usd_per_million"] < cost["ses_usd_per_million"]
 

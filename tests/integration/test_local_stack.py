@@ -135,3 +135,17 @@ def test_patched_moto_transactions_still_roll_back_all_or_nothing(aws) -> None:
     # And without the failing item it all happens
     ddb.transact_write_items(TransactItems=items[:3])
     assert get("new") is not None and get("a")["v"] == {"N": "2"} and get("b") is None  # type: ignore[index]
+
+
+def test_patched_moto_still_refuses_an_item_over_400_kb(aws) -> None:
+    # Given a table, and items just under and just over DynamoDB's item size limit
+    ddb = boto3.client("dynamodb")
+    table = aws.ref("SuppressionTable")
+    fits = {"pk": {"S": "fits"}, "sk": {"S": "s"}, "a": {"S": "x" * 200_000}, "b": {"S": "y" * 200_000}}
+    too_big = {"pk": {"S": "big"}, "sk": {"S": "s"}, "a": {"S": "x" * 200_000}, "b": {"S": "y" * 206_000}}
+    # When both are put, Then the one over the limit is refused with DynamoDB's error and not stored
+    ddb.put_item(TableName=table, Item=fits)
+    with pytest.raises(ddb.exceptions.ClientError, match="Item size has exceeded the maximum allowed size"):
+        ddb.put_item(TableName=table, Item=too_big)
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "big"}, "sk": {"S": "s"}}).get("Item") is None
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "fits"}, "sk": {"S": "s"}})["Item"]["b"] == fits["b"]

@@ -394,17 +394,20 @@ def dlq_redrive(queue: str, stack_name: str | None) -> None:
 @click.option("--size", default=10_000, show_default=True, help="Recipients in the throughput notice.")
 @click.option("--clients", default=20, show_default=True, help="Concurrent clients for the latency test.")
 @click.option("--requests-per-client", default=50, show_default=True)
+@click.option("--runs", default=3, show_default=True, help="Throughput runs; the median is reported.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench/results.json"), show_default=True
 )
-def bench(size: int, clients: int, requests_per_client: int, out: Path) -> None:
+def bench(size: int, clients: int, requests_per_client: int, runs: int, out: Path) -> None:
     """Measure throughput, AWS calls per recipient, opt-out latency, cold start and cost."""
     from optout_local import bench as benchmarks
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     out.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(sys.stderr):
-        benchmarks.run(size, clients, requests_per_client, out, echo=lambda line: click.echo(line, file=sys.__stdout__))
+        benchmarks.run(
+            size, clients, requests_per_client, out, echo=lambda line: click.echo(line, file=sys.__stdout__), runs=runs
+        )
 
 
 @main.command()

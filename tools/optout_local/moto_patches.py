@@ -1,4 +1,4 @@
-"""Make moto's TransactWriteItems cost what the real one does: O(items), not O(table).
+"""Make moto's DynamoDB cost what the real one does: O(items), not O(table) or O(attributes^2).
 
 moto snapshots a whole table with copy.deepcopy for every item of a transaction, so that it
 can roll back; with thousands of delivery records each 50-item claim copied the table 50
@@ -68,4 +68,27 @@ def apply() -> None:
             _state.active = False
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _size_items_once()
     _applied = True
+
+
+def _size_items_once() -> None:
+    """Check an item against the 400 KB limit once, not once per attribute.
+
+    moto's LimitedSizeDict measures the whole item again each time an attribute is set, so an
+    item of n attributes measures O(n^2) values as it is built. The limit and its error stay.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models import dynamo_type
+    from moto.dynamodb.models.utilities import bytesize
+
+    def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        converted = {key: dynamo_type.DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:
+            raise ItemSizeTooLarge
+        self.attrs = dynamo_type.LimitedSizeDict.__new__(dynamo_type.LimitedSizeDict)
+        dict.update(self.attrs, converted)
+
+    dynamo_type.Item.__init__ = item_init  # type: ignore[method-assign]
