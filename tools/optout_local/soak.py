@@ -196,7 +196,10 @@ def run(
                 for n in range(opt_outs // 2):
                     opt_out(n * 2 if n % 2 == 0 else n * 2 + 1)
                 notice_created = time.time()
-                body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
+                # Every 50th recipient is listed again at the end: the dispatcher must drop them
+                rows = [f"u{i},user{i}@example.com\n" for i in range(recipients)]
+                repeated = rows[::50]
+                body = "recipient_id,email\n" + "".join(rows + repeated)
                 bucket = stack.ref("ManifestBucket")
                 boto3.client("s3").put_object(Bucket=bucket, Key="soak.csv", Body=body.encode())
                 request = NOTICE_REQUEST.validate_python({
@@ -278,6 +281,7 @@ def run(
             early = {address for channel, address, when in acknowledged if channel == "email" and when < notice_created}
             result = {
                 "recipients": recipients,
+                "listed_twice": len(repeated),
                 "opt_outs_acknowledged": len(acknowledged),
                 "opt_outs_refused": dict(refused),
                 "faults_injected": dict(sorted(injected.items())),
@@ -294,6 +298,7 @@ def run(
                     + sum(1 for r in deliveries if r.decision == "deferred"),
                     "early_opt_outs_sent_anyway": sum(1 for a in early if sent_to.get(a)),
                     "sent_twice": sum(1 for n in sent_to.values() if n > 1),
+                    "duplicates_not_counted_once": abs(final.counts.recipients.get("duplicate", 0) - len(repeated)),
                     "notice_final": final.status in ("complete", "complete_with_failures"),
                 },
             }
