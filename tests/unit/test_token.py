@@ -397,3 +397,18 @@ def test_issue_verify_round_trip_property(channel: str, key: str, topic: str, is
     claims = verify(ring_k1(), token, TTL, now=issued)
     assert claims == TokenClaims(channel, key, topic, issued.replace(microsecond=0))  # type: ignore[arg-type]
     assert len(token) <= MAX_TOKEN_LENGTH
+
+
+@given(
+    kid=st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True),
+    address=st.emails(),
+    topic=st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True),
+    issued=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+)
+def test_a_token_needs_no_escaping_in_a_url(kid: str, address: str, topic: str, issued: datetime) -> None:
+    # The sender puts tokens into links as they are: every character must be URL-unreserved
+    from urllib.parse import quote
+
+    ring = KeyRing(active=kid, keys={kid: b"k" * 32})
+    token = issue(ring, "email", address_key(b"pepper", "email", address), topic, issued)
+    assert quote(token, safe="") == token

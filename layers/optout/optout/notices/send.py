@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from optout.channels.email import PermanentSendError, SesEmail
 from optout.channels.pacing import TokenBucket, Transient, with_backoff
@@ -92,6 +91,8 @@ class Sender:
             "sms": TokenBucket(settings.sms_rate_per_second),
         }
         self._notices: dict[str, Notice] = {}
+        self.optional_topics = settings.optional_topics  # read per recipient: worked out once
+        self.links_base_url = settings.links_base_url
         self._prefetched: dict[str, Any] = {}
 
     def prefetch(self, batches: Sequence[SendBatch]) -> None:
@@ -162,7 +163,7 @@ class Sender:
         outcome = decide(
             entry.recipient,
             notice.topic,
-            self.settings.optional_topics,
+            self.optional_topics,
             channels,
             notice.mode,
             {ch: states.get(key) for ch, key in own.items()},
@@ -222,7 +223,8 @@ class Sender:
         reason: str | None,
         message_id: str | None,
     ) -> DeliveryRecord:
-        return DeliveryRecord(
+        # Built from values this code produced, so not validated again (once per recipient)
+        return DeliveryRecord.model_construct(
             notice_id=notice.id,
             recipient_id=plan.entry.recipient.recipient_id,
             channel=channel,
@@ -263,7 +265,7 @@ class Sender:
                 raw = self._email(notice, recipient, plan.keys.get(channel, ""), ring)
                 message_id = with_backoff(lambda: self.email().send(recipient.email or "", raw))
             else:
-                optional = notice.topic in self.settings.optional_topics
+                optional = notice.topic in self.optional_topics
                 text = render_sms(notice, recipient, self.settings.brand_name, optional)
                 message_type: MessageType = "PROMOTIONAL" if notice.kind == "marketing" else "TRANSACTIONAL"
                 message_id = with_backoff(
@@ -281,8 +283,9 @@ class Sender:
 
     def _email(self, notice: Notice, recipient: Recipient, key: str, ring: KeyRing) -> bytes:
         token = issue(ring, "email", key, notice.topic)
-        url = f"{self.settings.links_base_url}/unsubscribe?{urlencode({'token': token})}"
-        optional = notice.topic in self.settings.optional_topics
+        # A token is URL-safe by construction (base64url and [a-z0-9_-] parts joined by dots)
+        url = f"{self.links_base_url}/unsubscribe?token={token}"
+        optional = notice.topic in self.optional_topics
         return render_email(
             notice,
             recipient,
