@@ -1,10 +1,16 @@
-"""The whole stack on one machine: embedded moto, resources from the template, gateway, pollers."""
+"""The whole stack on one machine: moto in a child process, resources from the template, gateway, pollers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
+import subprocess  # nosec B404 - runs our own moto process with our own interpreter
+import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ from botocore.config import Config
 
 from optout_local.gateway import Gateway
 from optout_local.pollers import QueuePoller
-from optout_local.provision import ACCOUNT_ID, DEFAULT_STACK, Provisioner, Stack
+from optout_local.provision import DEFAULT_STACK, Provisioner, Stack
 from optout_local.runtime import apply_environment, invoke
 
 log = logging.getLogger(__name__)
@@ -93,14 +99,13 @@ class LocalStack:
         self._moto: Any = None
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        from optout_local import moto_patches
-
-        moto_patches.apply()
         config = self.config
-        self._moto = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
-        self._moto.start()
+        self._moto = subprocess.Popen(  # noqa: S603 - our interpreter, our module  # nosec B603
+            [sys.executable, "-m", "optout_local.moto_process", "--host", config.host,
+             "--port", str(config.aws_port), "--region", config.region, "--parent", str(os.getpid())],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._wait_for_moto()
         self.stack = Provisioner(
             config.session(), config.aws_url, config.region, config.stack_name, config.template
         ).provision()
@@ -129,23 +134,32 @@ class LocalStack:
         for poller in self.pollers:
             poller.start()
 
-    def sent_sms(self) -> list[dict[str, str]]:
-        """Every SMS the stack sent through SNS, oldest first (moto keeps them in this process)."""
-        from moto.sns.models import sns_backends
+    def _wait_for_moto(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._moto.poll() is not None:
+                raise RuntimeError(
+                    f"the moto process exited with {self._moto.returncode}; is port {self.config.aws_port} free?"
+                )
+            try:
+                with socket.create_connection((self.config.host, self.config.aws_port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"moto did not listen on port {self.config.aws_port} within {timeout:.0f} s")
 
-        backend = sns_backends[ACCOUNT_ID][self.config.region]
-        return [{"message_id": mid, "to": to, "body": body} for mid, (to, body) in backend.sms_messages.items()]
+    def _outbox(self, kind: str) -> Any:
+        url = f"{self.config.aws_url}/_local/outbox/{kind}"
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own local URL  # nosec B310
+            return json.load(response)
+
+    def sent_sms(self) -> list[dict[str, str]]:
+        """Every SMS the stack sent through SNS, oldest first (moto keeps them in its process)."""
+        return list(self._outbox("sms"))
 
     def sent_email(self) -> list[dict[str, Any]]:
         """Every raw email the stack sent through SES, oldest first."""
-        from moto.ses.models import ses_backends
-
-        backend = ses_backends[ACCOUNT_ID][self.config.region]
-        return [
-            {"message_id": m.id, "source": m.source, "destinations": list(m.destinations), "raw": m.raw_data}
-            for m in backend.sent_messages
-            if hasattr(m, "raw_data")
-        ]
+        return list(self._outbox("email"))
 
     def stop(self) -> None:
         for poller in self.pollers:
@@ -155,4 +169,9 @@ class LocalStack:
         if self.gateway is not None:
             self.gateway.stop()
         if self._moto is not None:
-            self._moto.stop()
+            self._moto.terminate()
+            try:
+                self._moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._moto.kill()
+                self._moto.wait()
