@@ -149,3 +149,37 @@ def test_patched_moto_still_refuses_an_item_over_400_kb(aws) -> None:
         ddb.put_item(TableName=table, Item=too_big)
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "big"}, "sk": {"S": "s"}}).get("Item") is None
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "fits"}, "sk": {"S": "s"}})["Item"]["b"] == fits["b"]
+
+
+def test_the_moto_process_serves_the_outbox_and_dies_with_its_parent() -> None:
+    import signal
+    import socket
+    import subprocess  # nosec B404
+    import urllib.request
+
+    # Given a parent process that starts the moto process and then is killed without warning
+    port = free_port()
+    parent = subprocess.Popen(  # nosec B603
+        [sys.executable, "-c", (
+            "import os, subprocess, sys, time; "
+            f"subprocess.Popen([sys.executable, '-m', 'optout_local.moto_process', '--port', '{port}', "
+            "'--parent', str(os.getpid())]); time.sleep(120)"
+        )]
+    )  # fmt: skip
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, timeout=60)
+        # When it serves, its outbox answers (empty) beside moto's own API
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/outbox/email", timeout=10) as response:  # nosec B310
+            assert json.load(response) == []
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        # Then the orphaned moto process notices and lets its port go
+        wait_for(lambda: not listening(), timeout=15)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
