@@ -54,6 +54,9 @@ def test_function_environment_and_routes_come_from_the_template(aws) -> None:
     assert spec.environment["OPTOUT_SUPPRESSION_TABLE"] == aws.ref("SuppressionTable")
     assert spec.environment["OPTOUT_SIGNING_KEYS_SECRET"].startswith("arn:aws:secretsmanager:")
     assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "optout"
+    # Memory and timeout: the function's own, else the template's Globals
+    assert (spec.memory_mb, spec.timeout) == (512, 10)
+    assert (aws.function("Dispatcher").memory_mb, aws.function("Dispatcher").timeout) == (1024, 900)
     routes = {(r.method, r.path, r.auth, r.function) for r in aws.routes}
     assert ("ANY", "/unsubscribe", "NONE", "UnsubscribeFunction") in routes
     assert ("POST", "/sms/twilio", "NONE", "SmsWebhookFunction") in routes

@@ -254,6 +254,10 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
                 "counts": final.counts.model_dump(),
                 "pipeline_seconds": round(pipeline_seconds, 2),
                 "function_seconds": {k: round(v, 2) for k, v in durations.items()},
+                "function_memory_mb": {
+                    "dispatcher": stack.function("Dispatcher").memory_mb,
+                    "sender": stack.function("Sender").memory_mb,
+                },
                 "recipients_per_second": round(recipients / pipeline_seconds, 1),
                 "end_to_end_seconds": round(end_to_end, 2),
                 "aws_calls": dict(sorted(function_calls.items())),
@@ -381,7 +385,8 @@ def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
     ) + 2 * batches  # + receive, delete
     writes = sum(throughput["dynamodb_write_units"].values())
     reads = calls.get("dynamodb:BatchGetItem", 0) * 100 + calls.get("dynamodb:GetItem", 0)
-    gb_seconds = sum(throughput["function_seconds"].values()) * 0.5  # 512 MB functions
+    memory = throughput["function_memory_mb"]
+    gb_seconds = sum(seconds * memory[name] / 1024 for name, seconds in throughput["function_seconds"].items())
     invocations = batches + calls.get("sqs:SendMessage", 0) + 1
     parts = {
         "lambda": gb_seconds * PRICES["lambda_gb_second_arm64"] + invocations * PRICES["lambda_request"],

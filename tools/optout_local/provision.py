@@ -51,6 +51,7 @@ class FunctionSpec:
     code_dir: Path
     handler: str
     timeout: int
+    memory_mb: int = 128
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -346,7 +347,12 @@ class Provisioner:
         self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
         code_dir = (self.template_path.parent / raw["CodeUri"]).resolve()
         spec = FunctionSpec(
-            logical_id, name, code_dir, raw["Handler"], int(raw.get("Timeout", globals_.get("Timeout", 3)))
+            logical_id,
+            name,
+            code_dir,
+            raw["Handler"],
+            int(raw.get("Timeout", globals_.get("Timeout", 3))),
+            int(raw.get("MemorySize", globals_.get("MemorySize", 128))),
         )
         self.stack.functions[logical_id] = spec
 
