@@ -430,3 +430,41 @@ def test_idempotency_keys_and_validation(pipeline: Pipeline) -> None:
         "GET", "/admin/notices/ntc_nope", route="/admin/notices/{notice_id}", params={"notice_id": "ntc_nope"}
     )
     assert status == 404 and missing["error"]["code"] == "not_found"
+
+
+def test_a_recipient_mailed_now_and_texted_in_the_morning_is_counted_once(pipeline: Pipeline) -> None:
+    # Given a product notice by email and SMS to someone in Los Angeles, sent at 03:00 their time
+    manifest = pipeline.manifest(["u1,user1@example.com,+14155550101,en,America/Los_Angeles,A"])
+    notice = pipeline.create(
+        "product", {"subject": "New", "body": "b", "sms_text": "Dark mode is here"}, manifest,
+        channels={"channels": ["email", "sms"]},
+    )  # fmt: skip
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    (batch,) = pipeline.receive("SendQueue")
+    night = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
+    base = services.sender()
+    queued: list[tuple[dict[str, Any], int]] = []
+
+    def sender_at(moment: datetime) -> Sender:
+        return Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email,
+                      base.sms, lambda message, delay: queued.append((message, delay)), now=lambda: moment)  # fmt: skip
+
+    # When the mail goes out at once and the text waits for the morning
+    from optout.notices.send import batch_from_message
+
+    sender_at(night).process(batch_from_message(batch["body"]))
+    assert len(sent_mail()) == 1 and sent_sms() == []
+    counts = pipeline.get(notice["id"])["counts"]
+    assert counts["recipients"] == {"sent": 1}
+    assert counts["by_channel"] == {"email": {"sent": 1}, "sms": {"deferred": 1}}
+    ((later, _),) = queued
+    assert later["entries"][0]["only"] == ["sms"] and later["entries"][0]["settled"] == ["sent"]
+    result = sender_at(night + timedelta(hours=6)).process(batch_from_message(json.dumps(later)))
+    # Then the recipient is counted once, as sent, and each channel once, as sent
+    assert len(sent_sms()) == 1 and result.sent == 0  # reported by the batch that first sent them
+    services.dispatcher().finalize(notice["id"], 0)
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete" and final["total"] == 1
+    assert final["counts"]["recipients"] == {"sent": 1}
+    assert final["counts"]["by_channel"] == {"email": {"sent": 1}, "sms": {"deferred": 0, "sent": 1}}

@@ -205,6 +205,7 @@ class BatchEntry(BaseModel):
     only: list[ChannelName] | None = None  # a deferred or retried entry: just these channels
     previous: Literal["deferred"] | None = None  # counted as deferred before; move it on
     attempt: int = 0
+    settled: list[Decision] = Field(default_factory=list, max_length=2)  # the other channels' decisions
 
 
 class SendBatch(BaseModel):

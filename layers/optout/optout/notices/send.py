@@ -50,7 +50,9 @@ class Done:
 
     @property
     def decision(self) -> Decision:
-        return _recipient_decision([r.decision for r in self.records], self.plan.outcome.decision)
+        """The recipient's decision over every channel: this batch's, and those settled before."""
+        decisions = [*self.plan.entry.settled, *(r.decision for r in self.records)]
+        return _recipient_decision(decisions, self.plan.outcome.decision)
 
 
 @dataclass(frozen=True)
@@ -190,29 +192,34 @@ class Sender:
                 if decision == "sent":
                     last_sent = records[-1].at
             done.append(Done(plan, records))
-            retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
-            if retry:
-                entry = BatchEntry(
-                    recipient=plan.entry.recipient, only=retry, previous="deferred", attempt=plan.entry.attempt + 1
-                )
-                later.append((entry, 30 * 2 ** min(plan.entry.attempt, 4)))
-            later += self._quiet_hours(plan)
+            later += self._later(plan, records)
         self._complete(notice, batch, done, duplicates, last_sent)
         self._enqueue_later(notice, batch, later)
         return _result(done, duplicates)
 
-    def _quiet_hours(self, plan: Plan) -> list[tuple[BatchEntry, int]]:
+    def _later(self, plan: Plan, records: Sequence[DeliveryRecord]) -> list[tuple[BatchEntry, int]]:
+        """One later entry for a recipient's deferred channels: throttled ones and quiet-hour ones.
+
+        It carries the decisions of the recipient's other channels, so the later batch can count
+        the recipient right (a recipient already sent by email stays "sent" whatever SMS does).
+        """
+        retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
         waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
-        if not waiting:
+        if not retry and not waiting:
             return []
-        until = max(o.defer_until for o in waiting if o.defer_until is not None)
+        delays = [30 * 2 ** min(plan.entry.attempt, 4)] if retry else []
+        if waiting:
+            until = max(o.defer_until for o in waiting if o.defer_until is not None)
+            delays.append(int((until - self.now()).total_seconds()) + 1)
+        only = [*retry, *(o.channel for o in waiting)]
         entry = BatchEntry(
             recipient=plan.entry.recipient,
-            only=[o.channel for o in waiting],
+            only=only,
             previous="deferred",
-            attempt=plan.entry.attempt,
+            attempt=plan.entry.attempt + (1 if retry else 0),
+            settled=[*plan.entry.settled, *(r.decision for r in records if r.channel not in only)],
         )
-        return [(entry, int((until - self.now()).total_seconds()) + 1)]
+        return [(entry, max(delays))]
 
     def _record(
         self,
@@ -243,11 +250,18 @@ class Sender:
         for item in done:
             for record in item.records:
                 channels[f"{record.channel}.{record.decision}"] += 1
-            recipients[item.decision] += 1
-            if item.plan.entry.previous == "deferred":  # counted deferred by an earlier batch: move it on
-                recipients["deferred"] -= 1
-                for channel in item.plan.entry.only or []:
-                    channels[f"{channel}.deferred"] -= 1
+            entry = item.plan.entry
+            if entry.previous != "deferred":
+                recipients[item.decision] += 1
+                continue
+            # An earlier batch counted these channels deferred, and the recipient "sent" if another
+            # channel went out then, else "deferred": move the counts on to what holds now.
+            for channel in entry.only or []:
+                channels[f"{channel}.deferred"] -= 1
+            before = "sent" if "sent" in entry.settled else "deferred"
+            if item.decision != before:
+                recipients[before] -= 1
+                recipients[item.decision] += 1
         if duplicates:
             recipients["duplicate"] += duplicates
         records = [r for item in done for r in item.records]
@@ -338,7 +352,7 @@ class Sender:
                 for o in before.channels
             ]
             done.append(Done(then, records))
-            later += self._quiet_hours(then)
+            later += self._later(then, records)
         self._complete(notice, batch, done, duplicates, None)
         self._enqueue_later(notice, batch, later)
         return replace(_result(done, duplicates), redelivered=True)
@@ -376,7 +390,8 @@ def _unplanned(planned: str | None) -> dict[str, RecipientOutcome]:
 
 
 def _result(done: Sequence[Done], duplicates: int) -> BatchResult:
-    tally = Counter(item.decision for item in done)
+    # A recipient is reported by the batch that settles them; one sent before stays with that batch
+    tally = Counter(item.decision for item in done if "sent" not in item.plan.entry.settled)
     return BatchResult(
         tally["sent"], tally["suppressed"], tally["deferred"], tally["unreachable"], tally["failed"], duplicates
     )
