@@ -43,7 +43,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         except Exception:  # noqa: S112 - a bad record fails on its own in record_handler  # nosec B112
             continue
     try:
-        sender().prefetch(batches)  # one suppression read for the whole invocation
+        try:
+            sender().prefetch(batches)  # one suppression read for the whole invocation
+        except Exception:  # e.g. one batch of a deleted notice: each batch then reads (and fails) alone
+            logger.warning("prefetch failed; batches read their own suppression states", exc_info=True)
         response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )

@@ -2,143 +2,24 @@
 
 from __future__ import annotations
 
-import email
 import json
 from datetime import UTC, datetime, timedelta
-from email.policy import default as email_policy
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import secret_store
-from optout.consent import change_consent
 from optout.identity import Identity
 from optout.notices import services
 from optout.notices.send import Sender
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
-from optout_local.gateway import build_event, compile_route
-from optout_local.pollers import sqs_record
-from optout_local.provision import ACCOUNT_ID, Route, Stack
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sent_sms
-
-POLICY = {
-    "policy_version": "2026-12-01",
-    "effective_date": "2026-12-31",
-    "summary": "We now keep access logs for 30 days instead of 90.",
-    "policy_url": "https://example.com/privacy",
-}
-BREACH = {
-    "discovered_at": (datetime.now(UTC) - timedelta(hours=5)).isoformat(),
-    "nature": "An unauthorised party read a backup of our support database.",
-    "data_categories": ["email address", "support messages"],
-    "likely_consequences": "You may receive phishing emails that quote your support requests.",
-    "measures_taken": "We revoked the leaked credentials and rotated every key.",
-    "contact": "privacy@example.com",
-}
-
-
-class Pipeline:
-    def __init__(self, stack: Stack, ctx: LambdaContext) -> None:
-        self.stack = stack
-        self.ctx = ctx
-        self.admin = load_handler(stack.function("AdminApi"))
-        self.dispatcher = load_handler(stack.function("Dispatcher"))
-        self.sender = load_handler(stack.function("Sender"))
-        self.sqs = boto3.client("sqs")
-        self.bucket = stack.ref("ManifestBucket")
-
-    def manifest(self, rows: list[str], name: str = "users.csv") -> str:
-        body = "recipient_id,email,phone,locale,timezone,name\n" + "\n".join(rows) + "\n"
-        boto3.client("s3").put_object(Bucket=self.bucket, Key=name, Body=body.encode())
-        return f"s3://{self.bucket}/{name}"
-
-    def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        route: str | None = None,
-        params: dict[str, str] | None = None,
-        query: str = "",
-    ) -> tuple[int, Any]:
-        compiled = compile_route(Route(method, route or path, "AdminApiFunction", "AWS_IAM"))
-        raw = json.dumps(body).encode() if body is not None else b""
-        header_list = [("Host", "x"), ("Content-Type", "application/json"), *(headers or {}).items()]
-        event = build_event(
-            compiled, params or {}, method, path, query, header_list, raw, "10.0.0.1", "us-east-1", "testing"
-        )
-        response = self.admin(event, self.ctx)
-        return response["statusCode"], json.loads(response["body"])
-
-    def create(self, kind: str, variables: dict[str, Any], manifest: str, **extra: Any) -> dict[str, Any]:
-        status, body = self.api(
-            "POST", "/admin/notices", {"kind": kind, "variables": variables, "manifest": manifest, **extra}
-        )
-        assert status == 202, body
-        return body
-
-    def get(self, notice_id: str) -> dict[str, Any]:
-        status, body = self.api(
-            "GET", f"/admin/notices/{notice_id}", route="/admin/notices/{notice_id}", params={"notice_id": notice_id}
-        )
-        assert status == 200, body
-        return body
-
-    def receive(self, queue: str) -> list[dict[str, Any]]:
-        url = self.stack.ref(queue)
-        arn = self.stack.resolver.attrs[(queue, "Arn")]
-        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-            "Messages", []
-        )
-        for m in messages:
-            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return [sqs_record(m, arn, "us-east-1") for m in messages]
-
-    def run(self, notice_id: str, remaining_ms: int = 900_000) -> None:
-        """Play the event source mappings until both queues are empty, then finalize."""
-        self.ctx.timeout_seconds = remaining_ms / 1000
-        for _ in range(200):
-            records = self.receive("DispatchQueue")
-            records = [r for r in records if json.loads(r["body"]).get("action") != "finalize"]
-            for record in records:
-                assert self.dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=remaining_ms / 1000)) == {
-                    "batchItemFailures": []
-                }
-            sends = self.receive("SendQueue")
-            for record in sends:
-                assert self.sender({"Records": [record]}, self.ctx) == {"batchItemFailures": []}
-            if not records and not sends:
-                break
-        services.dispatcher().finalize(notice_id, 0)
-
-
-@pytest.fixture
-def pipeline(aws: Stack, lambda_context: LambdaContext) -> Pipeline:
-    return Pipeline(aws, lambda_context)
-
-
-def sent_mail() -> list[email.message.EmailMessage]:
-    from moto.ses.models import ses_backends
-
-    messages = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
-    return [email.message_from_string(m.raw_data, policy=email_policy) for m in messages]  # type: ignore[misc]
-
-
-def suppress(channel: str, address: str, changes: list[ConsentChange], source: str = "admin") -> None:
-    key = Identity.of(secret_store.pepper(), channel, address).key  # type: ignore[arg-type]
-    store = DynamoSuppressionStore(get_settings().suppression_table)
-    change_consent(store, key, channel, changes, get_settings().optional_topics, source)  # type: ignore[arg-type]
-
-
-def users(n: int, start: int = 0) -> list[str]:
-    return [f"u{i},user{i}@example.com,,en,America/New_York,User {i}" for i in range(start, start + n)]
+from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline, sent_mail, suppress, users
 
 
 def test_policy_change_reaches_everyone_reachable_and_reports_the_rest(pipeline: Pipeline) -> None:

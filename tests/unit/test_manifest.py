@@ -379,6 +379,8 @@ def test_recipient_normalisation(row: dict[str, str], field: str, expected: str 
         pytest.param("upload-123", b"recipient_id,email\n", "csv", id="sniff-csv"),
         pytest.param("upload-123", b"", "csv", id="no-extension-no-bytes"),
         pytest.param("upload.txt", b"[1, 2]", "csv", id="json-array-is-not-jsonl"),
+        pytest.param("upload-123", b'\xef\xbb\xbf{"recipient_id": "u1"}', "jsonl", id="sniff-json-after-bom"),
+        pytest.param("upload-123", b"\xef\xbb\xbfrecipient_id,email", "csv", id="sniff-csv-after-bom"),
     ],
 )
 def test_format_of(key: str, first: bytes, expected: str) -> None:

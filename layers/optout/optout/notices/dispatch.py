@@ -22,7 +22,7 @@ from typing import Any
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
 from optout.notices.model import FINAL_STATUSES, BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
 from optout.notices.rules import address_keys, decide
-from optout.notices.store import NoticeStore
+from optout.notices.store import MAX_BAD_ROW_SAMPLES, CheckpointMoved, DispatchRead, NoticeStore
 from optout.settings import Settings
 from optout.suppression_store import SuppressionStore
 
@@ -36,13 +36,22 @@ STOP_WHEN_LEFT_MS = 60_000
 class Tally:
     """What was read since the last checkpoint."""
 
+    since: int  # the byte offset of the last checkpoint: a checkpoint from elsewhere stops this run
+    samples_left: int  # bad-row samples the notice may still keep
     rows: int = 0
     recipients: int = 0
     duplicates: int = 0
-    bad: list[BadRow] = field(default_factory=list)
+    bad_rows: int = 0
+    bad: list[BadRow] = field(default_factory=list)  # samples of them
 
-    def reset(self) -> None:
-        self.rows, self.recipients, self.duplicates, self.bad = 0, 0, 0, []
+    def bad_row(self, row: BadRow) -> None:
+        self.bad_rows += 1
+        if self.samples_left > 0:
+            self.bad.append(row)
+            self.samples_left -= 1
+
+    def reset(self, since: int) -> None:
+        self.since, self.rows, self.recipients, self.duplicates, self.bad_rows, self.bad = since, 0, 0, 0, 0, []
 
 
 class SeenRecipients:
@@ -124,7 +133,8 @@ class Dispatcher:
         if notice.status in FINAL_STATUSES:
             return "already final"
         cursor, dispatched = self.notices.cursor(notice_id)
-        if dispatched:
+        if dispatched:  # read to the end before: only what followed its last checkpoint may be missing
+            self._finish(notice)
             return "already dispatched"
         self.notices.set_status(notice_id, "dispatching", self.now(), only_from=("queued", "dispatching"))
         bucket, key = notice.manifest.removeprefix("s3://").split("/", 1)
@@ -146,9 +156,14 @@ class Dispatcher:
         else:
             stream = _chunks(body)
             self._replay(bucket, key, cursor, seen)
-        if notice.dry_run:
-            return self._dry_run(notice, cursor, stream, seen, remaining_ms)
-        return self._send(notice, cursor, stream, seen, remaining_ms)
+        try:
+            if notice.dry_run:
+                return self._dry_run(notice, cursor, stream, seen, remaining_ms)
+            return self._send(notice, cursor, stream, seen, remaining_ms)
+        except CheckpointMoved:
+            # Another dispatch of this notice (SQS delivers at least once) checkpointed first: it
+            # carries on; what this one queued repeats its batches, which the sender sends once.
+            return "superseded"
 
     def _replay(self, bucket: str, key: str, cursor: Cursor, seen: SeenRecipients) -> None:
         """A continuation: learn the recipients before the checkpoint by reading those rows again."""
@@ -172,7 +187,7 @@ class Dispatcher:
                 continue
             tally.rows += 1
             if isinstance(parsed, BadRow):
-                tally.bad.append(parsed)
+                tally.bad_row(parsed)
                 continue
             if not seen.first_time(parsed.recipient_id):
                 tally.duplicates += 1
@@ -180,11 +195,30 @@ class Dispatcher:
             tally.recipients += 1
             yield parsed
 
-    def _checkpoint(self, notice: Notice, cursor: Cursor, tally: Tally, done: bool) -> None:
+    def _checkpoint(
+        self, notice: Notice, cursor: Cursor, tally: Tally, done: bool, dry_run: DryRun | None = None
+    ) -> None:
         self.notices.checkpoint(
-            notice.id, cursor, tally.rows, tally.bad, tally.recipients, tally.duplicates, done, self.now()
+            notice.id,
+            cursor,
+            DispatchRead(tally.rows, tally.recipients, tally.duplicates, tally.bad_rows, tally.bad),
+            since=tally.since,
+            done=done,
+            now=self.now(),
+            dry_run_result=dry_run.to_json() if dry_run is not None else None,
         )
-        tally.reset()
+        tally.reset(since=cursor.offset)
+
+    def _tally(self, notice: Notice, cursor: Cursor) -> Tally:
+        return Tally(since=cursor.offset, samples_left=max(0, MAX_BAD_ROW_SAMPLES - notice.bad_rows))
+
+    def _finish(self, notice: Notice) -> None:
+        """After the last checkpoint: a dry run is complete; a notice is sending, and will be closed."""
+        if notice.dry_run:
+            self.notices.set_status(notice.id, "complete", self.now(), only_from=("dispatching",))
+            return
+        self.notices.set_status(notice.id, "sending", self.now(), only_from=("dispatching",))
+        self.requeue({"notice_id": notice.id, "action": "finalize", "attempt": 0}, 2)
 
     def _continue_later(self, notice: Notice, remaining_ms: Callable[[], int]) -> bool:
         if remaining_ms() >= STOP_WHEN_LEFT_MS:
@@ -204,7 +238,7 @@ class Dispatcher:
         width = len(notice.channels)
         batch: list[Recipient] = []
         messages: list[dict[str, Any]] = []
-        tally = Tally()
+        tally = self._tally(notice, cursor)
         for recipient in self._recipients(stream, cursor, tally, seen):
             batch.append(recipient)
             if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
@@ -221,8 +255,7 @@ class Dispatcher:
         if messages:
             self.send_batches(messages)
         self._checkpoint(notice, cursor, tally, done=True)
-        self.notices.set_status(notice.id, "sending", self.now(), only_from=("dispatching",))
-        self.requeue({"notice_id": notice.id, "action": "finalize", "attempt": 0}, 2)
+        self._finish(notice)
         return "dispatched"
 
     def _message(self, notice: Notice, recipients: list[Recipient]) -> dict[str, Any]:
@@ -246,7 +279,7 @@ class Dispatcher:
     ) -> str:
         result = DryRun.from_json(notice.dry_run_result)
         chunk: list[Recipient] = []
-        tally = Tally()
+        tally = self._tally(notice, cursor)
         for recipient in self._recipients(stream, cursor, tally, seen):
             chunk.append(recipient)
             if len(chunk) >= BATCH_MAX:
@@ -259,14 +292,14 @@ class Dispatcher:
         if chunk:
             self._evaluate(notice, chunk, result)
         self._save_dry_run(notice, cursor, tally, result, done=True)
-        self.notices.set_status(notice.id, "complete", self.now(), only_from=("dispatching",))
+        self._finish(notice)
         return "dry run complete"
 
     def _save_dry_run(self, notice: Notice, cursor: Cursor, tally: Tally, result: DryRun, done: bool) -> None:
+        # The result so far and the checkpoint in one write: a retry never counts a row twice
         if tally.duplicates:
             result.recipients["duplicate"] += tally.duplicates
-        self.notices.save_dry_run(notice.id, result.to_json(), self.now())
-        self._checkpoint(notice, cursor, tally, done=done)
+        self._checkpoint(notice, cursor, tally, done=done, dry_run=result)
 
     def _evaluate(self, notice: Notice, chunk: list[Recipient], result: DryRun) -> None:
         keys = address_keys(self.pepper(), ((recipient, notice.channels) for recipient in chunk))

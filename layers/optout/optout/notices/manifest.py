@@ -30,7 +30,7 @@ def format_of(key: str, first_bytes: bytes = b"") -> Format:
         return "jsonl"
     if lowered.endswith(".csv"):
         return "csv"
-    return "jsonl" if first_bytes.lstrip().startswith(b"{") else "csv"
+    return "jsonl" if first_bytes.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "csv"
 
 
 @dataclass

@@ -11,6 +11,7 @@ is recorded failed (outcome unknown, never re-sent) and the rest as it was plann
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -146,7 +147,8 @@ class Sender:
         try:
             self.notices.claim_batch(notice.id, batch.batch, _planned(plans), now)
         except BatchTaken as taken:
-            if taken.done:
+            if taken.done:  # recorded already; queue its later entries again in case that failed
+                self._enqueue_later(notice, batch, _later_again(batch, taken.later))
                 return BatchResult(0, 0, 0, 0, 0, 0, redelivered=True)
             return self._recover(notice, batch, plans, taken.planned, duplicates)
         return self._send_all(notice, batch, plans, duplicates)
@@ -193,7 +195,7 @@ class Sender:
                     last_sent = records[-1].at
             done.append(Done(plan, records))
             later += self._later(plan, records)
-        self._complete(notice, batch, done, duplicates, last_sent)
+        self._complete(notice, batch, done, later, last_sent)
         self._enqueue_later(notice, batch, later)
         return _result(done, duplicates)
 
@@ -243,7 +245,12 @@ class Sender:
         )
 
     def _complete(
-        self, notice: Notice, batch: SendBatch, done: Sequence[Done], duplicates: int, last_sent: datetime | None
+        self,
+        notice: Notice,
+        batch: SendBatch,
+        done: Sequence[Done],
+        later: Sequence[tuple[BatchEntry, int]],
+        last_sent: datetime | None,
     ) -> None:
         channels: Counter[str] = Counter()
         recipients: Counter[str] = Counter()
@@ -262,11 +269,9 @@ class Sender:
             if item.decision != before:
                 recipients[before] -= 1
                 recipients[item.decision] += 1
-        if duplicates:
-            recipients["duplicate"] += duplicates
         records = [r for item in done for r in item.records]
         self.notices.complete_batch(
-            notice.id, batch.batch, records, dict(channels), dict(recipients), last_sent, self.now()
+            notice.id, batch.batch, records, dict(channels), dict(recipients), last_sent, self.now(), _later_refs(later)
         )
 
     def _send_one(
@@ -314,11 +319,14 @@ class Sender:
         by_delay: dict[int, list[BatchEntry]] = {}
         for entry, delay in later:
             by_delay.setdefault(min(MAX_DELAY, max(0, delay)), []).append(entry)
+        root = batch.batch.split(".", 1)[0]  # the first batch's id: where it starts in the manifest
         for n, (delay, entries) in enumerate(sorted(by_delay.items())):
             for start in range(0, len(entries), 50):
+                # The same batch always queues the same later batches, under ids unique in the notice
+                path = hashlib.blake2b(f"{batch.batch}/{n}/{start}".encode(), digest_size=8).hexdigest()
                 message = SendBatch(
                     notice_id=notice.id,
-                    batch=f"{batch.batch}.{batch.hop + 1}.{n}.{start // 50}"[-64:],
+                    batch=f"{root}.{batch.hop + 1}.{path}",
                     entries=entries[start : start + 50],
                     hop=batch.hop + 1,
                 )
@@ -353,7 +361,7 @@ class Sender:
             ]
             done.append(Done(then, records))
             later += self._later(then, records)
-        self._complete(notice, batch, done, duplicates, None)
+        self._complete(notice, batch, done, later, None)
         self._enqueue_later(notice, batch, later)
         return replace(_result(done, duplicates), redelivered=True)
 
@@ -387,6 +395,23 @@ def _unplanned(planned: str | None) -> dict[str, RecipientOutcome]:
                   for ch, d, reason, until in channels),
         )  # fmt: skip
     return outcomes
+
+
+def _later_refs(later: Sequence[tuple[BatchEntry, int]]) -> str | None:
+    """What a done mark keeps of the later entries, to queue them again: ids, never addresses."""
+    if not later:
+        return None
+    refs = [[e.recipient.recipient_id, e.only, e.attempt, e.settled, delay] for e, delay in later]
+    return json.dumps(refs, separators=(",", ":"))
+
+
+def _later_again(batch: SendBatch, refs: str | None) -> list[tuple[BatchEntry, int]]:
+    recipients = {e.recipient.recipient_id: e.recipient for e in batch.entries}
+    later = []
+    for rid, only, attempt, settled, delay in json.loads(refs or "[]"):
+        entry = BatchEntry(recipient=recipients[rid], only=only, previous="deferred", attempt=attempt, settled=settled)
+        later.append((entry, delay))
+    return later
 
 
 def _result(done: Sequence[Done], duplicates: int) -> BatchResult:

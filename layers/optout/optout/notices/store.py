@@ -40,10 +40,26 @@ class NoticeNotFound(OptoutError):
 class BatchTaken(Exception):
     """This send batch was taken before: the redelivery only records what was left."""
 
-    def __init__(self, batch: str, done: bool, planned: str | None) -> None:
+    def __init__(self, batch: str, done: bool, planned: str | None, later: str | None = None) -> None:
         super().__init__(f"batch {batch} was taken before")
         self.done = done
         self.planned = planned
+        self.later = later
+
+
+class CheckpointMoved(Exception):
+    """Another dispatch of this notice checkpointed since this one read its cursor."""
+
+
+@dataclass(frozen=True)
+class DispatchRead:
+    """What dispatch read since its last checkpoint."""
+
+    rows: int
+    recipients: int
+    duplicates: int
+    bad_rows: int
+    samples: Sequence[BadRow]  # of the bad rows, as many as the notice may still keep
 
 
 class IdempotencyConflict(OptoutError):
@@ -183,27 +199,29 @@ class NoticeStore(DynamoTable):
         self,
         notice_id: str,
         cursor: Cursor,
-        rows: int,
-        bad: Sequence[BadRow],
-        dispatched_recipients: int,
-        duplicates: int,
+        read: DispatchRead,
+        since: int,
         done: bool,
         now: datetime,
+        dry_run_result: dict[str, Any] | None = None,
     ) -> None:
-        """Record how far dispatch got, atomically with the rows it read since the last one.
+        """Record how far dispatch got, atomically with what it read since its last checkpoint.
 
-        A duplicate (a recipient listed again) is settled here: it counts towards the total and
-        as a recipient decision, so the notice still finishes when every row is accounted for.
+        Only if the last checkpoint is still the one at byte ``since``: a second dispatch of the
+        same notice (SQS delivers at least once) gets CheckpointMoved and stops. A duplicate (a
+        recipient listed again) is settled here: it counts towards the total and as a recipient
+        decision. A dry run's result so far is written in the same update.
         """
         values: dict[str, Any] = {
             ":o": _n(cursor.offset),
             ":l": _n(cursor.line),
-            ":r": _n(rows),
-            ":b": _n(len(bad)),
+            ":r": _n(read.rows),
+            ":b": _n(read.bad_rows),
             ":d": {"BOOL": done},
             ":u": _s(now.isoformat()),
             ":f": _s(cursor.fmt),
-            ":q": _n(dispatched_recipients + duplicates),
+            ":q": _n(read.recipients + read.duplicates),
+            ":since": _n(since),
         }
         sets = ["#o = :o", "#line = :l", "#dispatched = :d", "#updated = :u", "#fmt = :f"]
         names = {
@@ -214,35 +232,35 @@ class NoticeStore(DynamoTable):
             sets.append("#header = :h")
             names["#header"] = "header"
             values[":h"] = _s(json.dumps(cursor.header))
-        if bad:
+        if read.samples:
             sets.append("#samples = list_append(if_not_exists(#samples, :empty), :bad)")
             names["#samples"] = "samples"
             values[":empty"] = {"L": []}
-            values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in bad]}
+            values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in read.samples]}
+        if dry_run_result is not None:
+            sets.append("#dry = :dry")
+            names["#dry"] = "dry_run_result"
+            values[":dry"] = _s(json.dumps(dry_run_result))
         adds = ["#rows :r", "#bad :b", "#queued :q"]
-        if duplicates:
+        if read.duplicates:
             names["#dup"] = "c__" + _counter("r.duplicate")
-            values[":dup"] = _n(duplicates)
+            values[":dup"] = _n(read.duplicates)
             adds.append("#dup :dup")
         if done:
             sets.append("#total = if_not_exists(#queued, :zero) + :q")
             names["#total"] = "total"
             values[":zero"] = _n(0)
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
-    def save_dry_run(self, notice_id: str, result: dict[str, Any], now: datetime) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
-            UpdateExpression="SET dry_run_result = :r, updated_at = :u",
-            ExpressionAttributeValues={":r": _s(json.dumps(result)), ":u": _s(now.isoformat())},
-        )
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+                UpdateExpression="SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
+                ConditionExpression="#o = :since",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            raise CheckpointMoved(notice_id) from exc
 
     def _counts_update(
         self,
@@ -323,7 +341,10 @@ class NoticeStore(DynamoTable):
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
             raise BatchTaken(
-                batch, done=old.get("state", {}).get("S") == "done", planned=old.get("planned", {}).get("S")
+                batch,
+                done=old.get("state", {}).get("S") == "done",
+                planned=old.get("planned", {}).get("S"),
+                later=old.get("later", {}).get("S"),
             ) from exc
 
     def complete_batch(
@@ -335,28 +356,29 @@ class NoticeStore(DynamoTable):
         recipient_counts: dict[str, int],
         sent_at: datetime | None,
         now: datetime,
+        later: str | None = None,
     ) -> None:
         """In one transaction: the batch's delivery records, its counts, and its mark set done.
+
+        ``later`` (the entries queued again, by recipient id) stays on the mark, so a redelivery
+        can queue them again if queueing failed after this transaction.
 
         All or nothing: a batch interrupted before this point has written no record and added no
         count, so its redelivery knows exactly what is left, and nothing is ever counted twice.
         """
-        items: list[Any] = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
-                    "UpdateExpression": "SET #state = :done, done_at = :now",
-                    "ConditionExpression": "#state = :sending",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {
-                        ":done": _s("done"),
-                        ":sending": _s("sending"),
-                        ":now": _s(now.isoformat()),
-                    },
-                }
-            }
-        ]
+        mark: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+            "UpdateExpression": "SET #state = :done, done_at = :now",
+            "ConditionExpression": "#state = :sending",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":done": _s("done"), ":sending": _s("sending"), ":now": _s(now.isoformat())},
+        }
+        if later:
+            mark["UpdateExpression"] += ", #later = :later"
+            mark["ExpressionAttributeNames"]["#later"] = "later"
+            mark["ExpressionAttributeValues"][":later"] = _s(later)
+        items: list[Any] = [{"Update": mark}]
         items += [{"Put": {"TableName": self.table, "Item": _delivery_item(r)}} for r in records]
         update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:

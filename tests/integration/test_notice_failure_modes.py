@@ -1,0 +1,217 @@
+"""Notices when things fail halfway: each test pins down a fault a review found, now fixed.
+
+1. Hop batch ids were cut to their last 64 characters, so after about ten quiet-hour hops two
+   batches of one notice shared an id and the second one's recipients were dropped.
+2. The sender re-enqueued deferred entries only after its transaction marked the batch done; a
+   failed enqueue lost them, as the redelivery saw "done". The done mark now keeps them.
+3. A dry run saved its result before its checkpoint; a failed checkpoint made the retry count
+   rows twice. They are one write now.
+4. A failed finalize enqueue after the last checkpoint left the notice "sending" for ever.
+5. Every bad-row sample was appended to the notice item, so ~10,000 bad rows broke DynamoDB's
+   400 KB item limit. At most 1,000 are kept.
+6. Two dispatches of one notice (SQS delivers at least once) both counted their rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from optout.notices import services
+from optout.notices.send import Sender, batch_from_message
+from optout_local.runtime import LambdaContext
+from tests.conftest import sent_sms
+from tests.integration.notice_pipeline import POLICY, Pipeline, users
+from tests.integration.notice_pipeline import sent_mail as pipeline_mail
+
+NIGHT = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 03:00 in Los Angeles
+PRODUCT_SMS = {"subject": "New", "body": "b", "sms_text": "Dark mode is here"}
+
+
+def _sender_at(moment: datetime, enqueue: Callable[[dict[str, Any], int], None]) -> Sender:
+    base = services.sender()
+    return Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
+                  enqueue, now=lambda: moment)  # fmt: skip
+
+
+def _texters(n: int) -> list[str]:
+    return [f"u{i},,+1415555{100 + i:04d},en,America/Los_Angeles,U{i}" for i in range(n)]
+
+
+def _dispatch(pipeline: Pipeline) -> list[dict[str, Any]]:
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    return pipeline.receive("SendQueue")
+
+
+def test_quiet_hour_hops_of_two_batches_never_share_a_batch_id(pipeline: Pipeline) -> None:
+    # Given an optional SMS notice to 51 people in Los Angeles (two send batches), at 03:00 there
+    manifest = pipeline.manifest(_texters(51))
+    notice = pipeline.create("product", PRODUCT_SMS, manifest, channels={"channels": ["sms"]})
+    queue = [batch_from_message(r["body"]) for r in _dispatch(pipeline)]
+    assert sorted(b.batch for b in queue) == ["L2", "L52"]
+    # When the texts wait for 08:00 in 15-minute SQS hops until the morning
+    moment = NIGHT
+    collisions: list[list[str]] = []
+    for _ in range(40):
+        if not queue:
+            break
+        # (after ~10 hops "L2.1.0.0.2.0.0..."[-64:] == "L52.1.0.0.2.0.0..."[-64:]: the second
+        # batch is taken for a redelivery of the first, already done, and sends nothing)
+        if len({b.batch for b in queue}) < len(queue):
+            collisions.append([b.batch for b in queue])
+        queued: list[tuple[dict[str, Any], int]] = []
+        sender = _sender_at(moment, lambda m, d, into=queued: into.append((m, d)))
+        for batch in queue:
+            sender.process(batch)
+        queue = [batch_from_message(json.dumps(m)) for m, _ in queued]
+        moment += timedelta(seconds=900)
+    # Then in the morning everyone got their text once and the notice completes
+    assert len(sent_sms()) == 51, f"{len(sent_sms())} texts; hop batches sharing an id: {collisions[:1]}"
+    assert len({number for number, _ in sent_sms()}) == 51
+    services.dispatcher().finalize(notice["id"], 0)
+    final = pipeline.get(notice["id"])
+    assert final["counts"]["recipients"] == {"deferred": 0, "sent": 51}
+    assert final["status"] == "complete"
+
+
+def test_deferred_recipients_survive_a_failed_enqueue_after_the_batch_is_recorded(pipeline: Pipeline) -> None:
+    # Given an optional text to someone in Los Angeles, processed at 03:00 their time
+    manifest = pipeline.manifest(_texters(1))
+    notice = pipeline.create("product", PRODUCT_SMS, manifest, channels={"channels": ["sms"]})
+    (record,) = _dispatch(pipeline)
+    batch = batch_from_message(record["body"])
+
+    def sqs_down(message: dict[str, Any], delay: int) -> None:
+        raise RuntimeError("SQS SendMessage failed")
+
+    # When the batch's transaction commits but re-enqueueing the deferred text fails
+    with pytest.raises(RuntimeError):
+        _sender_at(NIGHT, sqs_down).process(batch)
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"deferred": 1}
+    # Then SQS's redelivery of the batch still schedules the deferred text
+    queued: list[tuple[dict[str, Any], int]] = []
+    _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process(batch)
+    assert len(queued) == 1, "the deferred recipient was dropped: never texted, the notice never completes"
+
+
+def test_a_dry_run_retried_after_a_failed_checkpoint_counts_each_recipient_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a dry run of 600 recipients (a checkpoint after the first 500)
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(600)), dry_run=True)
+    (record,) = pipeline.receive("DispatchQueue")
+    message = json.loads(record["body"])
+    dispatcher = services.dispatcher()
+    store = dispatcher.notices
+    real = store.checkpoint
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "checkpoint", flaky)
+    # When the first checkpoint write fails (after the dry-run result was saved) and SQS retries
+    with pytest.raises(RuntimeError):
+        dispatcher.handle(message, lambda: 900_000)
+    assert dispatcher.handle(message, lambda: 900_000) == "dry run complete"
+    # Then each recipient is reported once
+    result = pipeline.get(notice["id"])
+    assert result["rows_read"] == 600
+    assert result["dry_run_result"]["recipients"] == {"sent": 600}
+
+
+def test_a_dispatcher_retried_after_its_last_checkpoint_still_finalizes_the_notice(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a small policy notice
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(3)))
+    (record,) = pipeline.receive("DispatchQueue")
+    message = json.loads(record["body"])
+    dispatcher = services.dispatcher()
+    real = dispatcher.requeue
+    failed = {"n": 0}
+
+    def flaky(msg: dict[str, Any], delay: int) -> None:
+        if msg.get("action") == "finalize" and not failed["n"]:
+            failed["n"] += 1
+            raise RuntimeError("SQS SendMessage failed")
+        real(msg, delay)
+
+    monkeypatch.setattr(dispatcher, "requeue", flaky)
+    # When queueing the finalize message fails after the final checkpoint, and SQS retries
+    with pytest.raises(RuntimeError):
+        dispatcher.handle(message, lambda: 900_000)
+    dispatcher.handle(message, lambda: 900_000)
+    for send in pipeline.receive("SendQueue"):
+        assert pipeline.sender({"Records": [send]}, pipeline.ctx) == {"batchItemFailures": []}
+    # Then a finalize message is still on its way (queued with a 2 s delay; nothing else ever
+    # completes the notice), and it completes the notice
+    pending: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while not any(m.get("action") == "finalize" for m in pending) and time.monotonic() < deadline:
+        pending += [json.loads(r["body"]) for r in pipeline.receive("DispatchQueue")]
+        time.sleep(0.2)
+    finalize = next(m for m in pending if m.get("action") == "finalize")
+    assert services.dispatcher().handle(finalize, lambda: 900_000) == "complete"
+    assert pipeline.get(notice["id"])["status"] == "complete"
+
+
+def test_a_manifest_with_many_bad_rows_is_still_dispatched(pipeline: Pipeline) -> None:
+    # Given 120 good rows and 12,000 rows without any address (each a bad row, with a sample)
+    rows = [*users(120), *(f"x{i},,,en,,Nobody {i}" for i in range(12_000))]
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(rows))
+    # When it is dispatched and sent ("a bad row ... never stops the notice")
+    (record,) = pipeline.receive("DispatchQueue")
+    outcome = services.dispatcher().handle(json.loads(record["body"]), lambda: 900_000)
+    # Then the dispatcher got to the end: bad-row samples are capped when read (1,000), but every
+    # one is appended to the notice item, which outgrows DynamoDB's 400 KB item limit
+    assert outcome == "dispatched"
+    final = pipeline.get(notice["id"])
+    assert final["bad_rows"] == 12_000 and len(final["bad_row_samples"]) == 1000
+    assert final["bad_row_samples"][0] == {"line": 122, "reason": "no email and no phone"}
+
+
+def test_a_second_dispatch_of_the_same_notice_stands_down(pipeline: Pipeline) -> None:
+    # Given a 600-recipient notice whose dispatch message SQS delivered twice
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(600)))
+    (record,) = pipeline.receive("DispatchQueue")
+    message = json.loads(record["body"])
+    first, second = services.dispatcher(), services.dispatcher()
+    # When the second starts from the same cursor, after the first has checkpointed past it
+    reader = second.notices.cursor
+    cursors = {"read": reader(notice["id"])}
+    assert first.handle(message, lambda: 900_000) == "dispatched"
+    second.notices.cursor = lambda _id: cursors["read"]  # type: ignore[method-assign]
+    try:
+        assert second.handle(message, lambda: 900_000) == "superseded"
+    finally:
+        second.notices.cursor = reader  # type: ignore[method-assign]
+    # Then its repeated batches send nobody twice and the notice still adds up and completes
+    pipeline.run(notice["id"])
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete" and final["total"] == 600 and final["rows_read"] == 600
+    assert final["counts"]["recipients"] == {"sent": 600}
+    assert len(pipeline_mail()) == 600 and len({m["To"] for m in pipeline_mail()}) == 600
+
+
+def test_a_batch_of_a_missing_notice_fails_alone(pipeline: Pipeline) -> None:
+    # Given two send batches in one invocation, one of them for a notice that does not exist
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(3)))
+    (good,) = _dispatch(pipeline)
+    body = json.loads(good["body"])
+    stray = {**good, "messageId": "stray", "body": json.dumps({**body, "notice_id": "ntc_missing"})}
+    # When the sender takes both
+    response = pipeline.sender({"Records": [good, stray]}, pipeline.ctx)
+    # Then only the stray batch fails (and will reach the DLQ); the good one is sent
+    assert response == {"batchItemFailures": [{"itemIdentifier": "stray"}]}
+    services.dispatcher().finalize(notice["id"], 0)
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 3}
