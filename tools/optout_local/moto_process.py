@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import threading
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from optout_local import moto_patches
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS request on the console
     moto_patches.apply()
     server = make_server(args.host, args.port, application(args.region), True, request_handler=MotoRequestHandler)
 
