@@ -330,7 +330,7 @@ class Sender:
                     entries=entries[start : start + 50],
                     hop=batch.hop + 1,
                 )
-                self.enqueue(message.model_dump(mode="json"), delay)
+                self.enqueue(message.model_dump(mode="json", exclude_defaults=True), delay)
 
     # --- a redelivered batch ----------------------------------------------------------------
 
