@@ -10,6 +10,8 @@
 5. Every bad-row sample was appended to the notice item, so ~10,000 bad rows broke DynamoDB's
    400 KB item limit. At most 1,000 are kept.
 6. Two dispatches of one notice (SQS delivers at least once) both counted their rows.
+7. In first_available mode a text held for the morning never fell back to email when the
+   number was blocked overnight.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import pytest
 
 from optout.notices import services
 from optout.notices.send import Sender, batch_from_message
+from optout.suppression import ConsentChange
 from optout_local.runtime import LambdaContext
 from tests.conftest import sent_sms
-from tests.integration.notice_pipeline import POLICY, Pipeline, users
+from tests.integration.notice_pipeline import POLICY, Pipeline, suppress, users
 from tests.integration.notice_pipeline import sent_mail as pipeline_mail
 
 NIGHT = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 03:00 in Los Angeles
@@ -215,3 +218,28 @@ def test_a_batch_of_a_missing_notice_fails_alone(pipeline: Pipeline) -> None:
     assert response == {"batchItemFailures": [{"itemIdentifier": "stray"}]}
     services.dispatcher().finalize(notice["id"], 0)
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 3}
+
+
+def test_first_available_falls_back_when_a_held_text_is_blocked_by_morning(pipeline: Pipeline) -> None:
+    # Given an optional notice, SMS first then email, to someone in Los Angeles at 03:00 their time
+    manifest = pipeline.manifest(["u1,user1@example.com,+14155550101,en,America/Los_Angeles,A"])
+    notice = pipeline.create(
+        "product", PRODUCT_SMS, manifest, channels={"channels": ["sms", "email"], "mode": "first_available"}
+    )
+    (record,) = _dispatch(pipeline)
+    queued: list[tuple[dict[str, Any], int]] = []
+    _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process(batch_from_message(record["body"]))
+    # (the text waits for the morning; the email, second in line, is not sent meanwhile)
+    assert sent_sms() == [] and pipeline_mail() == []
+    ((later, _),) = queued
+    assert later["entries"][0]["only"] == ["sms", "email"] and later["entries"][0]["deferred"] == ["sms"]
+    # When the number texts STOP overnight
+    suppress("sms", "+14155550101", [ConsentChange("block", "channel", "keyword")], "sms_keyword")
+    _sender_at(NIGHT + timedelta(hours=6), lambda m, d: None).process(batch_from_message(json.dumps(later)))
+    # Then the morning batch falls back to email, and every count moves on once
+    assert sent_sms() == [] and len(pipeline_mail()) == 1
+    services.dispatcher().finalize(notice["id"], 0)
+    final = pipeline.get(notice["id"])
+    assert final["status"] == "complete"
+    assert final["counts"]["recipients"] == {"deferred": 0, "sent": 1}
+    assert final["counts"]["by_channel"] == {"sms": {"deferred": 0, "suppressed": 1}, "email": {"sent": 1}}

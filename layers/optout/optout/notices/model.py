@@ -204,6 +204,7 @@ class BatchEntry(BaseModel):
     recipient: Recipient
     only: list[ChannelName] | None = None  # a deferred or retried entry: just these channels
     previous: Literal["deferred"] | None = None  # counted as deferred before; move it on
+    deferred: list[ChannelName] | None = None  # of ``only``, those counted deferred (None: all)
     attempt: int = 0
     settled: list[Decision] = Field(default_factory=list, max_length=2)  # the other channels' decisions
 

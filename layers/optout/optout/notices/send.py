@@ -194,16 +194,18 @@ class Sender:
                 if decision == "sent":
                     last_sent = records[-1].at
             done.append(Done(plan, records))
-            later += self._later(plan, records)
+            later += self._later(notice, plan, records)
         self._complete(notice, batch, done, later, last_sent)
         self._enqueue_later(notice, batch, later)
         return _result(done, duplicates)
 
-    def _later(self, plan: Plan, records: Sequence[DeliveryRecord]) -> list[tuple[BatchEntry, int]]:
+    def _later(self, notice: Notice, plan: Plan, records: Sequence[DeliveryRecord]) -> list[tuple[BatchEntry, int]]:
         """One later entry for a recipient's deferred channels: throttled ones and quiet-hour ones.
 
         It carries the decisions of the recipient's other channels, so the later batch can count
         the recipient right (a recipient already sent by email stays "sent" whatever SMS does).
+        In first_available mode a text held for the morning brings the channels after it along,
+        never tried yet: if the number is blocked by then, the next channel is used instead.
         """
         retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
         waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
@@ -213,11 +215,16 @@ class Sender:
         if waiting:
             until = max(o.defer_until for o in waiting if o.defer_until is not None)
             delays.append(int((until - self.now()).total_seconds()) + 1)
-        only = [*retry, *(o.channel for o in waiting)]
+        deferred = [*retry, *(o.channel for o in waiting)]
+        only = list(deferred)
+        if notice.mode == "first_available" and waiting:
+            channels = plan.entry.only or notice.channels
+            only += channels[channels.index(waiting[-1].channel) + 1 :]
         entry = BatchEntry(
             recipient=plan.entry.recipient,
             only=only,
             previous="deferred",
+            deferred=deferred if only != deferred else None,
             attempt=plan.entry.attempt + (1 if retry else 0),
             settled=[*plan.entry.settled, *(r.decision for r in records if r.channel not in only)],
         )
@@ -263,7 +270,7 @@ class Sender:
                 continue
             # An earlier batch counted these channels deferred, and the recipient "sent" if another
             # channel went out then, else "deferred": move the counts on to what holds now.
-            for channel in entry.only or []:
+            for channel in entry.deferred if entry.deferred is not None else entry.only or []:
                 channels[f"{channel}.deferred"] -= 1
             before = "sent" if "sent" in entry.settled else "deferred"
             if item.decision != before:
@@ -360,7 +367,7 @@ class Sender:
                 for o in before.channels
             ]
             done.append(Done(then, records))
-            later += self._later(then, records)
+            later += self._later(notice, then, records)
         self._complete(notice, batch, done, later, None)
         self._enqueue_later(notice, batch, later)
         return replace(_result(done, duplicates), redelivered=True)
@@ -401,15 +408,22 @@ def _later_refs(later: Sequence[tuple[BatchEntry, int]]) -> str | None:
     """What a done mark keeps of the later entries, to queue them again: ids, never addresses."""
     if not later:
         return None
-    refs = [[e.recipient.recipient_id, e.only, e.attempt, e.settled, delay] for e, delay in later]
+    refs = [[e.recipient.recipient_id, e.only, e.deferred, e.attempt, e.settled, delay] for e, delay in later]
     return json.dumps(refs, separators=(",", ":"))
 
 
 def _later_again(batch: SendBatch, refs: str | None) -> list[tuple[BatchEntry, int]]:
     recipients = {e.recipient.recipient_id: e.recipient for e in batch.entries}
     later = []
-    for rid, only, attempt, settled, delay in json.loads(refs or "[]"):
-        entry = BatchEntry(recipient=recipients[rid], only=only, previous="deferred", attempt=attempt, settled=settled)
+    for rid, only, deferred, attempt, settled, delay in json.loads(refs or "[]"):
+        entry = BatchEntry(
+            recipient=recipients[rid],
+            only=only,
+            deferred=deferred,
+            previous="deferred",
+            attempt=attempt,
+            settled=settled,
+        )
         later.append((entry, delay))
     return later
 
