@@ -54,6 +54,15 @@ class Tally:
         self.since, self.rows, self.recipients, self.duplicates, self.bad_rows, self.bad = since, 0, 0, 0, 0, []
 
 
+@dataclass
+class Reading:
+    """A manifest being read: where from, its bytes, and the recipients read before."""
+
+    cursor: Cursor
+    stream: Iterator[bytes]
+    seen: SeenRecipients
+
+
 class SeenRecipients:
     """The recipient ids read so far, as 16-byte digests: about 100 bytes of memory a recipient."""
 
@@ -158,8 +167,8 @@ class Dispatcher:
             self._replay(bucket, key, cursor, seen)
         try:
             if notice.dry_run:
-                return self._dry_run(notice, cursor, stream, seen, remaining_ms)
-            return self._send(notice, cursor, stream, seen, remaining_ms)
+                return self._dry_run(notice, Reading(cursor, stream, seen), remaining_ms)
+            return self._send(notice, Reading(cursor, stream, seen), remaining_ms)
         except CheckpointMoved:
             # Another dispatch of this notice (SQS delivers at least once) checkpointed first: it
             # carries on; what this one queued repeats its batches, which the sender sends once.
@@ -176,11 +185,10 @@ class Dispatcher:
             if isinstance(parsed, Recipient):
                 seen.first_time(parsed.recipient_id)
 
-    def _recipients(
-        self, stream: Iterator[bytes], cursor: Cursor, tally: Tally, seen: SeenRecipients
-    ) -> Iterator[Recipient]:
+    def _recipients(self, reading: Reading, tally: Tally) -> Iterator[Recipient]:
         """The manifest's recipients from the cursor on, each once; the rest is counted in ``tally``."""
-        for raw, number, offset in lines(stream, cursor):
+        cursor = reading.cursor
+        for raw, number, offset in lines(reading.stream, cursor):
             parsed = parse_line(raw, number, cursor)
             cursor.line, cursor.offset = number, offset
             if parsed is None:
@@ -189,7 +197,7 @@ class Dispatcher:
             if isinstance(parsed, BadRow):
                 tally.bad_row(parsed)
                 continue
-            if not seen.first_time(parsed.recipient_id):
+            if not reading.seen.first_time(parsed.recipient_id):
                 tally.duplicates += 1
                 continue
             tally.recipients += 1
@@ -227,19 +235,13 @@ class Dispatcher:
         self.requeue({"notice_id": notice.id}, 0)
         return True
 
-    def _send(
-        self,
-        notice: Notice,
-        cursor: Cursor,
-        stream: Iterator[bytes],
-        seen: SeenRecipients,
-        remaining_ms: Callable[[], int],
-    ) -> str:
+    def _send(self, notice: Notice, reading: Reading, remaining_ms: Callable[[], int]) -> str:
+        cursor = reading.cursor
         width = len(notice.channels)
         batch: list[Recipient] = []
         messages: list[dict[str, Any]] = []
         tally = self._tally(notice, cursor)
-        for recipient in self._recipients(stream, cursor, tally, seen):
+        for recipient in self._recipients(reading, tally):
             batch.append(recipient)
             if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
                 messages.append(self._message(notice, batch))
@@ -270,18 +272,12 @@ class Dispatcher:
 
     # --- dry run -------------------------------------------------------------------------
 
-    def _dry_run(
-        self,
-        notice: Notice,
-        cursor: Cursor,
-        stream: Iterator[bytes],
-        seen: SeenRecipients,
-        remaining_ms: Callable[[], int],
-    ) -> str:
+    def _dry_run(self, notice: Notice, reading: Reading, remaining_ms: Callable[[], int]) -> str:
+        cursor = reading.cursor
         result = DryRun.from_json(notice.dry_run_result)
         chunk: list[Recipient] = []
         tally = self._tally(notice, cursor)
-        for recipient in self._recipients(stream, cursor, tally, seen):
+        for recipient in self._recipients(reading, tally):
             chunk.append(recipient)
             if len(chunk) >= BATCH_MAX:
                 self._evaluate(notice, chunk, result)
