@@ -10,12 +10,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -99,7 +100,24 @@ _PLACEHOLDERS = {
     "date": "Thu, 01 Jan 2026 00:00:00 +0000",
     "id": "<optout-message-id@placeholder.invalid>",
 }
-_rendered: dict[tuple[str, ...], bytes] = {}
+_SLOTS = {_PLACEHOLDERS[name].encode(): name for name in ("to", "url", "date", "id")}
+_SLOT = re.compile(b"|".join(re.escape(placeholder) for placeholder in _SLOTS))
+_rendered: dict[tuple[str, ...], list[bytes | str]] = {}  # the message cut at its placeholders
+
+
+@lru_cache(maxsize=4)
+def _date_header(second: int) -> bytes:
+    """The Date header for a second: the same for every message sent in it (formatting costs ~10 µs)."""
+    return format_datetime(datetime.fromtimestamp(second, UTC)).encode()
+
+
+def _cut(template: bytes) -> list[bytes | str]:
+    parts: list[bytes | str] = []
+    last = 0
+    for found in _SLOT.finditer(template):
+        parts += [template[last : found.start()], _SLOTS[found.group()]]
+        last = found.end()
+    return [*parts, template[last:]]
 
 
 def render_email(
@@ -120,13 +138,17 @@ def render_email(
     """
     address = recipient.email or ""
     url = unsubscribe_url or preferences_url
-    if not address.isascii() or (unsubscribe_url is not None and unsubscribe_url != preferences_url):
+    if (
+        not address.isascii()
+        or (unsubscribe_url is not None and unsubscribe_url != preferences_url)
+        or html.escape(url) != url  # the HTML part would need it escaped: render in full
+    ):
         return _render(notice, recipient, brand, sender, preferences_url, unsubscribe_url, now)
     language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
     content = notice.model_dump_json(include={"id", "kind", "topic", "variables"})
     key = (content, language, brand, sender, "optional" if unsubscribe_url else "required")
-    template = _rendered.get(key)
-    if template is None:
+    parts = _rendered.get(key)
+    if parts is None:
         if len(_rendered) > 256:
             _rendered.clear()
         placeholder = recipient.model_copy(update={"email": _PLACEHOLDERS["to"], "locale": language})
@@ -135,15 +157,14 @@ def render_email(
             _PLACEHOLDERS["url"] if unsubscribe_url else None, datetime(2026, 1, 1, tzinfo=now.tzinfo),
             message_id=_PLACEHOLDERS["id"],
         )  # fmt: skip
-        _rendered[key] = template
-    message_id = make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
-    return (
-        template.replace(_PLACEHOLDERS["to"].encode(), address.encode())
-        .replace(_PLACEHOLDERS["url"].encode(), url.encode())  # header and text part
-        .replace(html.escape(_PLACEHOLDERS["url"]).encode(), html.escape(url).encode())
-        .replace(_PLACEHOLDERS["date"].encode(), format_datetime(now).encode())
-        .replace(_PLACEHOLDERS["id"].encode(), message_id.encode())
-    )
+        parts = _rendered[key] = _cut(template)
+    values = {
+        "to": address.encode(),
+        "url": url.encode(),  # header, text and HTML alike: it has nothing HTML would escape
+        "date": _date_header(int(now.timestamp())),
+        "id": make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> ")).encode(),
+    }
+    return b"".join(part if isinstance(part, bytes) else values[part] for part in parts)
 
 
 def _render(

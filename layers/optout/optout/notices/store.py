@@ -366,19 +366,26 @@ class NoticeStore(DynamoTable):
         All or nothing: a batch interrupted before this point has written no record and added no
         count, so its redelivery knows exactly what is left, and nothing is ever counted twice.
         """
+        # The done mark replaces the taken one (its plan is of no more use), if still taken
         mark: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
-            "UpdateExpression": "SET #state = :done, done_at = :now",
-            "ConditionExpression": "#state = :sending",
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":done": _s("done"), ":sending": _s("sending"), ":now": _s(now.isoformat())},
+            "pk": _pk(notice_id),
+            "sk": _s(f"{BATCH_PREFIX}{batch}"),
+            "state": _s("done"),
+            "at": _s(now.isoformat()),
         }
         if later:
-            mark["UpdateExpression"] += ", #later = :later"
-            mark["ExpressionAttributeNames"]["#later"] = "later"
-            mark["ExpressionAttributeValues"][":later"] = _s(later)
-        items: list[Any] = [{"Update": mark}]
+            mark["later"] = _s(later)
+        items: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": mark,
+                    "ConditionExpression": "#state = :sending",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":sending": _s("sending")},
+                }
+            }
+        ]
         items += [{"Put": {"TableName": self.table, "Item": _delivery_item(r)}} for r in records]
         update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:
