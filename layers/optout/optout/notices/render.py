@@ -18,11 +18,12 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from optout.notices.model import Notice, Recipient
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 NOTICE_LANGUAGES = ("en", "es")
 MAIL_POLICY = SMTP.clone(max_line_length=998)
@@ -43,6 +44,10 @@ class RenderedEmail:
 
 @cache
 def _environment() -> Environment:
+    # Jinja is imported on the first render, not with the module: the sender's cold start
+    # stays within reach of boto3's own (DESIGN §7)
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     return Environment(
         loader=PackageLoader("optout", "templates/email"),
         autoescape=select_autoescape(["html"]),

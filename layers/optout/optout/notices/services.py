@@ -1,20 +1,24 @@
-"""Wire the notice use cases to AWS: SQS queues, S3, SES, stores. Built lazily, once per instance."""
+"""Wire the notice use cases to AWS: SQS queues, S3, SES, stores. Built lazily, once per instance.
+
+Each function imports only its own use case, so the admin API's cold start does not load the
+sender's renderer (Jinja) or the dispatcher.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optout import clients, secret_store
-from optout.channels.email import SesEmail
-from optout.channels.sms import sms_channel
 from optout.notices.admin import NoticeAdmin
-from optout.notices.dispatch import Dispatcher
-from optout.notices.send import Sender
 from optout.notices.store import NoticeStore
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
+
+if TYPE_CHECKING:
+    from optout.notices.dispatch import Dispatcher
+    from optout.notices.send import Sender
 
 
 def _body(message: dict[str, Any]) -> str:
@@ -55,6 +59,8 @@ def admin() -> NoticeAdmin:
 
 @cache
 def dispatcher() -> Dispatcher:
+    from optout.notices.dispatch import Dispatcher
+
     settings = get_settings()
     return Dispatcher(
         settings,
@@ -69,6 +75,10 @@ def dispatcher() -> Dispatcher:
 
 @cache
 def sender() -> Sender:
+    from optout.channels.email import SesEmail
+    from optout.channels.sms import sms_channel
+    from optout.notices.send import Sender
+
     settings = get_settings()
     email = cache(
         lambda: SesEmail(clients.client("sesv2"), settings.sender_address, settings.ses_configuration_set or None)
