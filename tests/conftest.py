@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 
-from optout_local.provision import Provisioner, Stack
-from optout_local.runtime import LambdaContext, apply_environment, reset_layer_caches
+from optout_local.provision import Stack
+from optout_local.runtime import LOCAL_PUBLIC_URL, LambdaContext, in_process_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
-PUBLIC_BASE_URL = "https://optout.example.test"
+PUBLIC_BASE_URL = LOCAL_PUBLIC_URL
 
 
 @pytest.fixture(autouse=True)
@@ -37,25 +35,8 @@ def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """moto in this process with every resource of template.yaml, and the functions' environment set."""
-    from moto import mock_aws
-
-    from optout_local import moto_patches
-
-    moto_patches.apply()
-    saved = dict(os.environ)
-    with mock_aws():
-        session = boto3.session.Session(region_name=REGION)
-        stack = Provisioner(session, None, REGION).provision()
-        extra = {
-            "AWS_REGION": REGION,
-            "OPTOUT_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-            "OPTOUT_EMAIL_RATE_PER_SECOND": "1000",
-        }
-        apply_environment(stack, extra)
+    with in_process_stack({"OPTOUT_EMAIL_RATE_PER_SECOND": "1000"}, REGION) as stack:
         yield stack
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_layer_caches()
 
 
 @pytest.fixture

@@ -120,162 +120,145 @@ def notice_throughput(recipients: int, runs: int = 1) -> dict[str, Any]:
 
 def _throughput_run(recipients: int) -> dict[str, Any]:
     import boto3
-    from moto import mock_aws
 
-    from optout_local import moto_patches
     from optout_local.pollers import sqs_record
-    from optout_local.provision import Provisioner
-    from optout_local.runtime import LambdaContext, apply_environment, load_handler
+    from optout_local.runtime import LambdaContext, in_process_stack, load_handler
 
-    moto_patches.apply()
-    saved = dict(os.environ)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",  # noqa: S106  # nosec B106
-                      POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="OptoutBench")  # fmt: skip
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            stack = Provisioner(boto3.session.Session(), None, "us-east-1").provision()
-            apply_environment(stack, {"OPTOUT_PUBLIC_BASE_URL": "https://optout.example.test",
-                                      "OPTOUT_EMAIL_RATE_PER_SECOND": "100000"})  # fmt: skip
-            from optout import secret_store
-            from optout.consent import change_consent
-            from optout.identity import Identity
-            from optout.notices import services
-            from optout.notices.model import NOTICE_REQUEST
-            from optout.settings import get_settings
-            from optout.suppression import ConsentChange
-            from optout.suppression_store import DynamoSuppressionStore
+    bench_env = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OptoutBench",
+                 "OPTOUT_EMAIL_RATE_PER_SECOND": "100000"}  # fmt: skip
+    with in_process_stack(bench_env) as stack:
+        from optout import secret_store
+        from optout.consent import change_consent
+        from optout.identity import Identity
+        from optout.notices import services
+        from optout.notices.model import NOTICE_REQUEST
+        from optout.settings import get_settings
+        from optout.suppression import ConsentChange
+        from optout.suppression_store import DynamoSuppressionStore
 
-            settings = get_settings()
-            store = DynamoSuppressionStore(settings.suppression_table)
-            pepper = secret_store.pepper()
-            suppressed = 0
-            for i in range(0, recipients, 10):  # 10%: bounces, admin blocks and transient-bounce blocks
-                reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
-                key = Identity.of(pepper, "email", f"user{i}@example.com").key
-                change_consent(store, key, "email", [ConsentChange("block", "channel", reason)],
-                               settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
-                suppressed += 1
-            body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
-            bucket = stack.ref("ManifestBucket")
-            boto3.client("s3").put_object(Bucket=bucket, Key="bench.csv", Body=body.encode())
-            request = NOTICE_REQUEST.validate_python({
-                "kind": "policy_change", "manifest": f"s3://{bucket}/bench.csv",
-                "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
-                              "policy_url": "https://example.com/privacy"},
-            })  # fmt: skip
-            notice, _ = services.admin().create(request, None, "bench")
-            dispatcher = load_handler(stack.function("Dispatcher"))
-            sender = load_handler(stack.function("Sender"))
-            sqs = boto3.client("sqs")
-            queues = {
-                name: (stack.ref(name), stack.resolver.attrs[(name, "Arn")]) for name in ("DispatchQueue", "SendQueue")
-            }
+        settings = get_settings()
+        store = DynamoSuppressionStore(settings.suppression_table)
+        pepper = secret_store.pepper()
+        suppressed = 0
+        for i in range(0, recipients, 10):  # 10%: bounces, admin blocks and transient-bounce blocks
+            reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
+            key = Identity.of(pepper, "email", f"user{i}@example.com").key
+            change_consent(store, key, "email", [ConsentChange("block", "channel", reason)],
+                           settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
+            suppressed += 1
+        body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
+        bucket = stack.ref("ManifestBucket")
+        boto3.client("s3").put_object(Bucket=bucket, Key="bench.csv", Body=body.encode())
+        request = NOTICE_REQUEST.validate_python({
+            "kind": "policy_change", "manifest": f"s3://{bucket}/bench.csv",
+            "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
+                          "policy_url": "https://example.com/privacy"},
+        })  # fmt: skip
+        notice, _ = services.admin().create(request, None, "bench")
+        dispatcher = load_handler(stack.function("Dispatcher"))
+        sender = load_handler(stack.function("Sender"))
+        sqs = boto3.client("sqs")
+        queues = {
+            name: (stack.ref(name), stack.resolver.attrs[(name, "Arn")]) for name in ("DispatchQueue", "SendQueue")
+        }
 
-            def drain(name: str) -> list[dict[str, Any]]:
-                url, arn = queues[name]
-                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-                    "Messages", []
-                )
-                if got:  # as Lambda's event source mapping does: one DeleteMessageBatch a receive
-                    entries: list[Any] = [
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
-                    ]
-                    sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-                return [sqs_record(dict(m), arn, "us-east-1") for m in got]
+        def drain(name: str) -> list[dict[str, Any]]:
+            url, arn = queues[name]
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+            if got:  # as Lambda's event source mapping does: one DeleteMessageBatch a receive
+                entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+                sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+            return [sqs_record(dict(m), arn, "us-east-1") for m in got]
 
-            # The floor: the very SendEmail requests the pipeline made, made again bare, through
-            # the pipeline's own SES channel (same client, same sender and configuration set),
-            # on the same moto in the same run. They are replayed after each step of the pipeline
-            # (a step sends a few hundred mails), from moto's outbox, timed apart and not counted
-            # as the pipeline's calls: interleaved, a slow moment of the machine hits both alike.
-            from moto.ses.models import ses_backends
+        # The floor: the very SendEmail requests the pipeline made, made again bare, through
+        # the pipeline's own SES channel (same client, same sender and configuration set),
+        # on the same moto in the same run. They are replayed after each step of the pipeline
+        # (a step sends a few hundred mails), from moto's outbox, timed apart and not counted
+        # as the pipeline's calls: interleaved, a slow moment of the machine hits both alike.
+        from moto.ses.models import ses_backends
 
-            from optout_local.provision import ACCOUNT_ID
+        from optout_local.provision import ACCOUNT_ID
 
-            channel = services.sender().email()
-            outbox = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
-            floor = {"seconds": 0.0, "calls": 0}
+        channel = services.sender().email()
+        outbox = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
+        floor = {"seconds": 0.0, "calls": 0}
 
-            def replay(since: int, calls: Calls) -> int:
-                sent_now = [(m.destinations[0], m.raw_data.encode()) for m in outbox[since:]]
-                calls.paused = True
-                t = time.perf_counter()
-                for to, raw in sent_now:
-                    channel.send(to, raw)
-                floor["seconds"] += time.perf_counter() - t
-                calls.paused = False
-                floor["calls"] += len(sent_now)
-                return len(outbox)
+        def replay(since: int, calls: Calls) -> int:
+            sent_now = [(m.destinations[0], m.raw_data.encode()) for m in outbox[since:]]
+            calls.paused = True
+            t = time.perf_counter()
+            for to, raw in sent_now:
+                channel.send(to, raw)
+            floor["seconds"] += time.perf_counter() - t
+            calls.paused = False
+            floor["calls"] += len(sent_now)
+            return len(outbox)
 
-            durations: dict[str, float] = {"dispatcher": 0.0, "sender": 0.0}
-            end_to_end = 0.0
-            seen = 0
-            with counting_calls() as calls:
-                while True:
-                    started = time.perf_counter()
-                    work = False
-                    for record in drain("DispatchQueue"):
-                        if json.loads(record["body"]).get("action") == "finalize":
-                            continue
-                        work = True
-                        t = time.perf_counter()
-                        dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=900))
-                        durations["dispatcher"] += time.perf_counter() - t
-                    records = drain("SendQueue")
-                    for start in range(0, len(records), 2):  # the template's BatchSize
-                        work = True
-                        t = time.perf_counter()
-                        sender({"Records": records[start : start + 2]}, LambdaContext(timeout_seconds=120))
-                        durations["sender"] += time.perf_counter() - t
-                    end_to_end += time.perf_counter() - started
-                    seen = replay(seen, calls)
-                    if not work:
-                        break
-            services.dispatcher().finalize(notice.id, 0)
-            # Queue plumbing that Lambda's event source mapping does, not the functions: not counted
-            plumbing = {k: v for k, v in calls.items() if k in ("sqs:ReceiveMessage", "sqs:DeleteMessageBatch")}
-            function_calls = Counter({k: v for k, v in calls.items() if k not in plumbing})
-            final = services.admin().get(notice.id)
-            sent = final.counts.recipients.get("sent", 0)
-            if floor["calls"] != sent:
-                raise RuntimeError(f"the floor replayed {floor['calls']} sends, the notice counts {sent}")
-            bare_seconds = floor["seconds"]
-            # The pipeline's time is its functions' time, every AWS call they make included. The
-            # receive and delete calls above are this loop standing in for Lambda's event source
-            # mapping, whose pollers run beside the functions in AWS: shown apart, as end to end.
-            pipeline_seconds = sum(durations.values())
-            reads = ("dynamodb:BatchGetItem", "dynamodb:GetItem")
-            suppression_reads = sum(v for k, v in function_calls.items() if k in reads)
-            return {
-                "recipients": recipients,
-                "suppressed_before": suppressed,
-                "status": final.status,
-                "counts": final.counts.model_dump(),
-                "pipeline_seconds": round(pipeline_seconds, 2),
-                "function_seconds": {k: round(v, 2) for k, v in durations.items()},
-                "function_memory_mb": {
-                    "dispatcher": stack.function("Dispatcher").memory_mb,
-                    "sender": stack.function("Sender").memory_mb,
-                },
-                "recipients_per_second": round(recipients / pipeline_seconds, 1),
-                "end_to_end_seconds": round(end_to_end, 2),
-                "aws_calls": dict(sorted(function_calls.items())),
-                "aws_call_seconds": {k: round(calls.seconds[k], 2) for k in sorted(function_calls)},
-                "aws_calls_per_recipient": round(sum(function_calls.values()) / recipients, 3),
-                "queue_plumbing_calls": plumbing,
-                "queue_plumbing_seconds": round(sum(calls.seconds[k] for k in plumbing), 2),
-                "dynamodb_write_units": dict(sorted((k, v) for k, v in calls.write_units.items() if v)),
-                "suppression_reads_per_100": round(100 * function_calls["dynamodb:BatchGetItem"] / recipients, 3),
-                "all_dynamodb_reads_per_100": round(100 * suppression_reads / recipients, 3),
-                "bare_ses_calls": floor["calls"],
-                "bare_ses_seconds": round(bare_seconds, 2),
-                "ratio_to_bare_ses": round(pipeline_seconds / bare_seconds, 2) if bare_seconds else None,
-                "end_to_end_ratio_to_bare_ses": round(end_to_end / bare_seconds, 2) if bare_seconds else None,
-            }
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        durations: dict[str, float] = {"dispatcher": 0.0, "sender": 0.0}
+        end_to_end = 0.0
+        seen = 0
+        with counting_calls() as calls:
+            while True:
+                started = time.perf_counter()
+                work = False
+                for record in drain("DispatchQueue"):
+                    if json.loads(record["body"]).get("action") == "finalize":
+                        continue
+                    work = True
+                    t = time.perf_counter()
+                    dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=900))
+                    durations["dispatcher"] += time.perf_counter() - t
+                records = drain("SendQueue")
+                for start in range(0, len(records), 2):  # the template's BatchSize
+                    work = True
+                    t = time.perf_counter()
+                    sender({"Records": records[start : start + 2]}, LambdaContext(timeout_seconds=120))
+                    durations["sender"] += time.perf_counter() - t
+                end_to_end += time.perf_counter() - started
+                seen = replay(seen, calls)
+                if not work:
+                    break
+        services.dispatcher().finalize(notice.id, 0)
+        # Queue plumbing that Lambda's event source mapping does, not the functions: not counted
+        plumbing = {k: v for k, v in calls.items() if k in ("sqs:ReceiveMessage", "sqs:DeleteMessageBatch")}
+        function_calls = Counter({k: v for k, v in calls.items() if k not in plumbing})
+        final = services.admin().get(notice.id)
+        sent = final.counts.recipients.get("sent", 0)
+        if floor["calls"] != sent:
+            raise RuntimeError(f"the floor replayed {floor['calls']} sends, the notice counts {sent}")
+        bare_seconds = floor["seconds"]
+        # The pipeline's time is its functions' time, every AWS call they make included. The
+        # receive and delete calls above are this loop standing in for Lambda's event source
+        # mapping, whose pollers run beside the functions in AWS: shown apart, as end to end.
+        pipeline_seconds = sum(durations.values())
+        reads = ("dynamodb:BatchGetItem", "dynamodb:GetItem")
+        suppression_reads = sum(v for k, v in function_calls.items() if k in reads)
+        return {
+            "recipients": recipients,
+            "suppressed_before": suppressed,
+            "status": final.status,
+            "counts": final.counts.model_dump(),
+            "pipeline_seconds": round(pipeline_seconds, 2),
+            "function_seconds": {k: round(v, 2) for k, v in durations.items()},
+            "function_memory_mb": {
+                "dispatcher": stack.function("Dispatcher").memory_mb,
+                "sender": stack.function("Sender").memory_mb,
+            },
+            "recipients_per_second": round(recipients / pipeline_seconds, 1),
+            "end_to_end_seconds": round(end_to_end, 2),
+            "aws_calls": dict(sorted(function_calls.items())),
+            "aws_call_seconds": {k: round(calls.seconds[k], 2) for k in sorted(function_calls)},
+            "aws_calls_per_recipient": round(sum(function_calls.values()) / recipients, 3),
+            "queue_plumbing_calls": plumbing,
+            "queue_plumbing_seconds": round(sum(calls.seconds[k] for k in plumbing), 2),
+            "dynamodb_write_units": dict(sorted((k, v) for k, v in calls.write_units.items() if v)),
+            "suppression_reads_per_100": round(100 * function_calls["dynamodb:BatchGetItem"] / recipients, 3),
+            "all_dynamodb_reads_per_100": round(100 * suppression_reads / recipients, 3),
+            "bare_ses_calls": floor["calls"],
+            "bare_ses_seconds": round(bare_seconds, 2),
+            "ratio_to_bare_ses": round(pipeline_seconds / bare_seconds, 2) if bare_seconds else None,
+            "end_to_end_ratio_to_bare_ses": round(end_to_end / bare_seconds, 2) if bare_seconds else None,
+        }
 
 
 def optout_latency(clients: int, per_client: int) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from the code, or when a route in template.yaml is missing from it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -43,22 +42,7 @@ def render(stack: Stack) -> str:
 
 def generate() -> str:
     """Provision the template into an in-process moto, load the functions, render the document."""
-    import boto3
-    from moto import mock_aws
+    from optout_local.runtime import in_process_stack
 
-    from optout_local.provision import Provisioner
-    from optout_local.runtime import apply_environment
-
-    saved = dict(os.environ)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")  # noqa: S106  # nosec B106
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            stack = Provisioner(boto3.session.Session(), None, "us-east-1").provision()
-            apply_environment(
-                stack, {"OPTOUT_PUBLIC_BASE_URL": "https://optout.example.test", "POWERTOOLS_TRACE_DISABLED": "true"}
-            )
-            return render(stack)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with in_process_stack({"POWERTOOLS_TRACE_DISABLED": "true"}) as stack:
+        return render(stack)

@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -65,6 +66,39 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
     os.environ.update(merged)
     os.environ.update(extra)
     reset_layer_caches()
+
+
+@contextmanager
+def in_process_stack(extra: Mapping[str, str] | None = None, region: str = "us-east-1") -> Iterator[Stack]:
+    """moto in this process, every resource of template.yaml in it, the functions' environment set.
+
+    For the tests, the bench, the soak and the OpenAPI document. The process environment and the
+    layer's caches are put back afterwards.
+    """
+    import boto3
+    from moto import mock_aws
+
+    from optout_local import moto_patches
+    from optout_local.provision import Provisioner
+
+    moto_patches.apply()
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=region)  # noqa: S106  # nosec B106
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws():
+            stack = Provisioner(boto3.session.Session(region_name=region), None, region).provision()
+            apply_environment(
+                stack, {"AWS_REGION": region, "OPTOUT_PUBLIC_BASE_URL": LOCAL_PUBLIC_URL, **(extra or {})}
+            )
+            yield stack
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_layer_caches()
+
+
+LOCAL_PUBLIC_URL = "https://optout.example.test"
 
 
 def reset_layer_caches() -> None:

@@ -110,6 +110,14 @@ _SLOT = re.compile(b"|".join(re.escape(placeholder) for placeholder in _SLOTS))
 _rendered: dict[tuple[str, ...], list[bytes | str]] = {}  # the message cut at its placeholders
 
 
+def _language(recipient: Recipient) -> str:
+    return recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+
+
+def _message_id(sender: str) -> str:
+    return make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
+
+
 @lru_cache(maxsize=4)
 def _date_header(second: int) -> bytes:
     """The Date header for a second: the same for every message sent in it (formatting costs ~10 µs)."""
@@ -149,7 +157,7 @@ def render_email(
         or html.escape(url) != url  # the HTML part would need it escaped: render in full
     ):
         return _render(notice, recipient, brand, sender, preferences_url, unsubscribe_url, now)
-    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    language = _language(recipient)
     content = notice.model_dump_json(include={"id", "kind", "topic", "variables"})
     key = (content, language, brand, sender, "optional" if unsubscribe_url else "required")
     parts = _rendered.get(key)
@@ -167,7 +175,7 @@ def render_email(
         "to": address.encode(),
         "url": url.encode(),  # header, text and HTML alike: it has nothing HTML would escape
         "date": _date_header(int(now.timestamp())),
-        "id": make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> ")).encode(),
+        "id": _message_id(sender).encode(),
     }
     return b"".join(part if isinstance(part, bytes) else values[part] for part in parts)
 
@@ -182,7 +190,7 @@ def _render(
     now: datetime,
     message_id: str | None = None,
 ) -> bytes:
-    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    language = _language(recipient)
     w = wording(language)
     subject, heading, blocks, cta_url, cta = _content(notice, language, brand)
     required = unsubscribe_url is None
@@ -204,7 +212,7 @@ def _render(
     message["To"] = recipient.email or ""
     message["Subject"] = subject
     message["Date"] = _PLACEHOLDERS["date"] if message_id else format_datetime(now)
-    message["Message-ID"] = message_id or make_msgid(domain=sender.rsplit("@", 1)[-1].strip("> "))
+    message["Message-ID"] = message_id or _message_id(sender)
     message["X-Optout-Notice"] = notice.id
     if unsubscribe_url is not None:
         message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
@@ -217,7 +225,7 @@ def _render(
 
 
 def render_sms(notice: Notice, recipient: Recipient, brand: str, optional: bool) -> str:
-    language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+    language = _language(recipient)
     w = wording(language)
     v = notice.variables
     if notice.kind == "policy_change":
