@@ -321,6 +321,26 @@ def outbox(as_json: bool, last: int) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Every segment as JSON, as the X-Ray daemon received it.")
+@click.option("--last", type=int, default=20, show_default=True, help="Show the last N traces (0: all).")
+def traces(as_json: bool, last: int) -> None:
+    """Show the X-Ray traces the local stack's functions recorded (tracing as the template sets it)."""
+    from optout_local import simulate
+    from optout_local.xray import render
+
+    segments = simulate.local_view("traces")
+    if last:
+        kept = list(dict.fromkeys(str(s.get("trace_id")) for s in segments))[-last:]
+        segments = [s for s in segments if str(s.get("trace_id")) in set(kept)]
+    if as_json:
+        click.echo(json.dumps(segments, indent=2))
+        return
+    for line in render(segments):
+        click.echo(line)
+    click.echo(f"({len({s.get('trace_id') for s in segments})} traces, {len(segments)} segments)")
+
+
+@main.command()
 @click.option("--users", "n", default=1000, show_default=True, help="How many users the scenario has.")
 def demo(n: int) -> None:
     """Run the scripted scenario on a fresh local stack and print both reports."""

@@ -1,7 +1,8 @@
 """A local HTTP API: turns HTTP requests into API Gateway HTTP API (payload 2.0) events.
 
 Routes come from the template's HttpApi events; AWS_IAM routes require a valid SigV4
-signature; each function handles one invocation at a time, as one Lambda instance would.
+signature. ``invoke`` runs the route's function (on the local Lambda runtime, which sets each
+function's concurrency); a failed or throttled invocation gets API Gateway's own answer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from optout_local import sigv4
+from optout_local.lambda_runtime import Throttled
 from optout_local.provision import ACCOUNT_ID, Route
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,6 @@ class Gateway:
         self.table = RouteTable(routes)
         self.invoke = invoke
         self.region = region
-        self.locks: dict[str, threading.Lock] = {r.function: threading.Lock() for r in routes}
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -255,10 +256,13 @@ class Gateway:
             iam_key,
         )
         try:
-            with self.locks[compiled.route.function]:
-                result = self.invoke(compiled.route.function, event)
+            result = self.invoke(compiled.route.function, event)
             status, headers, payload = _response(result)
+        except Throttled:
+            log.warning("function %s throttled", compiled.route.function)
+            status, headers, payload = 429, {"content-type": "application/json"}, b'{"message":"Too Many Requests"}'
         except Exception:
+            # The function failed (an unhandled error, a timeout, a crash) or answered malformed.
             log.exception("function %s failed", compiled.route.function)
             status, headers, payload = 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
         self._send(

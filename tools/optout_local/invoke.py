@@ -1,20 +1,21 @@
 """``optout invoke``: one function, one event, like ``sam local invoke`` but without Docker.
 
-With a local stack running it uses that stack's resources; otherwise it starts moto in this
-process, provisions the template into it, and invokes there.
+The function runs on the local Lambda runtime (an environment of its own, from the built layer,
+with the template's environment and tracing). With a local stack running it uses that stack's
+resources; otherwise it starts moto on a free port, provisions the template into it, and invokes
+there. Function logs go to stderr and the result alone to stdout, as ``sam local invoke`` does.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import sys
+from dataclasses import replace
 from typing import Any
 
-from optout_local.provision import Provisioner
-from optout_local.runtime import apply_environment, invoke
-from optout_local.stack import LocalConfig
+from optout_local.lambda_runtime import InvocationError, LocalLambda
+from optout_local.provision import Provisioner, Stack
+from optout_local.stack import LocalConfig, free_port
 
 
 def _stack_running(config: LocalConfig) -> bool:
@@ -22,21 +23,32 @@ def _stack_running(config: LocalConfig) -> bool:
         return probe.connect_ex((config.host, config.aws_port)) == 0
 
 
+def _run(stack: Stack, config: LocalConfig, function: str, event: dict[str, Any]) -> Any:
+    spec = stack.function(function)
+    runtime = LocalLambda({spec.logical_id: spec}, config.region, config.aws_environment(), logs=sys.stderr)
+    try:
+        return runtime.invoke(spec.logical_id, event)
+    except InvocationError as exc:
+        return exc.payload  # what `aws lambda invoke` writes for a function error
+    finally:
+        runtime.close()
+
+
 def invoke_once(function: str, event: dict[str, Any], config: LocalConfig) -> Any:
-    # Function logs go to stderr, the result alone to stdout, as sam local invoke does.
-    with contextlib.redirect_stdout(sys.stderr):
-        if _stack_running(config):
-            stack = config.locate()
-            apply_environment(stack, config.function_environment())
-            return invoke(stack, stack.function(function).logical_id, event)
-        from moto import mock_aws
+    if _stack_running(config):
+        return _run(config.locate(), config, function, event)
+    from moto.server import ThreadedMotoServer
 
-        from optout_local import moto_patches
+    from optout_local import moto_patches
 
-        moto_patches.apply()
-        with mock_aws():
-            os.environ.pop("AWS_ENDPOINT_URL", None)
-            env = {k: v for k, v in config.function_environment().items() if k != "AWS_ENDPOINT_URL"}
-            stack = Provisioner(config.session(), None, config.region, config.stack_name, config.template).provision()
-            apply_environment(stack, env)
-            return invoke(stack, stack.function(function).logical_id, event)
+    moto_patches.apply()
+    config = replace(config, aws_port=free_port())
+    server = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
+    server.start()
+    try:
+        stack = Provisioner(
+            config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters()
+        ).provision()
+        return _run(stack, config, function, event)
+    finally:
+        server.stop()

@@ -1,7 +1,10 @@
 """Play the template's SQS event source mappings: receive, invoke, delete what succeeded.
 
-Batch size and batching window come from the template. With ReportBatchItemFailures only the
-failed messages stay on the queue; otherwise a raised error keeps the whole batch. Messages
+Batch size, batching window and ``ScalingConfig.MaximumConcurrency`` come from the template; a
+mapping runs as many pollers as the function may have environments at once (its reserved
+concurrency or the local cap), so each poller's batch goes to an environment of its own. With
+ReportBatchItemFailures only the failed messages stay on the queue; otherwise a failed invocation
+(an error, a timeout, a killed environment) keeps the whole batch. Messages
 that stay become visible again after the queue's visibility timeout, and the queue's redrive
 policy (enforced by moto on receive) moves them to the DLQ after maxReceiveCount receives.
 """
@@ -58,23 +61,29 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
 
 class QueuePoller:
     def __init__(
-        self, source: QueueSource, queue_url: str, sqs: Any, invoke: Invoke, lock: threading.Lock, region: str
+        self, source: QueueSource, queue_url: str, sqs: Any, invoke: Invoke, region: str, concurrency: int = 1
     ) -> None:
         self.source = source
         self.queue_url = queue_url
         self.sqs = sqs
         self.invoke = invoke
-        self.lock = lock
         self.region = region
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"poller-{source.function}", daemon=True)
+        if source.maximum_concurrency is not None:
+            concurrency = min(concurrency, source.maximum_concurrency)
+        self.threads = [
+            threading.Thread(target=self._run, name=f"poller-{source.function}-{n}", daemon=True)
+            for n in range(max(1, concurrency))
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join(timeout=5)
+        for thread in self.threads:
+            thread.join(timeout=5)
 
     def _receive_batch(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -103,12 +112,12 @@ class QueuePoller:
         event = {"Records": [sqs_record(m, self.source.queue_arn, self.region) for m in messages]}
         failed: set[str] = set()
         try:
-            with self.lock:
-                result = self.invoke(self.source.function, event)
+            result = self.invoke(self.source.function, event)
             if self.source.report_failures and isinstance(result, dict):
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-        except Exception:
-            log.exception("function %s failed on a batch of %d", self.source.function, len(messages))
+        except Exception as exc:
+            # The batch stays on the queue and comes back after its visibility timeout.
+            log.warning("function %s failed on a batch of %d: %s", self.source.function, len(messages), exc)
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):

@@ -42,6 +42,7 @@ class QueueSource:
     batching_window: int
     report_failures: bool
     enabled: bool
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
 
 
 @dataclass
@@ -53,6 +54,11 @@ class FunctionSpec:
     timeout: int
     memory_mb: int = 128
     environment: dict[str, str] = field(default_factory=dict)
+    runtime: str = "python3.13"
+    tracing: bool = False  # Tracing: Active
+    reserved_concurrency: int | None = None
+    layers: list[Path] = field(default_factory=list)  # each layer's ContentUri
+    architecture: str = "x86_64"
 
 
 @dataclass
@@ -346,15 +352,30 @@ class Provisioner:
         self.resolver.refs[logical_id] = name
         self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
         code_dir = (self.template_path.parent / raw["CodeUri"]).resolve()
+        props = {**globals_, **raw}
+        reserved = props.get("ReservedConcurrentExecutions")
         spec = FunctionSpec(
             logical_id,
             name,
             code_dir,
             raw["Handler"],
-            int(raw.get("Timeout", globals_.get("Timeout", 3))),
-            int(raw.get("MemorySize", globals_.get("MemorySize", 128))),
+            int(self.resolver.resolve(props.get("Timeout", 3))),
+            int(self.resolver.resolve(props.get("MemorySize", 128))),
+            runtime=str(props.get("Runtime", "python3.13")),
+            tracing=str(self.resolver.resolve(props.get("Tracing", "PassThrough"))) == "Active",
+            reserved_concurrency=None if reserved is None else int(self.resolver.resolve(reserved)),
+            layers=[self._layer_content(layer) for layer in props.get("Layers", [])],
+            architecture=str((props.get("Architectures") or ["x86_64"])[0]),
         )
         self.stack.functions[logical_id] = spec
+
+    def _layer_content(self, layer: Any) -> Path:
+        """The folder a layer of this template is built from (its ContentUri)."""
+        logical_id = layer.get("Ref") if isinstance(layer, dict) else None
+        resource = self.template.get("Resources", {}).get(logical_id or "", {})
+        if resource.get("Type") != "AWS::Serverless::LayerVersion":
+            raise ValueError(f"layer {layer!r} is not a layer of this template; only those can be built locally")
+        return (self.template_path.parent / str(resource["Properties"]["ContentUri"])).resolve()
 
     def _aws_serverless_httpapi(self, logical_id: str, raw: dict[str, Any]) -> None:
         self.resolver.refs[logical_id] = "local"
@@ -382,6 +403,7 @@ class Provisioner:
                         batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
                         report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                         enabled=bool(props.get("Enabled", True)),
+                        maximum_concurrency=(props.get("ScalingConfig") or {}).get("MaximumConcurrency"),
                     )
                 )
 

@@ -19,15 +19,20 @@ from optout_local.target import Target
 TWILIO_PATH = "/sms/twilio"
 
 
-def outbox(config: LocalConfig | None = None, kind: str = "sms") -> list[dict[str, Any]]:
+def local_view(name: str, config: LocalConfig | None = None) -> list[dict[str, Any]]:
+    """What the running local stack serves at ``/_local/<name>`` (its outboxes, its traces)."""
     config = config or LocalConfig()
     try:
-        response = requests.get(f"{config.api_url}/_local/outbox/{kind}", timeout=30)
+        response = requests.get(f"{config.api_url}/_local/{name}", timeout=30)
     except requests.ConnectionError as exc:
         raise click.ClickException(f"no local stack answers at {config.api_url}; start one with `make run`") from exc
     response.raise_for_status()
-    messages: list[dict[str, Any]] = response.json()
-    return messages
+    items: list[dict[str, Any]] = response.json()
+    return items
+
+
+def outbox(config: LocalConfig | None = None, kind: str = "sms") -> list[dict[str, Any]]:
+    return local_view(f"outbox/{kind}", config)
 
 
 def twilio_form(from_number: str, to_number: str, body: str) -> dict[str, str]:

@@ -8,20 +8,19 @@ import os
 import socket
 import subprocess  # nosec B404 - runs our own moto process with our own interpreter
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
 
 from optout_local.gateway import Gateway
+from optout_local.lambda_runtime import LocalLambda
 from optout_local.pollers import QueuePoller
 from optout_local.provision import DEFAULT_STACK, Provisioner, Stack
-from optout_local.runtime import apply_environment, invoke
 
 log = logging.getLogger(__name__)
 LOCAL_KEY = "testing"
@@ -68,34 +67,43 @@ class LocalConfig:
         config = Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=30)
         return self.session().client(service, endpoint_url=self.aws_url, config=config)  # type: ignore[call-overload]
 
-    def function_environment(self) -> dict[str, str]:
-        """What the functions see besides their template variables: the local AWS endpoint."""
+    def parameters(self) -> dict[str, str]:
+        """Template parameters the local stack deploys with (as ``sam deploy --parameter-overrides``)."""
+        return {
+            "PublicBaseUrl": self.api_url,
+            # moto has no SES quota: pace at what a production account gets after a quota increase
+            "EmailRatePerSecond": "200",
+            "SmsRatePerSecond": "200",
+        }
+
+    def aws_environment(self) -> dict[str, str]:
+        """Where the functions' AWS calls go locally: the local AWS, with its credentials.
+
+        The only variables a function sees locally beyond the template's and Lambda's own.
+        """
         return {
             "AWS_ENDPOINT_URL": self.aws_url,
             "AWS_ACCESS_KEY_ID": LOCAL_KEY,
             "AWS_SECRET_ACCESS_KEY": LOCAL_KEY,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "OPTOUT_PUBLIC_BASE_URL": self.api_url,
-            # moto has no SES quota: pace at what a production account gets after a quota increase
-            "OPTOUT_EMAIL_RATE_PER_SECOND": "200",
-            "OPTOUT_SMS_RATE_PER_SECOND": "200",
+            "AWS_SESSION_TOKEN": LOCAL_KEY,
         }
 
     def locate(self) -> Stack:
         """Find the resources of the local stack that is running on these ports."""
         return Provisioner(
-            self.session(), self.aws_url, self.region, self.stack_name, self.template, locate=True
+            self.session(), self.aws_url, self.region, self.stack_name, self.template, self.parameters(), locate=True
         ).provision()
 
 
 class LocalStack:
-    def __init__(self, config: LocalConfig) -> None:
+    def __init__(self, config: LocalConfig, logs: IO[str] | None = None) -> None:
+        """``logs``: where the functions' output goes (CloudWatch Logs in AWS); default stdout."""
         self.config = config
+        self.logs = logs
         self.stack: Stack | None = None
         self.gateway: Gateway | None = None
         self.pollers: list[QueuePoller] = []
+        self.functions: LocalLambda | None = None
         self._moto: Any = None
 
     def start(self) -> None:
@@ -107,29 +115,24 @@ class LocalStack:
         )  # fmt: skip
         self._wait_for_moto()
         self.stack = Provisioner(
-            config.session(), config.aws_url, config.region, config.stack_name, config.template
+            config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters()
         ).provision()
-        apply_environment(self.stack, config.function_environment())
         stack = self.stack
-
-        def call(function: str, event: dict[str, Any]) -> Any:
-            return invoke(stack, function, event)
-
+        self.functions = functions = LocalLambda(stack.functions, config.region, config.aws_environment(), self.logs)
         self.gateway = Gateway(
             stack.routes,
-            call,
+            functions.invoke,
             config.region,
             config.host,
             config.api_port,
-            local_routes={"outbox/sms": self.sent_sms, "outbox/email": self.sent_email},
+            local_routes={"outbox/sms": self.sent_sms, "outbox/email": self.sent_email, "traces": self.traces},
         )
-        locks = self.gateway.locks
         sqs = config.client("sqs")
         for source in stack.queue_sources:
             if source.enabled:
-                lock = locks.setdefault(source.function, threading.Lock())
                 queue_url = stack.queue_urls[source.queue_arn]
-                self.pollers.append(QueuePoller(source, queue_url, sqs, call, lock, config.region))
+                concurrency = functions.concurrency(source.function)
+                self.pollers.append(QueuePoller(source, queue_url, sqs, functions.invoke, config.region, concurrency))
         self.gateway.start()
         for poller in self.pollers:
             poller.start()
@@ -161,6 +164,10 @@ class LocalStack:
         """Every raw email the stack sent through SES, oldest first."""
         return list(self._outbox("email"))
 
+    def traces(self) -> list[dict[str, Any]]:
+        """Every segment the functions' X-Ray SDK (and the local Lambda) recorded, oldest first."""
+        return [] if self.functions is None else list(self.functions.xray.segments)
+
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stopping.set()
@@ -168,6 +175,8 @@ class LocalStack:
             poller.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.functions is not None:
+            self.functions.close()
         if self._moto is not None:
             self._moto.terminate()
             try:

@@ -1,0 +1,429 @@
+"""Run the template's functions locally as Lambda runs them.
+
+Each function gets execution environments of its own: worker processes of a clean
+``python3.13 -I -S`` (see :mod:`optout_local.lambda_bootstrap`), whose working directory is the
+function's code folder and whose path is that code, the built layers and the runtime's SDK
+(:mod:`optout_local.layer_build`), never the development venv. Their environment is exactly the
+template's ``Globals`` and the function's ``Variables`` plus what Lambda itself sets, and the local
+AWS endpoint with its credentials.
+
+- **Init once, then warm.** An environment imports the handler once (the cold start) and then
+  serves one invocation at a time until it is discarded.
+- **Timeout.** At the function's ``Timeout`` the environment is killed; the invocation fails as
+  "Task timed out", and the next one is a cold start.
+- **Memory.** An environment whose resident memory goes over ``MemorySize`` is killed, as Lambda
+  kills one that runs out of memory.
+- **Concurrency.** Up to ``ReservedConcurrentExecutions`` environments (a reserved function
+  beyond it is throttled, as in Lambda); unreserved functions get a local cap (4 by default,
+  ``OPTOUT_LOCAL_CONCURRENCY``), beyond which invocations wait for a free environment.
+- **Tracing.** Where ``Tracing: Active``, each invocation gets a sampled ``_X_AMZN_TRACE_ID`` and
+  the function's segment is recorded beside the SDK's subsegments in the X-Ray daemon stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import selectors
+import signal
+import subprocess  # nosec B404 - runs our own bootstrap with the Lambda interpreter
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from optout_local import lambda_bootstrap
+from optout_local.layer_build import BuiltRuntime
+from optout_local.provision import ACCOUNT_ID, FunctionSpec
+from optout_local.xray import XRayDaemon
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP = Path(lambda_bootstrap.__file__).resolve()
+INIT_TIMEOUT = 10.0  # Lambda's init phase limit
+DEFAULT_LOCAL_CONCURRENCY = 4
+MEMORY_POLL = 0.02
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class InvocationError(Exception):
+    """The invocation failed as Lambda reports it: ``payload`` is what Lambda returns."""
+
+    def __init__(self, payload: dict[str, Any], function_error: str = "Unhandled") -> None:
+        super().__init__(f"{payload.get('errorType', 'Error')}: {payload.get('errorMessage', '')}")
+        self.payload = payload
+        self.function_error = function_error
+
+
+class Throttled(InvocationError):
+    """Lambda's TooManyRequestsException: every environment the function may have is busy."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(
+            {"errorType": "TooManyRequestsException", "errorMessage": f"Rate Exceeded. ({function})"}, "Throttled"
+        )
+
+
+class EnvironmentLost(InvocationError):
+    """The environment died (timeout, out of memory, crash); it is never reused."""
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def trace_header() -> tuple[str, str, str]:
+    """A sampled trace header as Lambda sets it: (header, root, parent segment id)."""
+    root = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    parent = secrets.token_hex(8)
+    return f"Root={root};Parent={parent};Sampled=1", root, parent
+
+
+def lambda_variables(spec: FunctionSpec, region: str, xray_address: str | None) -> dict[str, str]:
+    """What the Lambda service itself sets in every environment of ``spec``."""
+    variables = {
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "PATH": "/usr/local/bin:/usr/bin/:/bin",
+    }
+    if xray_address:
+        variables["AWS_XRAY_DAEMON_ADDRESS"] = xray_address
+        variables["AWS_XRAY_CONTEXT_MISSING"] = "LOG_ERROR"
+    return variables
+
+
+@dataclass
+class Result:
+    value: Any
+    request_id: str
+    duration_ms: float
+    cold: bool
+    init_ms: float | None = None
+    max_memory_mb: float = 0.0
+
+
+@dataclass(eq=False)
+class Environment:
+    """One execution environment: a worker process, its pipes, and its memory limit."""
+
+    spec: FunctionSpec
+    runtime: BuiltRuntime
+    environ: dict[str, str]
+    logs: IO[str] | None
+    process: subprocess.Popen[bytes] | None = None
+    init_ms: float = 0.0
+    invocations: int = 0
+    peak_rss: int = 0
+    _to_child: int = -1
+    _from_child: int = -1
+    stream: str = field(default_factory=lambda: f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}")
+
+    def start(self) -> None:
+        """Spawn the worker and run its init phase (the cold start)."""
+        child_in, self._to_child = os.pipe()
+        self._from_child, child_out = os.pipe()
+        env = {**self.environ, "AWS_LAMBDA_LOG_STREAM_NAME": self.stream}
+        command = [
+            str(self.runtime.python), "-I", "-S", str(BOOTSTRAP),
+            str(child_in), str(child_out), json.dumps(self.runtime.sys_path(self.spec.code_dir)),
+        ]  # fmt: skip
+        started = time.monotonic()
+        self.process = subprocess.Popen(  # noqa: S603 - our bootstrap, our interpreter  # nosec B603
+            command,
+            env=env,
+            cwd=self.spec.code_dir,
+            pass_fds=(child_in, child_out),
+            stdin=subprocess.DEVNULL,
+            stdout=self.logs or None,
+            stderr=self.logs or None,
+            start_new_session=True,  # Ctrl-C reaches the stack, which stops its environments
+        )
+        os.close(child_in)
+        os.close(child_out)
+        message = self._receive(started + INIT_TIMEOUT, "init")
+        if "init_error" in message:
+            self.kill()
+            raise EnvironmentLost(message["init_error"])
+        self.init_ms = float(message.get("init_ms", (time.monotonic() - started) * 1000))
+
+    def invoke(self, event: Any, request_id: str, trace: str | None) -> Any:
+        deadline = time.time() + self.spec.timeout
+        invocation = {
+            "event": event,
+            "request_id": request_id,
+            "deadline_ms": int(deadline * 1000),
+            "trace_id": trace,
+            "function_arn": f"arn:aws:lambda:{self.environ['AWS_REGION']}:{ACCOUNT_ID}:function:{self.spec.name}",
+        }
+        try:
+            lambda_bootstrap.send(self._to_child, invocation)
+        except OSError as exc:
+            self.kill()
+            raise EnvironmentLost(
+                {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: {exc}"}
+            ) from exc
+        self.invocations += 1
+        message = self._receive(time.monotonic() + self.spec.timeout, "invoke", request_id)
+        if "error" in message:
+            raise InvocationError(message["error"])
+        return message["result"]
+
+    def _receive(self, deadline: float, phase: str, request_id: str = "") -> dict[str, Any]:
+        """Wait for the worker's answer, killing it at the deadline or over its memory."""
+        assert self.process is not None
+        limit = self.spec.memory_mb * 1024 * 1024
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._from_child, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    seconds = self.spec.timeout if phase == "invoke" else INIT_TIMEOUT
+                    raise EnvironmentLost(
+                        {
+                            "errorType": "Sandbox.Timedout",
+                            "errorMessage": f"{_now_iso()} {request_id} Task timed out after {seconds:.2f} seconds",
+                        }
+                    )
+                ready = selector.select(min(remaining, MEMORY_POLL))
+                rss = self._rss()
+                self.peak_rss = max(self.peak_rss, rss)
+                if rss > limit:
+                    self.kill()
+                    raise EnvironmentLost(
+                        {
+                            "errorType": "Runtime.OutOfMemory",
+                            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
+                        }
+                    )
+                if ready:
+                    message = lambda_bootstrap.receive(self._from_child)
+                    if message is None:
+                        code = self.process.wait()
+                        self.kill()
+                        reason = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                        raise EnvironmentLost(
+                            {
+                                "errorType": "Runtime.ExitError",
+                                "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+                            }
+                        )
+                    return dict(message)
+
+    def _rss(self) -> int:
+        assert self.process is not None
+        try:
+            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._to_child = self._from_child = -1
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None and self._to_child >= 0
+
+
+class FunctionPool:
+    """The execution environments of one function, reused warm, created up to its concurrency."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        runtime: BuiltRuntime,
+        environ: Mapping[str, str],
+        logs: IO[str] | None = None,
+        xray: XRayDaemon | None = None,
+        local_cap: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.environ = dict(environ)
+        self.logs = logs
+        self.xray = xray
+        self.reserved = spec.reserved_concurrency
+        cap = local_cap or int(os.environ.get("OPTOUT_LOCAL_CONCURRENCY") or DEFAULT_LOCAL_CONCURRENCY)
+        self.concurrency = self.reserved if self.reserved is not None else cap
+        self._idle: list[Environment] = []
+        self._live = 0
+        self._all: set[Environment] = set()
+        self._cond = threading.Condition()
+        self.cold_starts = 0
+        self._closed = False
+
+    def invoke(self, event: Any) -> Result:
+        request_id = str(uuid.uuid4())
+        environment, cold = self._acquire()
+        header, root, parent = trace_header() if self.spec.tracing else (None, "", "")
+        started_wall, started = time.time(), time.monotonic()
+        self._log(f"START RequestId: {request_id} Version: $LATEST")
+        error: InvocationError | None = None
+        try:
+            value = environment.invoke(event, request_id, header)
+        except InvocationError as exc:
+            error = exc
+        duration = (time.monotonic() - started) * 1000
+        memory = environment.peak_rss / 1024 / 1024
+        init = f" Init Duration: {environment.init_ms:.2f} ms" if cold else ""
+        self._log(f"END RequestId: {request_id}")
+        self._log(
+            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: {int(duration) + 1} ms\t"
+            f"Memory Size: {self.spec.memory_mb} MB\tMax Memory Used: {memory:.0f} MB{init}"
+        )
+        if header and self.xray is not None:
+            self.xray.record(
+                {
+                    "name": self.spec.name,
+                    "id": parent,
+                    "trace_id": root,
+                    "start_time": started_wall,
+                    "end_time": time.time(),
+                    "origin": "AWS::Lambda::Function",
+                    "aws": {"request_id": request_id, "cold_start": cold},
+                    **({"fault": True} if error is not None else {}),
+                }
+            )
+        self._release(environment, isinstance(error, EnvironmentLost) or not environment.alive)
+        if error is not None:
+            if isinstance(error, EnvironmentLost):
+                self._log(f"{_now_iso()} {error.payload.get('errorMessage')}")
+            raise error
+        return Result(value, request_id, duration, cold, environment.init_ms if cold else None, memory)
+
+    def _log(self, line: str) -> None:
+        stream = self.logs or sys.stdout
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except ValueError:  # closed at shutdown
+            pass
+
+    def _acquire(self) -> tuple[Environment, bool]:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise InvocationError({"errorType": "ServiceException", "errorMessage": "the stack is stopping"})
+                while self._idle:
+                    environment = self._idle.pop()  # the most recently used: the warmest
+                    if environment.alive:
+                        return environment, False
+                    self._forget(environment)
+                if self._live < self.concurrency:
+                    self._live += 1
+                    break
+                if self.reserved is not None:
+                    raise Throttled(self.spec.name)
+                self._cond.wait()
+        environment = Environment(self.spec, self.runtime, self.environ, self.logs)
+        try:
+            environment.start()
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.add(environment)
+            self.cold_starts += 1
+        return environment, True
+
+    def _forget(self, environment: Environment) -> None:
+        environment.kill()
+        self._all.discard(environment)
+        self._live -= 1
+
+    def _release(self, environment: Environment, lost: bool) -> None:
+        with self._cond:
+            if lost:
+                self._forget(environment)
+            else:
+                self._idle.append(environment)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            environments = list(self._all)
+            self._idle.clear()
+            self._cond.notify_all()
+        for environment in environments:
+            environment.kill()
+
+    def environments(self) -> int:
+        with self._cond:
+            return self._live
+
+
+class LocalLambda:
+    """Every function of a provisioned stack on the local runtime, with one X-Ray daemon stand-in.
+
+    ``aws`` is what points the functions at the local AWS (endpoint and credentials): the one
+    part of their environment that is not the template's or Lambda's own.
+    """
+
+    def __init__(
+        self,
+        functions: Mapping[str, FunctionSpec],
+        region: str,
+        aws: Mapping[str, str],
+        logs: IO[str] | None = None,
+        build_dir: Path | None = None,
+        local_cap: int | None = None,
+    ) -> None:
+        from optout_local.layer_build import BUILD_DIR, build_runtime
+
+        layers = sorted({layer for spec in functions.values() for layer in spec.layers})
+        self.runtime = build_runtime(layers, build_dir or BUILD_DIR)
+        self.xray = XRayDaemon()
+        self.xray.start()
+        self.pools: dict[str, FunctionPool] = {}
+        for logical_id, spec in functions.items():
+            runtime = BuiltRuntime(
+                self.runtime.python,
+                tuple(layer for layer in self.runtime.layers if layer.content in spec.layers),
+                self.runtime.sdk,
+            )
+            environ = {
+                **spec.environment,
+                **lambda_variables(spec, region, self.xray.address),
+                **aws,
+            }
+            self.pools[logical_id] = FunctionPool(spec, runtime, environ, logs, self.xray, local_cap)
+
+    def invoke(self, function: str, event: Any) -> Any:
+        return self.pools[function].invoke(event).value
+
+    def concurrency(self, function: str) -> int:
+        return self.pools[function].concurrency
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.xray.stop()

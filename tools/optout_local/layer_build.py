@@ -1,0 +1,146 @@
+"""Build what a function runs with, as ``sam build`` and the Lambda runtime provide it.
+
+- **The layers** the template gives a function (``Globals.Function.Layers``, ``Layers``): each is
+  its ``ContentUri``, with its ``requirements.txt`` installed by pip for this machine's platform
+  into a build folder of its own. The folder is rebuilt when the pins (or the interpreter) change.
+- **The runtime's own SDK**: boto3 and botocore at the version the Lambda ``python3.13`` runtime
+  ships (``requirements/lambda-runtime.txt`` says where the figure comes from), installed apart,
+  after the layers on the path, as in Lambda.
+
+Nothing from the development venv is on a function's path: workers are started with ``-I -S``
+and get exactly the path built here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess  # nosec B404 - runs pip with our own interpreter
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from optout_local.template import ROOT
+
+BUILD_DIR = ROOT / "build" / "lambda"
+RUNTIME_REQUIREMENTS = ROOT / "requirements" / "lambda-runtime.txt"
+LAMBDA_PYTHON = (3, 13)
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def lambda_python() -> Path:
+    """The python3.13 interpreter workers run on (Lambda's runtime), not the venv's."""
+    candidates: list[Path] = []
+    if sys.version_info[:2] == LAMBDA_PYTHON:
+        candidates.append(Path(getattr(sys, "_base_executable", sys.executable)))
+    wanted = "python{}.{}".format(*LAMBDA_PYTHON)
+    found = shutil.which(wanted)
+    if found:
+        candidates.append(Path(found))
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates.extend(sorted(root.glob(f"versions/{LAMBDA_PYTHON[0]}.{LAMBDA_PYTHON[1]}.*/bin/{wanted}"), reverse=True))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise BuildError(f"the local Lambda runtime needs {wanted} (Lambda's python3.13 runtime); none was found")
+
+
+@dataclass(frozen=True)
+class BuiltLayer:
+    """One layer as Lambda mounts it under /opt: its content, and its pinned packages."""
+
+    content: Path
+    packages: Path
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        # /opt/python holds both in Lambda; here the packages are built apart from the live source
+        return (self.packages, self.content)
+
+
+@dataclass(frozen=True)
+class BuiltRuntime:
+    python: Path
+    layers: tuple[BuiltLayer, ...]
+    sdk: Path
+
+    def sys_path(self, code_dir: Path) -> list[str]:
+        """A function's path, in Lambda's order: its code, its layers, the runtime's SDK, the stdlib."""
+        paths = [str(code_dir)]
+        for layer in self.layers:
+            paths.extend(str(p) for p in layer.paths)
+        paths.append(str(self.sdk))
+        return paths
+
+
+def _digest(python: Path, requirements: Path) -> str:
+    version = subprocess.run(  # noqa: S603 - our interpreter  # nosec B603
+        [str(python), "-c", "import sys, platform; print(sys.version, platform.machine())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return hashlib.sha256(version.encode() + requirements.read_bytes()).hexdigest()
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # two stacks starting at once build once
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def install(python: Path, requirements: Path, target: Path) -> Path:
+    """pip-install ``requirements`` into ``target`` (rebuilt only when the pins change)."""
+    stamp = target / ".optout-build-stamp"
+    digest = _digest(python, requirements)
+    with _locked(target.parent):
+        if stamp.is_file() and stamp.read_text() == digest:
+            return target
+        staging = target.with_name(target.name + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        command = [
+            str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
+            "--target", str(staging), "-r", str(requirements),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
+        if done.returncode != 0:
+            raise BuildError(f"building {target.name} from {requirements} failed:\n{done.stderr[-4000:]}")
+        (staging / stamp.name).write_text(digest)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def build_layer(content: Path, python: Path, build_dir: Path = BUILD_DIR) -> BuiltLayer:
+    requirements = content / "requirements.txt"
+    name = hashlib.sha256(str(content.resolve()).encode()).hexdigest()[:12]
+    packages = build_dir / f"layer-{content.name}-{name}"
+    if requirements.is_file():
+        install(python, requirements, packages)
+    else:
+        packages.mkdir(parents=True, exist_ok=True)
+    return BuiltLayer(content.resolve(), packages)
+
+
+def build_runtime(
+    layer_contents: list[Path],
+    build_dir: Path = BUILD_DIR,
+    sdk_requirements: Path = RUNTIME_REQUIREMENTS,
+) -> BuiltRuntime:
+    """Build every layer in ``layer_contents`` and the runtime's SDK; reuse what is current."""
+    python = lambda_python()
+    layers = tuple(build_layer(content, python, build_dir) for content in layer_contents)
+    sdk = install(python, sdk_requirements, build_dir / "runtime-sdk")
+    return BuiltRuntime(python, layers, sdk)
