@@ -104,6 +104,17 @@ def _init(handler_name: str) -> Any:
     return handler
 
 
+def _loaded_from(folders: list[str]) -> dict[str, str]:
+    """The top-level packages imported so far that were loaded from ``folders``, and from which."""
+    found: dict[str, str] = {}
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        for folder in folders:
+            if origin.startswith(folder.rstrip("/") + "/"):
+                found.setdefault(name.partition(".")[0], folder)
+    return found
+
+
 class InitError(Exception):
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(payload["errorMessage"])
@@ -127,6 +138,9 @@ def main() -> None:
         invocation = receive(in_fd)
         if invocation is None:
             return
+        if "inspect" in invocation:  # the local runtime's own question, never an invocation
+            send(out_fd, {"modules": _loaded_from(invocation["inspect"])})
+            continue
         if invocation.get("trace_id"):
             os.environ["_X_AMZN_TRACE_ID"] = invocation["trace_id"]
         else:

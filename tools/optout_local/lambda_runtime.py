@@ -186,6 +186,11 @@ class Environment:
             raise InvocationError(message["error"])
         return message["result"]
 
+    def loaded_from(self, folders: list[Path]) -> dict[str, str]:
+        """Top-level packages this environment has imported from ``folders`` (for the layer check)."""
+        lambda_bootstrap.send(self._to_child, {"inspect": [str(f) for f in folders]})
+        return dict(self._receive(time.monotonic() + INIT_TIMEOUT, "inspect")["modules"])
+
     def _receive(self, deadline: float, phase: str, request_id: str = "") -> dict[str, Any]:
         """Wait for the worker's answer, killing it at the deadline or over its memory."""
         assert self.process is not None
@@ -380,6 +385,21 @@ class FunctionPool:
         with self._cond:
             return self._live
 
+    def loaded_from(self, folders: list[Path]) -> dict[str, str]:
+        """What the idle environments of this function imported from ``folders``."""
+        found: dict[str, str] = {}
+        with self._cond:
+            idle = list(self._idle)
+            self._idle.clear()
+        try:
+            for environment in idle:
+                found.update(environment.loaded_from(folders))
+        finally:
+            with self._cond:
+                self._idle.extend(idle)
+                self._cond.notify_all()
+        return found
+
 
 class LocalLambda:
     """Every function of a provisioned stack on the local runtime, with one X-Ray daemon stand-in.
@@ -422,6 +442,11 @@ class LocalLambda:
 
     def concurrency(self, function: str) -> int:
         return self.pools[function].concurrency
+
+    def layer_imports(self) -> dict[str, dict[str, str]]:
+        """Per function, each top-level package its environments imported from a built layer."""
+        folders = [layer.packages for layer in self.runtime.layers] + [layer.content for layer in self.runtime.layers]
+        return {name: pool.loaded_from(folders) for name, pool in self.pools.items()}
 
     def close(self) -> None:
         for pool in self.pools.values():

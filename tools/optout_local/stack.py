@@ -125,7 +125,12 @@ class LocalStack:
             config.region,
             config.host,
             config.api_port,
-            local_routes={"outbox/sms": self.sent_sms, "outbox/email": self.sent_email, "traces": self.traces},
+            local_routes={
+                "outbox/sms": self.sent_sms,
+                "outbox/email": self.sent_email,
+                "traces": self.traces,
+                "layer-imports": self.layer_imports,
+            },
         )
         sqs = config.client("sqs")
         for source in stack.queue_sources:
@@ -163,6 +168,10 @@ class LocalStack:
     def sent_email(self) -> list[dict[str, Any]]:
         """Every raw email the stack sent through SES, oldest first."""
         return list(self._outbox("email"))
+
+    def layer_imports(self) -> dict[str, dict[str, str]]:
+        """Per function, the top-level packages its environments imported from the built layers."""
+        return {} if self.functions is None else self.functions.layer_imports()
 
     def traces(self) -> list[dict[str, Any]]:
         """Every segment the functions' X-Ray SDK (and the local Lambda) recorded, oldest first."""

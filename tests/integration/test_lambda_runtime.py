@@ -1,0 +1,253 @@
+"""The local Lambda runtime: isolated environments from the built layer, with Lambda's limits.
+
+A probe function (tests/fixtures/runtime_stack) reports what it sees from inside its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from optout_local.lambda_runtime import EnvironmentLost, FunctionPool, InvocationError, Throttled
+from optout_local.layer_build import RUNTIME_REQUIREMENTS, build_runtime
+from optout_local.provision import FunctionSpec, Provisioner
+from optout_local.stack import LocalConfig, LocalStack, free_port
+from optout_local.template import ROOT
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_stack" / "template.yaml"
+PIN = re.compile(r"^(boto3|botocore)==(\S+)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def probe_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), template=FIXTURE, stack_name="probe")
+    stack = LocalStack(config, logs=(tmp_path_factory.mktemp("probe") / "functions.log").open("w"))
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def pool(stack: LocalStack, name: str) -> FunctionPool:
+    assert stack.functions is not None
+    return stack.functions.pools[name]
+
+
+def test_a_function_sees_exactly_the_template_and_lambda_environment(probe_stack: LocalStack) -> None:
+    # When the probe reports its environment
+    seen = pool(probe_stack, "ProbeFunction").invoke({"modules": ["pytest", "moto", "optout_local", "yaml"]}).value
+    assert probe_stack.stack is not None
+    spec = probe_stack.stack.functions["ProbeFunction"]
+    environ: dict[str, str] = seen["environ"]
+    # Then it holds the template's Globals and the function's Variables, resolved
+    assert environ["PROBE_GLOBAL"] == "from-globals"
+    assert environ["PROBE_SEEN_QUEUE_URL"] == probe_stack.stack.ref("SeenQueue")
+    # And what Lambda sets, with a sampled trace header per invocation (Tracing: Active)
+    assert environ["AWS_LAMBDA_FUNCTION_NAME"] == spec.name == seen["function_name"]
+    assert environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128" == seen["memory"]
+    assert environ["LAMBDA_TASK_ROOT"] == str(spec.code_dir) == seen["cwd"]
+    assert environ["_HANDLER"] == "app.handler"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", environ["AWS_XRAY_DAEMON_ADDRESS"])
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=1", environ["_X_AMZN_TRACE_ID"])
+    # And nothing of this process: every variable is the template's, Lambda's, or the local AWS endpoint's
+    template_keys = set(spec.environment)
+    lambda_keys = {
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_REGION",
+        "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "_HANDLER", "LANG", "TZ", "PATH",
+        "AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_CONTEXT_MISSING", "_X_AMZN_TRACE_ID",
+    }  # fmt: skip
+    local_aws = set(probe_stack.config.aws_environment())
+    assert set(environ) - template_keys - lambda_keys - local_aws == {"LC_CTYPE"}  # set by the interpreter itself
+    # And a clean interpreter: python3.13, isolated, no site, its path the code, the layer and the runtime SDK
+    assert seen["version"] == [3, 13] and seen["isolated"] == 1 and seen["no_site"] == 1
+    assert seen["path"][0] == str(spec.code_dir) and seen["layer"] == "probe"
+    assert not any(".venv" in entry for entry in seen["path"])
+    assert seen["importable"] == {"pytest": False, "moto": False, "optout_local": False, "yaml": False}
+    # And boto3 and botocore at the Lambda runtime's version, not the venv's
+    pins = dict(PIN.findall(RUNTIME_REQUIREMENTS.read_text()))
+    assert (seen["boto3"], seen["botocore"]) == (pins["boto3"], pins["botocore"])
+
+
+def test_init_runs_once_and_the_environment_is_reused_warm(probe_stack: LocalStack) -> None:
+    probe = pool(probe_stack, "ReservedFunction")
+    first = probe.invoke({})
+    second = probe.invoke({})
+    assert second.value["pid"] == first.value["pid"] == second.value["init_pid"]
+    assert not second.cold and second.init_ms is None
+    assert second.value["request_id"] != first.value["request_id"]
+
+
+def test_a_timeout_kills_the_environment_and_the_next_invocation_is_cold(probe_stack: LocalStack) -> None:
+    probe = pool(probe_stack, "ProbeFunction")
+    warm = probe.invoke({}).value["pid"]
+    # The remaining time tells the truth
+    quick = probe.invoke({"action": "sleep", "seconds": 0.5}).value
+    assert 2500 <= quick["remaining_before"] <= 3000 and 2000 <= quick["remaining_after"] <= 2500
+    # When an invocation outlives the function's Timeout (3 s)
+    started = time.monotonic()
+    with pytest.raises(EnvironmentLost) as lost:
+        probe.invoke({"action": "sleep", "seconds": 10})
+    # Then it fails as Lambda's do, at the timeout, and the environment is gone
+    assert 2.9 <= time.monotonic() - started < 5
+    assert lost.value.payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 3.00 seconds" in lost.value.payload["errorMessage"]
+    after = probe.invoke({})
+    assert after.cold and after.value["pid"] not in (warm, quick["pid"])
+
+
+def test_an_environment_over_its_memory_size_is_killed(probe_stack: LocalStack) -> None:
+    probe = pool(probe_stack, "ProbeFunction")
+    before = probe.invoke({}).value["pid"]
+    with pytest.raises(EnvironmentLost) as lost:
+        probe.invoke({"action": "alloc", "mb": 200})  # MemorySize: 128
+    assert "Runtime exited with error: signal: killed" in lost.value.payload["errorMessage"]
+    assert probe.invoke({}).value["pid"] != before
+
+
+def test_a_crash_and_an_error_are_reported_as_lambda_reports_them(probe_stack: LocalStack) -> None:
+    probe = pool(probe_stack, "ProbeFunction")
+    pid = probe.invoke({}).value["pid"]
+    with pytest.raises(InvocationError) as failed:
+        probe.invoke({"action": "raise"})
+    assert failed.value.payload["errorType"] == "ValueError" and failed.value.payload["stackTrace"]
+    assert probe.invoke({}).value["pid"] == pid  # a handled error keeps the environment
+    with pytest.raises(EnvironmentLost) as crashed:
+        probe.invoke({"action": "exit"})
+    assert crashed.value.payload["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in crashed.value.payload["errorMessage"]
+
+
+def test_reserved_concurrency_throttles_and_unreserved_functions_run_in_parallel(probe_stack: LocalStack) -> None:
+    results: list[Any] = []
+
+    def call(name: str, seconds: float) -> None:
+        try:
+            results.append(pool(probe_stack, name).invoke({"action": "sleep", "seconds": seconds}).value["pid"])
+        except Throttled as exc:
+            results.append(exc)
+
+    # ReservedConcurrentExecutions: 1 and two calls at once: one is throttled, as in Lambda
+    threads = [threading.Thread(target=call, args=("ReservedFunction", 1.0)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(r, Throttled) for r in results) == 1
+    # Unreserved: up to the local cap (4) environments serve at once
+    results.clear()
+    threads = [threading.Thread(target=call, args=("ProbeFunction", 1.5)) for _ in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 4 and time.monotonic() - started < 5.5
+
+
+def test_the_gateway_answers_a_timed_out_function_as_api_gateway_does(probe_stack: LocalStack) -> None:
+    url = f"{probe_stack.config.api_url}/probe"
+    ok = requests.post(url, json={"action": "sleep", "seconds": 0.1}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["pid"]
+    timed_out = requests.post(url, json={"action": "sleep", "seconds": 10}, timeout=10)
+    assert timed_out.status_code == 500 and timed_out.json() == {"message": "Internal Server Error"}
+
+
+def test_a_timed_out_sqs_batch_comes_back_after_the_visibility_timeout(probe_stack: LocalStack) -> None:
+    assert probe_stack.stack is not None
+    sqs = probe_stack.config.client("sqs")
+    sent = time.time()
+    sqs.send_message(QueueUrl=probe_stack.stack.ref("SlowQueue"), MessageBody="slow")
+    deadline = time.monotonic() + 30
+    reports: list[dict[str, Any]] = []
+    while not reports and time.monotonic() < deadline:
+        for message in sqs.receive_message(
+            QueueUrl=probe_stack.stack.ref("SeenQueue"), WaitTimeSeconds=1, MaxNumberOfMessages=10
+        ).get("Messages", []):
+            reports.append(json.loads(message["Body"]))
+    # The first delivery timed out (3 s) and was not deleted; it came back after VisibilityTimeout (4 s)
+    (report,) = reports
+    assert report["receives"] == 2 and report["at"] - sent >= 4
+
+
+def test_tracing_records_the_function_segment_for_each_invocation(probe_stack: LocalStack) -> None:
+    probe = pool(probe_stack, "ProbeFunction")
+    header = probe.invoke({}).value["environ"]["_X_AMZN_TRACE_ID"]
+    root = header.split(";")[0].removeprefix("Root=")
+    parent = header.split(";")[1].removeprefix("Parent=")
+    segments = requests.get(f"{probe_stack.config.api_url}/_local/traces", timeout=10).json()
+    (mine,) = [s for s in segments if s.get("trace_id") == root]
+    assert mine["id"] == parent and mine["origin"] == "AWS::Lambda::Function"
+    # PassThrough: no header, no segment
+    reserved = pool(probe_stack, "ReservedFunction").invoke({}).value["environ"]
+    assert "_X_AMZN_TRACE_ID" not in reserved
+
+
+def test_a_package_missing_from_the_layer_pins_fails_the_function(tmp_path: Path) -> None:
+    # Given the real layer with aws-xray-sdk left out of its pins (as it was before this fix)
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    (layer / "optout").symlink_to(ROOT / "layers" / "optout" / "optout")
+    pins = (ROOT / "layers" / "optout" / "requirements.txt").read_text().splitlines()
+    (layer / "requirements.txt").write_text("\n".join(p for p in pins if not p.startswith("aws-xray-sdk")) + "\n")
+    runtime = build_runtime([layer], tmp_path / "build")
+    # And UnsubscribeFunction as the template declares it (Tracing: Active)
+    spec = _unsubscribe_spec()
+    spec.layers = [layer]
+    environ = {
+        **spec.environment,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/x",
+        "AWS_REGION": "us-east-1",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    }
+    probe = FunctionPool(spec, runtime, environ, logs=(tmp_path / "log").open("w"))
+    event = json.loads((ROOT / "events" / "unsubscribe_get.json").read_text())
+    # When it is invoked with tracing on, as deployed
+    with pytest.raises(InvocationError) as failed:
+        probe.invoke(event)
+    probe.close()
+    # Then it fails locally as it would in AWS
+    assert failed.value.payload["errorType"] == "ModuleNotFoundError"
+    assert "aws_xray_sdk" in failed.value.payload["errorMessage"]
+    shutil.rmtree(tmp_path / "build", ignore_errors=True)
+
+
+def _unsubscribe_spec() -> FunctionSpec:
+    """UnsubscribeFunction as template.yaml declares it (no AWS needed: it fails before any call)."""
+    provisioner = Provisioner(boto3.session.Session(region_name="us-east-1"), "http://127.0.0.1:9", "us-east-1")
+    raw = provisioner.template["Resources"]["UnsubscribeFunction"]["Properties"]
+    provisioner._aws_serverless_function("UnsubscribeFunction", raw)
+    spec = provisioner.stack.functions["UnsubscribeFunction"]
+    spec.environment = {"POWERTOOLS_SERVICE_NAME": "optout"}
+    assert spec.tracing
+    return spec
+
+
+def test_layer_and_runtime_sdk_builds_are_reused_until_the_pins_change(tmp_path: Path) -> None:
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    (layer / "requirements.txt").write_text("six==1.17.0\n")
+    first = build_runtime([layer], tmp_path / "build")
+    stamp = first.layers[0].packages / ".optout-build-stamp"
+    built_at = stamp.stat().st_mtime_ns
+    again = build_runtime([layer], tmp_path / "build")
+    assert again.layers[0].packages == first.layers[0].packages and stamp.stat().st_mtime_ns == built_at
+    (layer / "requirements.txt").write_text("six==1.16.0\n")
+    rebuilt = build_runtime([layer], tmp_path / "build")
+    assert (rebuilt.layers[0].packages / "six-1.16.0.dist-info").is_dir()
+    assert not (rebuilt.layers[0].packages / "six-1.17.0.dist-info").exists()
