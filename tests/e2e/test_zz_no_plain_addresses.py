@@ -2,15 +2,18 @@
 
 Every flow above (unsubscribe, SMS keywords by webhook and queue, notices, bounces, complaints,
 suppression admin) ran on this stack; its whole stdout and stderr (function logs, metrics,
-gateway errors) must hold no plain email address and no phone number.
+gateway errors) and every trace segment its functions sent to the X-Ray daemon stand-in must
+hold no plain email address and no phone number.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.e2e
 
@@ -25,5 +28,17 @@ def test_no_plain_email_or_phone_in_any_output_of_the_run(local_stack) -> None:
     assert '"message":"consent submitted"' in output or "consent submitted" in output  # the logs are really here
     emails = set(EMAIL.findall(output)) - ALLOWED
     phones = set(PHONE.findall(output))
+    assert emails == set(), sorted(emails)[:10]
+    assert phones == set(), sorted(phones)[:10]
+
+
+def test_no_plain_email_or_phone_in_any_trace_of_the_run(local_stack) -> None:
+    segments = requests.get(f"{local_stack.api_url}/_local/traces", timeout=30).json()
+    traced = {s.get("name") for s in segments if s.get("origin") == "AWS::Lambda::Function"}
+    assert len(traced) == 7, traced  # every function ran, traced, on this stack
+    assert any(s.get("name") == "## lambda_handler" for s in segments)  # and the SDK's own segments arrived
+    dump = json.dumps(segments)
+    emails = set(EMAIL.findall(dump)) - ALLOWED
+    phones = set(PHONE.findall(dump))
     assert emails == set(), sorted(emails)[:10]
     assert phones == set(), sorted(phones)[:10]
