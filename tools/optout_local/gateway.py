@@ -259,8 +259,9 @@ class Gateway:
             result = self.invoke(compiled.route.function, event)
             status, headers, payload = _response(result)
         except Throttled:
+            # Lambda's 429 reaches the client as an integration failure (not confirmed by AWS's docs)
             log.warning("function %s throttled", compiled.route.function)
-            status, headers, payload = 429, {"content-type": "application/json"}, b'{"message":"Too Many Requests"}'
+            status, headers, payload = 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
         except Exception:
             # The function failed (an unhandled error, a timeout, a crash) or answered malformed.
             log.exception("function %s failed", compiled.route.function)
