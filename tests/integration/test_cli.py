@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from optout_local.cli import main
@@ -20,6 +22,24 @@ def test_invoke_without_a_running_stack_uses_an_embedded_moto(monkeypatch) -> No
     response = json.loads(result.stdout)
     assert response["statusCode"] == 403
     assert "This link cannot be used" in response["body"]
+
+
+FUNCTIONS = sorted(p.parent.name for p in Path("functions").glob("*/app.py"))
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_runs_its_own_sample_event_on_the_local_runtime(function: str, monkeypatch) -> None:
+    # Given each function's sample event, named after it
+    (event,) = sorted(Path("events").glob(f"{function}_*.json"))[:1]
+    monkeypatch.setenv("OPTOUT_AWS_PORT", str(free_port()))
+    # When optout invoke runs it
+    result = CliRunner().invoke(main, ["invoke", function, "--event", str(event)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    # Then it ran in an environment of its own, cold, and answered as a handler does (no import error)
+    assert "Init Duration" in result.stderr and "REPORT RequestId" in result.stderr
+    assert answer.get("errorType") not in ("Runtime.ImportModuleError", "ModuleNotFoundError"), answer
+    assert "statusCode" in answer or "batchItemFailures" in answer or answer.get("errorType") == "BatchProcessingError"
 
 
 def test_invoke_names_the_functions_when_one_is_unknown(monkeypatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import urllib.request
 from dataclasses import replace
 from typing import Any
 
@@ -45,10 +46,13 @@ def invoke_once(function: str, event: dict[str, Any], config: LocalConfig) -> An
     config = replace(config, aws_port=free_port())
     server = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
     server.start()
+    reset = f"{config.aws_url}/moto-api/reset"  # moto's state is this process's: start and leave it empty
+    urllib.request.urlopen(urllib.request.Request(reset, method="POST"), timeout=30).close()  # noqa: S310  # nosec B310
     try:
         stack = Provisioner(
             config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters()
         ).provision()
         return _run(stack, config, function, event)
     finally:
+        urllib.request.urlopen(urllib.request.Request(reset, method="POST"), timeout=30).close()  # noqa: S310  # nosec B310
         server.stop()

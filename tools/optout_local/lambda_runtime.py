@@ -110,6 +110,27 @@ def lambda_variables(spec: FunctionSpec, region: str, xray_address: str | None) 
     return variables
 
 
+def _log_sink(logs: IO[str] | None) -> tuple[Any, bool]:
+    """Where a worker writes its output: the stream's own file, or a pipe relayed to it."""
+    if logs is None:
+        return None, False
+    try:
+        logs.flush()
+        return logs.fileno(), False
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (e.g. click's test runner)
+        return subprocess.PIPE, True
+
+
+def _relay(source: IO[bytes], logs: IO[str]) -> None:
+    def copy() -> None:
+        for line in source:
+            with contextlib.suppress(ValueError):
+                logs.write(line.decode("utf-8", "replace"))
+                logs.flush()
+
+    threading.Thread(target=copy, name="function-logs", daemon=True).start()
+
+
 @dataclass
 class Result:
     value: Any
@@ -146,18 +167,21 @@ class Environment:
             str(child_in), str(child_out), json.dumps(self.runtime.sys_path(self.spec.code_dir)),
         ]  # fmt: skip
         started = time.monotonic()
+        sink, relay = _log_sink(self.logs)
         self.process = subprocess.Popen(  # noqa: S603 - our bootstrap, our interpreter  # nosec B603
             command,
             env=env,
             cwd=self.spec.code_dir,
             pass_fds=(child_in, child_out),
             stdin=subprocess.DEVNULL,
-            stdout=self.logs or None,
-            stderr=self.logs or None,
+            stdout=sink,
+            stderr=subprocess.STDOUT if relay else sink,
             start_new_session=True,  # Ctrl-C reaches the stack, which stops its environments
         )
         os.close(child_in)
         os.close(child_out)
+        if relay and self.logs is not None and self.process.stdout is not None:
+            _relay(self.process.stdout, self.logs)
         message = self._receive(started + INIT_TIMEOUT, "init")
         if "init_error" in message:
             self.kill()
