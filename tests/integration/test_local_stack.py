@@ -199,3 +199,14 @@ def test_the_moto_process_serves_the_outbox_and_dies_with_its_parent() -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_mapping_polls_with_as_many_pollers_as_the_function_may_have_environments() -> None:
+    from optout_local.pollers import QueuePoller
+    from optout_local.provision import QueueSource
+
+    source = QueueSource("Fn", "arn:aws:sqs:us-east-1:123456789012:q", 10, 0, True, True)
+    assert len(QueuePoller(source, "url", None, lambda *_: None, "us-east-1", concurrency=4).threads) == 4
+    # ScalingConfig.MaximumConcurrency caps them where the template sets it
+    capped = QueueSource("Fn", "arn:aws:sqs:us-east-1:123456789012:q", 10, 0, True, True, maximum_concurrency=2)
+    assert len(QueuePoller(capped, "url", None, lambda *_: None, "us-east-1", concurrency=4).threads) == 2
