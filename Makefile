@@ -10,7 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: run test unit lint typecheck template lock clean build deploy help demo bench soak audit openapi
 
 help:
-	@echo "make run    start the local stack (optout local)"
+	@echo "make run    start the local stack (optout local); its state survives a restart, FRESH=1 starts empty"
 	@echo "make test   lint, type-check, template checks and the whole test suite"
 	@echo "make demo   1,000 users, opt-outs, bounces, STOPs, a policy change and a breach alert, with reports"
 	@echo "make bench  throughput, AWS calls per recipient, latency, cold start, cost (SIZE=10000)"
@@ -35,8 +35,9 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/checkov.txt
 	touch $@
 
+# State survives a restart (in .optout-state/); FRESH=1 starts empty.
 run: $(BIN)/.installed
-	$(BIN)/optout local
+	$(BIN)/optout local $(if $(FRESH),--fresh)
 
 demo: $(BIN)/.installed
 	$(BIN)/optout demo
@@ -89,9 +90,13 @@ lock:
 	$(PYTHON) -m venv /tmp/optout-lock/checkov && /tmp/optout-lock/checkov/bin/pip install -q checkov
 	(echo "# checkov in its own venv (its pins clash with the project's). Regenerate with \`make lock\`."; \
 	  /tmp/optout-lock/checkov/bin/pip freeze) > requirements/checkov.txt
-	/tmp/optout-lock/layer/bin/pip install -q -r requirements/layer.in -c requirements/dev.txt
+	# botocore comes into the layer with aws-xray-sdk and shadows the runtime's: pin it to the runtime's
+	grep -viE '^(boto3|botocore|s3transfer|urllib3|jmespath|python-dateutil|six)==' requirements/dev.txt > /tmp/optout-lock/dev-constraints.txt
+	/tmp/optout-lock/layer/bin/pip install -q -r requirements/layer.in -c requirements/lambda-runtime.txt -c /tmp/optout-lock/dev-constraints.txt
 	(echo "# Built into the Lambda layer by \`sam build\` (BuildMethod python3.13). Pinned; regenerate with \`make lock\`."; \
+	  echo "# botocore comes in as a dependency of aws-xray-sdk and shadows the runtime's own (layers come first"; \
+	  echo "# on the path), so it is pinned to the runtime's version (requirements/lambda-runtime.txt)."; \
 	  /tmp/optout-lock/layer/bin/pip freeze) > layers/optout/requirements.txt
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .venv-audit .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .venv-audit .aws-sam build .pytest_cache .mypy_cache .ruff_cache

@@ -37,8 +37,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPTOUT_"))}
     env.update(OPTOUT_API_PORT=str(api_port), OPTOUT_AWS_PORT=str(aws_port))
     log_path = tmp_path_factory.mktemp("local-stack") / "stderr.log"
+    state_dir = tmp_path_factory.mktemp("local-state")  # never the checkout's .optout-state/
     with log_path.open("w") as stderr:
-        process = subprocess.Popen([OPTOUT, "local"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(
+            [OPTOUT, "local", "--state-dir", str(state_dir)], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
     assert process.stdout is not None
     deadline = time.monotonic() + 90
     line = ""

@@ -38,16 +38,40 @@ def main() -> None:
 @click.option("--region", help="AWS region (env OPTOUT_REGION, default us-east-1).")
 @click.option("--template", type=click.Path(exists=True, path_type=Path), help="Template (default: template.yaml).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
-def local(api_port: int | None, aws_port: int | None, region: str | None, template: Path | None, verbose: bool) -> None:
-    """Run the whole stack on this machine until Ctrl-C or SIGTERM."""
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="OPTOUT_STATE_DIR",
+    help="Where the stack keeps its state between runs (env OPTOUT_STATE_DIR, default .optout-state/).",
+)
+@click.option("--fresh", is_flag=True, help="Start empty: discard the saved state and import progress.")
+def local(
+    api_port: int | None,
+    aws_port: int | None,
+    region: str | None,
+    template: Path | None,
+    verbose: bool,
+    state_dir: Path | None,
+    fresh: bool,
+) -> None:
+    """Run the whole stack on this machine until Ctrl-C or SIGTERM; its state survives a restart."""
+    from optout_local.state import DEFAULT_STATE_DIR, StateBusy, StateDir
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     defaults = LocalConfig()
+    folder = state_dir or DEFAULT_STATE_DIR
     config = LocalConfig(
         api_port=api_port or defaults.api_port,
         aws_port=aws_port or defaults.aws_port,
         region=region or defaults.region,
         template=template,
+        state_dir=folder,
+        fresh=fresh,
     )
+    try:  # before the port check: a second stack on this folder is told so, whichever started first
+        state = StateDir.open(folder, {"api": config.api_url, "aws": config.aws_url})
+    except StateBusy as exc:
+        raise click.ClickException(str(exc)) from None
     for port in (config.api_port, config.aws_port):
         with socket.socket() as probe:
             if probe.connect_ex((config.host, port)) == 0:
@@ -62,7 +86,11 @@ def local(api_port: int | None, aws_port: int | None, region: str | None, templa
     logging.getLogger("werkzeug").setLevel(logging.DEBUG if verbose else logging.WARNING)
     stack = LocalStack(config)
     try:
-        stack.start()
+        try:
+            stack.start()
+        except RuntimeError as exc:  # the moto process did not start (its own message is above)
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"state: {'restored from' if state.restoring else 'kept in'} {state.path}", err=True)
         click.echo(f"ready: api={config.api_url} aws={config.aws_url}")
         sys.stdout.flush()
         while True:
@@ -174,13 +202,16 @@ def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | No
 
     SendGrid bounces block the channel; its unsubscribes and spam reports opt out of optional mail.
     """
-    from optout_local.importer import Importer
+    from optout_local.importer import Importer, progress_folder, snapshot_watch
 
     target = resolve_target(stack_name)
     total = max(0, sum(1 for _ in file.open(encoding="utf-8", errors="replace")) - (0 if fmt == "ses" else 1))
     importer = Importer(target.settings, target.table, target.clients("dynamodb"), target.pepper())
     with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
-        report = importer.run(file, fmt, bar.update, resume=not restart)
+        report = importer.run(
+            file, fmt, bar.update, resume=not restart, progress_dir=progress_folder(target),
+            durable=snapshot_watch(target),
+        )  # fmt: skip
     if report.resumed_from:
         click.echo(f"resumed after line {report.resumed_from}")
     click.echo(f"{report.read} rows read, {report.imported} imported, {report.unchanged} already suppressed, "

@@ -1,21 +1,25 @@
 """Import suppressions from another provider: SES suppression list, SendGrid exports, plain CSV.
 
 Every address is normalised and hashed on the way in (nothing plain is stored). Rows are merged
-with the state already there and written with BatchWriteItem; progress is saved next to the
-file, so an interrupted import resumes where it stopped. Invalid rows are reported with their
-line numbers.
+with the state already there and written with BatchWriteItem; progress is saved as each chunk is
+written (see ``progress_folder`` for where), so an interrupted import resumes where it stopped.
+Invalid rows are reported with their line numbers.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optout.errors import InvalidAddress
 from optout.identity import Channel, Identity
@@ -23,7 +27,101 @@ from optout.settings import Settings
 from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, apply_changes, empty_state
 from optout.suppression_store import DynamoSuppressionStore, event_to_item, item_to_state, state_to_item
 
+if TYPE_CHECKING:
+    from optout_local.target import Target
+
 CHUNK = 100
+PROGRESS_SUFFIX = ".import-progress.json"
+
+
+def progress_folder(target: Target) -> Path:
+    """Where imports into ``target`` keep their progress files.
+
+    The local stack: its state folder's ``imports/`` (which its moto process names at
+    ``/_local/state``), so progress is discarded with the data it describes: ``--fresh``
+    removes both, and a stack without a state folder keeps them in a folder that goes when it does.
+
+    A deployed stack: the user's state folder ($XDG_STATE_HOME, else ~/.local/state), under
+    ``optout/imports/<region>/<table>/``. Not next to the input file as before: that kept one
+    progress per file whatever the target, so importing a file into dev and then into prod would
+    have skipped in prod every row done in dev. Not in the checkout either: the data lives in AWS
+    and outlives any checkout, and nothing of it belongs in git.
+    """
+    if target.local:
+        endpoint = target.clients("dynamodb").meta.endpoint_url
+        with urllib.request.urlopen(f"{endpoint}/_local/state", timeout=30) as response:  # noqa: S310  # nosec B310
+            return Path(json.load(response)["imports_dir"])
+    home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return home / "optout" / "imports" / target.region / target.table
+
+
+def progress_file(path: Path, folder: Path | None = None) -> Path:
+    """The progress file of importing ``path``: next to it, or in ``folder`` (named after it)."""
+    if folder is None:
+        return path.with_name(path.name + PROGRESS_SUFFIX)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]  # same name, other folder
+    return folder / f"{path.name}.{digest}{PROGRESS_SUFFIX}"
+
+
+# (changes made, changes saved) of a local stack's moto process: see snapshot_watch
+Durable = Callable[[], tuple[int, int]]
+
+
+def snapshot_watch(target: Target) -> Durable | None:
+    """For a local stack that saves its state: how many changes it has made, and how many its last
+    snapshot holds. A SIGKILL of that stack loses what came after the snapshot, so an import's
+    progress may only record chunks the snapshot holds (or a resumed import would skip rows that
+    are gone). None for a deployed stack (DynamoDB keeps what it acknowledged) or one in memory."""
+    if not target.local:
+        return None
+    url = f"{target.clients('dynamodb').meta.endpoint_url}/_local/state"
+
+    def counts() -> tuple[int, int]:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own local URL  # nosec B310
+            state = json.load(response)
+        return int(state["changes"]), int(state["saved"])
+
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own local URL  # nosec B310
+        return counts if "saved" in json.load(response) else None
+
+
+class _Progress:
+    """An import's progress file; with ``durable``, never ahead of the store's last snapshot."""
+
+    def __init__(self, path: Path, durable: Durable | None) -> None:
+        self.path = path
+        self.durable = durable
+        self.pending: list[tuple[int, int]] = []  # (changes once a chunk was written, its last line)
+
+    def written(self, line: int) -> None:
+        if self.durable is None:
+            self._save(line)
+            return
+        changes, saved = self.durable()
+        self.pending.append((changes, line))
+        self._catch_up(saved)
+
+    def complete(self, line: int, timeout: float = 60) -> None:
+        """Mark the import complete once everything it wrote is saved (a second or two locally)."""
+        deadline = time.monotonic() + timeout
+        while self.durable is not None and self.pending:
+            _, saved = self.durable()
+            self._catch_up(saved)
+            if self.pending and time.monotonic() > deadline:
+                return  # not marked complete: a rerun re-applies what may be missing (it is idempotent)
+            if self.pending:
+                time.sleep(0.1)
+        self._save(line, complete=True)
+
+    def _catch_up(self, saved: int) -> None:
+        line = None
+        while self.pending and self.pending[0][0] <= saved:
+            line = self.pending.pop(0)[1]
+        if line is not None:
+            self._save(line)
+
+    def _save(self, line: int, complete: bool = False) -> None:
+        self.path.write_text(json.dumps({"line": line, "complete": True} if complete else {"line": line}))
 
 
 @dataclass(frozen=True)
@@ -100,9 +198,24 @@ class Importer:
             return ConsentChange("opt_out", row.scope)
         raise ValueError("scope must be channel, optional or an optional topic")
 
-    def run(self, path: Path, fmt: str, progress: Callable[[int], None], resume: bool = True) -> ImportReport:
-        checkpoint = path.with_name(path.name + ".import-progress.json")
+    def run(
+        self,
+        path: Path,
+        fmt: str,
+        progress: Callable[[int], None],
+        resume: bool = True,
+        progress_dir: Path | None = None,
+        durable: Durable | None = None,
+    ) -> ImportReport:
+        """Import ``path``; progress goes to ``progress_dir`` (see ``progress_folder``), else next to it.
+
+        ``durable`` (see ``snapshot_watch``): the progress file then never gets ahead of what the
+        store will still hold after a crash.
+        """
+        checkpoint = progress_file(path, progress_dir)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         done = json.loads(checkpoint.read_text())["line"] if resume and checkpoint.exists() else 0
+        saved = _Progress(checkpoint, durable)
         report = ImportReport(resumed_from=done)
         chunk: list[tuple[ImportRow, str, ConsentChange]] = []
         last_line = done
@@ -124,13 +237,14 @@ class Importer:
             chunk.append((item, identity.key, change))
             if len(chunk) >= CHUNK:
                 self._write(chunk, report)
-                checkpoint.write_text(json.dumps({"line": chunk[-1][0].line}))  # saved before anything else
+                saved.written(chunk[-1][0].line)  # saved before anything else
                 progress(len(chunk))
                 chunk = []
         if chunk:
             self._write(chunk, report)
+            saved.written(chunk[-1][0].line)
             progress(len(chunk))
-        checkpoint.write_text(json.dumps({"line": last_line, "complete": True}))
+        saved.complete(last_line)
         return report
 
     def _write(self, chunk: list[tuple[ImportRow, str, ConsentChange]], report: ImportReport) -> None:

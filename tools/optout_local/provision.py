@@ -11,12 +11,13 @@ import logging
 import re
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from optout_local.template import ROOT, Resolver, load_template
 
@@ -151,8 +152,16 @@ class Provisioner:
         template_path: Path | None = None,
         parameters: dict[str, str] | None = None,
         locate: bool = False,
+        ensure: bool = False,
     ) -> None:
-        """``locate=True`` creates nothing: it finds the resources a running local stack made."""
+        """``locate=True`` creates nothing: it finds the resources a running local stack made.
+
+        ``ensure=True`` finds what exists and creates only what is missing (a stack restored from
+        its saved state, whose template may have gained a resource since); existing resources,
+        and secret values above all, stay as they are.
+        """
+        if locate and ensure:
+            raise ValueError("locate and ensure exclude each other")
         self.template_path = template_path or ROOT / "template.yaml"
         self.template = load_template(self.template_path)
         self.session = session
@@ -161,12 +170,27 @@ class Provisioner:
         self.resolver = Resolver(self.template, region, ACCOUNT_ID, stack_name, parameters or {})
         self.stack = Stack(self.resolver)
         self.locate = locate
+        self.ensure = ensure
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=self.region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def physical_name(self, logical_id: str) -> str:
         return f"{self.resolver.stack_name}-{logical_id}"
+
+    def _existing(self, lookup: Callable[[], Any], *missing: str) -> Any:
+        """What ``lookup`` finds: always when locating; when ensuring, None if it fails with a code
+        in ``missing`` (the resource is not there yet); when creating, None without asking."""
+        if self.locate:
+            return lookup()
+        if not self.ensure:
+            return None
+        try:
+            return lookup()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in missing:
+                return None
+            raise
 
     def provision(self) -> Stack:
         resources: dict[str, Any] = self.template.get("Resources", {})
@@ -210,9 +234,8 @@ class Provisioner:
         if "ProvisionedThroughput" in props:
             kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
         ddb = self.client("dynamodb")
-        if self.locate:
-            description = ddb.describe_table(TableName=name)["Table"]
-        else:
+        description = self._existing(lambda: ddb.describe_table(TableName=name)["Table"], "ResourceNotFoundException")
+        if description is None:
             description = ddb.create_table(**kwargs)["TableDescription"]
             if "TimeToLiveSpecification" in props:
                 ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
@@ -246,9 +269,11 @@ class Provisioner:
             if key in props:
                 attributes[key] = json.dumps(props[key])
         sqs = self.client("sqs")
-        if self.locate:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        else:
+        url = self._existing(
+            lambda: sqs.get_queue_url(QueueName=name)["QueueUrl"],
+            "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
+        )  # fmt: skip
+        if url is None:
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
         self.resolver.refs[logical_id] = url
@@ -265,7 +290,8 @@ class Provisioner:
         # create_topic is idempotent: it is also how a running stack's topic is located
         arn = sns.create_topic(Name=name, Attributes=attributes)["TopicArn"]
         for sub in [] if self.locate else props.get("Subscription", []):
-            sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
+            if self._subscription(arn, sub["Protocol"], sub["Endpoint"]) is None:
+                sns.subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
         self.resolver.refs[logical_id] = arn
         self.resolver.attrs.update({(logical_id, "TopicArn"): arn, (logical_id, "TopicName"): name})
 
@@ -278,14 +304,26 @@ class Provisioner:
         }
         if self.locate:
             return
-        arn = self.client("sns").subscribe(
-            TopicArn=props["TopicArn"],
-            Protocol=props["Protocol"],
-            Endpoint=props["Endpoint"],
-            Attributes=attributes,
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
+        arn = self._subscription(props["TopicArn"], props["Protocol"], props["Endpoint"])
+        if arn is None:
+            arn = self.client("sns").subscribe(
+                TopicArn=props["TopicArn"],
+                Protocol=props["Protocol"],
+                Endpoint=props["Endpoint"],
+                Attributes=attributes,
+                ReturnSubscriptionArn=True,
+            )["SubscriptionArn"]
         self.resolver.refs[logical_id] = arn
+
+    def _subscription(self, topic_arn: str, protocol: str, endpoint: str) -> str | None:
+        """When ensuring: the ARN of the topic's subscription to ``endpoint``, if it has one."""
+        if not self.ensure:
+            return None
+        for page in self.client("sns").get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            for sub in page["Subscriptions"]:
+                if (sub["Protocol"], sub["Endpoint"]) == (protocol, endpoint):
+                    return str(sub["SubscriptionArn"])
+        return None
 
     def _aws_sqs_queuepolicy(self, logical_id: str, raw: dict[str, Any]) -> None:
         props = self.resolver.resolve(raw)
@@ -299,9 +337,8 @@ class Provisioner:
     def _aws_kms_key(self, logical_id: str, raw: dict[str, Any]) -> None:
         kms = self.client("kms")
         alias = f"alias/{self.physical_name(logical_id)}"
-        if self.locate:
-            key = kms.describe_key(KeyId=alias)["KeyMetadata"]
-        else:
+        key = self._existing(lambda: kms.describe_key(KeyId=alias)["KeyMetadata"], "NotFoundException")
+        if key is None:
             props = self.resolver.resolve(raw)
             key = kms.create_key(Description=props.get("Description", logical_id))["KeyMetadata"]
             kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
@@ -312,21 +349,26 @@ class Provisioner:
     def _aws_ses_configurationset(self, logical_id: str, raw: dict[str, Any]) -> None:
         props = self.resolver.resolve(raw)
         name = props.get("Name") or self.physical_name(logical_id)
-        if not self.locate:
-            self.client("sesv2").create_configuration_set(ConfigurationSetName=name)
+        sesv2 = self.client("sesv2")
+        if not self.locate and not self._existing(
+            lambda: sesv2.get_configuration_set(ConfigurationSetName=name), "NotFoundException"
+        ):
+            sesv2.create_configuration_set(ConfigurationSetName=name)
         self.resolver.refs[logical_id] = name
 
     def _verify_sender(self) -> None:
         """The local stack's SES may send from the template's SenderAddress (and nothing else)."""
         if "SenderAddress" in self.template.get("Parameters", {}):
-            self.client("sesv2").create_email_identity(EmailIdentity=self.resolver.parameter("SenderAddress"))
+            sesv2, sender = self.client("sesv2"), self.resolver.parameter("SenderAddress")
+            if not self._existing(lambda: sesv2.get_email_identity(EmailIdentity=sender), "NotFoundException"):
+                sesv2.create_email_identity(EmailIdentity=sender)
 
     def _aws_s3_bucket(self, logical_id: str, raw: dict[str, Any]) -> None:
         props = self.resolver.resolve(raw)
         name = props.get("BucketName") or self.physical_name(logical_id).lower()
         s3 = self.client("s3")
-        if self.locate:
-            s3.head_bucket(Bucket=name)
+        if self._existing(lambda: s3.head_bucket(Bucket=name), "404", "NoSuchBucket"):
+            pass
         elif self.region == "us-east-1":
             s3.create_bucket(Bucket=name)
         else:
@@ -338,9 +380,8 @@ class Provisioner:
         props = self.resolver.resolve(raw)
         name = props.get("Name") or self.physical_name(logical_id)
         client = self.client("secretsmanager")
-        if self.locate:
-            arn = client.describe_secret(SecretId=name)["ARN"]
-        else:
+        arn = self._existing(lambda: client.describe_secret(SecretId=name)["ARN"], "ResourceNotFoundException")
+        if arn is None:
             value = props.get("SecretString") or _generate_secret(props.get("GenerateSecretString", {}))
             arn = client.create_secret(Name=name, SecretString=value)["ARN"]
         self.resolver.refs[logical_id] = arn

@@ -49,6 +49,10 @@ class LocalConfig:
     host: str = "127.0.0.1"
     stack_name: str = DEFAULT_STACK
     template: Path | None = None
+    state_dir: Path | None = None  # moto's state is saved here and restored from it (None: memory only)
+    fresh: bool = False  # discard what state_dir holds before starting
+    # Where the functions' AWS calls go, if not straight to moto: e.g. the soak's fault-injecting proxy
+    function_endpoint: str | None = None
 
     @property
     def aws_url(self) -> str:
@@ -82,7 +86,7 @@ class LocalConfig:
         The only variables a function sees locally beyond the template's and Lambda's own.
         """
         return {
-            "AWS_ENDPOINT_URL": self.aws_url,
+            "AWS_ENDPOINT_URL": self.function_endpoint or self.aws_url,
             "AWS_ACCESS_KEY_ID": LOCAL_KEY,
             "AWS_SECRET_ACCESS_KEY": LOCAL_KEY,
             "AWS_SESSION_TOKEN": LOCAL_KEY,
@@ -108,15 +112,24 @@ class LocalStack:
 
     def start(self) -> None:
         config = self.config
+        from optout_local.state import StateDir
+
+        # The state folder's lock comes before any port; the moto child inherits it (pass_fds), so
+        # it is held until the last process of this stack (and its last snapshot) is gone.
+        state = None if config.state_dir is None else StateDir.open(config.state_dir, {"api": config.api_url})
+        restored = state is not None and state.prepare(config.fresh)
         self._moto = subprocess.Popen(  # noqa: S603 - our interpreter, our module  # nosec B603
             [sys.executable, "-m", "optout_local.moto_process", "--host", config.host,
-             "--port", str(config.aws_port), "--region", config.region, "--parent", str(os.getpid())],
+             "--port", str(config.aws_port), "--region", config.region, "--parent", str(os.getpid()),
+             *(["--state-dir", str(state.path)] if state else [])],
             stdout=subprocess.DEVNULL,
+            pass_fds=(state.fileno(),) if state else (),
         )  # fmt: skip
         self._wait_for_moto()
-        self.stack = Provisioner(
-            config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters()
-        ).provision()
+        self.stack = Provisioner(  # restored: find what the snapshot holds, create only what it lacks
+            config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters(),
+            ensure=restored,
+        ).provision()  # fmt: skip
         stack = self.stack
         self.functions = functions = LocalLambda(stack.functions, config.region, config.aws_environment(), self.logs)
         self.gateway = Gateway(
@@ -187,9 +200,13 @@ class LocalStack:
         if self.functions is not None:
             self.functions.close()
         if self._moto is not None:
-            self._moto.terminate()
+            self._moto.terminate()  # with a state folder, it saves its last snapshot before it exits
             try:
-                self._moto.wait(timeout=10)
+                self._moto.wait(timeout=10 if self.config.state_dir is None else 60)
             except subprocess.TimeoutExpired:
                 self._moto.kill()
                 self._moto.wait()
+        if self.config.state_dir is not None:
+            from optout_local.state import StateDir
+
+            StateDir.release(self.config.state_dir)
