@@ -15,13 +15,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from optout import wiring
 from optout.errors import OptoutError
 from optout.http import error_body, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest
-from optout.notices.services import admin
 from optout.observability import logger, metrics, traced
 from optout.suppression_admin import LookupRequest, SuppressionRequest
-from optout.suppression_admin import default_service as suppressions
+
+wiring.admin_api_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -34,7 +35,7 @@ def _actor() -> str:
 @app.post("/admin/notices")
 def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
     key = app.current_event.headers.get("idempotency-key")
-    notice, created = admin().create(request, key, _actor())
+    notice, created = wiring.notice_admin().create(request, key, _actor())
     metrics.add_metric(name="NoticesCreated" if created else "NoticesReplayed", unit=MetricUnit.Count, value=1)
     logger.info("notice created", extra={"notice_id": notice.id, "kind": notice.kind, "new": created})
     return Response(
@@ -47,7 +48,7 @@ def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
 
 @app.get("/admin/notices/<notice_id>")
 def get_notice(notice_id: str) -> dict[str, Any]:
-    return admin().get(notice_id).public()
+    return wiring.notice_admin().get(notice_id).public()
 
 
 @app.get("/admin/notices/<notice_id>/deliveries")
@@ -56,18 +57,18 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
-    records, token = admin().deliveries(notice_id, limit, next_token)
+    records, token = wiring.notice_admin().deliveries(notice_id, limit, next_token)
     return {"items": [r.model_dump(mode="json") for r in records], "next_token": token}
 
 
 @app.post("/admin/suppressions/lookup")
 def lookup_suppression(request: Annotated[LookupRequest, Body()]) -> dict[str, Any]:
-    return suppressions().lookup(request)
+    return wiring.suppression_admin().lookup(request)
 
 
 @app.post("/admin/suppressions")
 def add_suppression(request: Annotated[SuppressionRequest, Body()]) -> Response[str]:
-    result, changed = suppressions().add(request, _actor())
+    result, changed = wiring.suppression_admin().add(request, _actor())
     logger.info(
         "suppression added", extra={"scope": request.scope, "changed": changed, "key": result["address_key"][:12]}
     )
@@ -76,7 +77,7 @@ def add_suppression(request: Annotated[SuppressionRequest, Body()]) -> Response[
 
 @app.post("/admin/suppressions/remove")
 def remove_suppression(request: Annotated[SuppressionRequest, Body()]) -> dict[str, Any]:
-    result, changed = suppressions().remove(request, _actor())
+    result, changed = wiring.suppression_admin().remove(request, _actor())
     logger.info(
         "suppression lifted", extra={"scope": request.scope, "changed": changed, "key": result["address_key"][:12]}
     )

@@ -12,8 +12,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from optout.notices.services import dispatcher
+from optout import wiring
 from optout.observability import logger, metrics, traced
+
+wiring.dispatcher_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 processor = BatchProcessor(event_type=EventType.SQS)
 _context: list[LambdaContext] = []
@@ -22,7 +24,7 @@ _context: list[LambdaContext] = []
 def record_handler(record: SQSRecord) -> None:
     context = _context[-1]
     try:
-        outcome = dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
+        outcome = wiring.dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
     except Exception:
         logger.exception("dispatch step failed; the message will be retried", extra={"message_id": record.message_id})
         raise

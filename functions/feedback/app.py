@@ -13,8 +13,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from optout.feedback import default_service, parse
+from optout import wiring
+from optout.feedback import parse
 from optout.observability import logger, metrics, traced
+
+wiring.feedback_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -25,7 +28,7 @@ def record_handler(record: SQSRecord) -> None:
     except Exception:
         logger.warning("unparseable SES feedback; it will go to the DLQ", extra={"message_id": record.message_id})
         raise
-    outcome = default_service().handle(event)
+    outcome = wiring.feedback().handle(event)
     metrics.add_metric(name=f"Feedback_{outcome.kind}", unit=MetricUnit.Count, value=1)
     logger.info(
         "SES feedback",

@@ -12,9 +12,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from optout import wiring
 from optout.notices.send import batch_from_message
-from optout.notices.services import sender
 from optout.observability import logger, metrics, traced
+
+wiring.sender_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -22,7 +24,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     batch = batch_from_message(record.body)
     try:
-        result = sender().process(batch)
+        result = wiring.sender().process(batch)
     except Exception:
         logger.exception("batch failed; it will be retried", extra={"notice_id": batch.notice_id, "batch": batch.batch})
         raise
@@ -44,12 +46,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             continue
     try:
         try:
-            sender().prefetch(batches)  # one suppression read for the whole invocation
+            wiring.sender().prefetch(batches)  # one suppression read for the whole invocation
         except Exception:  # e.g. one batch of a deleted notice: each batch then reads (and fails) alone
             logger.warning("prefetch failed; batches read their own suppression states", exc_info=True)
         response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
     finally:
-        sender().forget_prefetched()
+        wiring.sender().forget_prefetched()
     return dict(response)

@@ -13,15 +13,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from optout import wiring
 from optout.observability import logger, metrics, traced
-from optout.sms_inbound import default_service
+
+wiring.sms_inbound_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
     sent_at = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, UTC)
-    result = default_service().receive_queued(record.body, sent_at)
+    result = wiring.sms_inbound().receive_queued(record.body, sent_at)
     if result is None:
         metrics.add_metric(name="InboundSmsIgnored", unit=MetricUnit.Count, value=1)
         logger.warning("unusable inbound SMS ignored", extra={"message_id": record.message_id})

@@ -12,11 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from optout import wiring
 from optout.errors import OptoutError
 from optout.http import body_bytes, error_body, public_url
 from optout.observability import logger, metrics, traced
-from optout.settings import get_settings
-from optout.sms_inbound import default_service
+
+wiring.sms_webhook_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 app = APIGatewayHttpResolver()
 
@@ -24,11 +25,9 @@ app = APIGatewayHttpResolver()
 @app.post("/sms/twilio")
 def twilio_inbound() -> Response[str]:
     event = app.current_event
-    url = public_url(
-        get_settings().public_base_url, event.headers, event.request_context.domain_name, event.raw_path,
-        event.raw_query_string,
-    )  # fmt: skip
-    twiml = default_service().receive_twilio(
+    base = wiring.sms_webhook_settings().public_base_url
+    url = public_url(base, event.headers, event.request_context.domain_name, event.raw_path, event.raw_query_string)
+    twiml = wiring.sms_webhook().receive_twilio(
         url,
         event.headers.get("x-twilio-signature"),
         body_bytes(event.body, bool(event.is_base64_encoded)),

@@ -12,10 +12,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from optout import wiring
 from optout.errors import MethodNotAllowed, OptoutError
 from optout.observability import logger, metrics, traced
 from optout.pages import HtmlPage
-from optout.unsubscribe import UnsubscribeRequest, default_service
+from optout.unsubscribe import UnsubscribeRequest
+
+wiring.unsubscribe_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 app = APIGatewayHttpResolver()
 ALLOW = "GET, HEAD, POST"
@@ -35,19 +38,19 @@ def _response(page: HtmlPage) -> Response[str]:
 @app.get("/unsubscribe")
 def show() -> Response[str]:
     metrics.add_metric(name="PreferencePageViews", unit=MetricUnit.Count, value=1)
-    return _response(default_service().show(_request()))
+    return _response(wiring.unsubscribe().show(_request()))
 
 
 @app.route("/unsubscribe", method="HEAD")
 def head() -> Response[str]:
     metrics.add_metric(name="PreferencePageViews", unit=MetricUnit.Count, value=1)
-    page = default_service().show(_request())
+    page = wiring.unsubscribe().show(_request())
     return Response(status_code=page.status, body="", headers=dict(page.headers))
 
 
 @app.post("/unsubscribe")
 def submit() -> Response[str]:
-    page, outcome = default_service().submit(_request())
+    page, outcome = wiring.unsubscribe().submit(_request())
     metrics.add_metric(name="ConsentChanges", unit=MetricUnit.Count, value=len(outcome.events))
     logger.info(
         "consent submitted",
@@ -73,7 +76,7 @@ def rejected(exc: OptoutError) -> Response[str]:
         request = _request()
     except OptoutError:
         request = UnsubscribeRequest(token=None)
-    response = _response(default_service().error(exc, request))
+    response = _response(wiring.unsubscribe().error(exc, request))
     if isinstance(exc, MethodNotAllowed):
         response.headers["Allow"] = ALLOW
     return response

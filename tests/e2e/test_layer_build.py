@@ -24,7 +24,7 @@ from optout_local.template import ROOT
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
-SAM = os.environ.get("OPTOUT_SAM") or str(ROOT / ".venv-sam" / "bin" / "sam")
+SAM = str(ROOT / (os.environ.get("OPTOUT_SAM") or ".venv-sam/bin/sam"))  # make test passes a relative path
 
 
 def _client(stack: RunningStack, service: str):  # type: ignore[no-untyped-def]

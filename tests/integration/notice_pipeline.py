@@ -10,10 +10,9 @@ from typing import Any
 
 import boto3
 
-from optout import secret_store
+from optout import wiring
 from optout.consent import change_consent
 from optout.identity import Identity
-from optout.notices import services
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
@@ -111,7 +110,7 @@ class Pipeline:
                 assert self.sender({"Records": [record]}, self.ctx) == {"batchItemFailures": []}
             if not records and not sends:
                 break
-        services.dispatcher().finalize(notice_id, 0)
+        wiring.dispatcher().finalize(notice_id, 0)
 
 
 def sent_mail() -> list[email.message.EmailMessage]:
@@ -122,7 +121,7 @@ def sent_mail() -> list[email.message.EmailMessage]:
 
 
 def suppress(channel: str, address: str, changes: list[ConsentChange], source: str = "admin") -> None:
-    key = Identity.of(secret_store.pepper(), channel, address).key  # type: ignore[arg-type]
+    key = Identity.of(wiring.pepper(), channel, address).key  # type: ignore[arg-type]
     store = DynamoSuppressionStore(get_settings().suppression_table)
     change_consent(store, key, channel, changes, get_settings().optional_topics, source)  # type: ignore[arg-type]
 

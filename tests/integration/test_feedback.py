@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from optout import secret_store
+from optout import wiring
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
@@ -33,7 +33,7 @@ def store(aws: Stack) -> DynamoSuppressionStore:
 
 
 def key(address: str) -> str:
-    return Identity.of(secret_store.pepper(), "email", address).key
+    return Identity.of(wiring.pepper(), "email", address).key
 
 
 def ses_event(kind: str = "bounce", **changes: Any) -> dict[str, Any]:

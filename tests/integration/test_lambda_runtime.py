@@ -233,7 +233,12 @@ def _unsubscribe_spec() -> FunctionSpec:
     raw = provisioner.template["Resources"]["UnsubscribeFunction"]["Properties"]
     provisioner._aws_serverless_function("UnsubscribeFunction", raw)
     spec = provisioner.stack.functions["UnsubscribeFunction"]
-    spec.environment = {"POWERTOOLS_SERVICE_NAME": "optout"}
+    # What UnsubscribeSettings requires at init, so the failure is the one under test
+    spec.environment = {
+        "POWERTOOLS_SERVICE_NAME": "optout",
+        "OPTOUT_SUPPRESSION_TABLE": "unused",
+        "OPTOUT_SIGNING_KEYS_SECRET": "unused",
+    }
     assert spec.tracing
     return spec
 

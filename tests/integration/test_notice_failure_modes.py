@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from optout.notices import services
+from optout import wiring
 from optout.notices.send import Sender, batch_from_message
 from optout.suppression import ConsentChange
 from optout_local.runtime import LambdaContext
@@ -37,7 +37,7 @@ PRODUCT_SMS = {"subject": "New", "body": "b", "sms_text": "Dark mode is here"}
 
 
 def _sender_at(moment: datetime, enqueue: Callable[[dict[str, Any], int], None]) -> Sender:
-    base = services.sender()
+    base = wiring.sender()
     return Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
                   enqueue, now=lambda: moment)  # fmt: skip
 
@@ -77,7 +77,7 @@ def test_quiet_hour_hops_of_two_batches_never_share_a_batch_id(pipeline: Pipelin
     # Then in the morning everyone got their text once and the notice completes
     assert len(sent_sms()) == 51, f"{len(sent_sms())} texts; hop batches sharing an id: {collisions[:1]}"
     assert len({number for number, _ in sent_sms()}) == 51
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
     assert final["counts"]["recipients"] == {"deferred": 0, "sent": 51}
     assert final["status"] == "complete"
@@ -110,7 +110,7 @@ def test_a_dry_run_retried_after_a_failed_checkpoint_counts_each_recipient_once(
     notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(600)), dry_run=True)
     (record,) = pipeline.receive("DispatchQueue")
     message = json.loads(record["body"])
-    dispatcher = services.dispatcher()
+    dispatcher = wiring.dispatcher()
     store = dispatcher.notices
     real = store.checkpoint
     calls = {"n": 0}
@@ -139,7 +139,7 @@ def test_a_dispatcher_retried_after_its_last_checkpoint_still_finalizes_the_noti
     notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(3)))
     (record,) = pipeline.receive("DispatchQueue")
     message = json.loads(record["body"])
-    dispatcher = services.dispatcher()
+    dispatcher = wiring.dispatcher()
     real = dispatcher.requeue
     failed = {"n": 0}
 
@@ -164,7 +164,7 @@ def test_a_dispatcher_retried_after_its_last_checkpoint_still_finalizes_the_noti
         pending += [json.loads(r["body"]) for r in pipeline.receive("DispatchQueue")]
         time.sleep(0.2)
     finalize = next(m for m in pending if m.get("action") == "finalize")
-    assert services.dispatcher().handle(finalize, lambda: 900_000) == "complete"
+    assert wiring.dispatcher().handle(finalize, lambda: 900_000) == "complete"
     assert pipeline.get(notice["id"])["status"] == "complete"
 
 
@@ -174,7 +174,7 @@ def test_a_manifest_with_many_bad_rows_is_still_dispatched(pipeline: Pipeline) -
     notice = pipeline.create("policy_change", POLICY, pipeline.manifest(rows))
     # When it is dispatched and sent ("a bad row ... never stops the notice")
     (record,) = pipeline.receive("DispatchQueue")
-    outcome = services.dispatcher().handle(json.loads(record["body"]), lambda: 900_000)
+    outcome = wiring.dispatcher().handle(json.loads(record["body"]), lambda: 900_000)
     # Then the dispatcher got to the end: bad-row samples are capped when read (1,000), but every
     # one is appended to the notice item, which outgrows DynamoDB's 400 KB item limit
     assert outcome == "dispatched"
@@ -188,7 +188,7 @@ def test_a_second_dispatch_of_the_same_notice_stands_down(pipeline: Pipeline) ->
     notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(600)))
     (record,) = pipeline.receive("DispatchQueue")
     message = json.loads(record["body"])
-    first, second = services.dispatcher(), services.dispatcher()
+    first, second = wiring.dispatcher(), wiring.dispatcher()
     # When the second starts from the same cursor, after the first has checkpointed past it
     reader = second.notices.cursor
     cursors = {"read": reader(notice["id"])}
@@ -216,7 +216,7 @@ def test_a_batch_of_a_missing_notice_fails_alone(pipeline: Pipeline) -> None:
     response = pipeline.sender({"Records": [good, stray]}, pipeline.ctx)
     # Then only the stray batch fails (and will reach the DLQ); the good one is sent
     assert response == {"batchItemFailures": [{"itemIdentifier": "stray"}]}
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 3}
 
 
@@ -238,7 +238,7 @@ def test_first_available_falls_back_when_a_held_text_is_blocked_by_morning(pipel
     _sender_at(NIGHT + timedelta(hours=6), lambda m, d: None).process(batch_from_message(json.dumps(later)))
     # Then the morning batch falls back to email, and every count moves on once
     assert sent_sms() == [] and len(pipeline_mail()) == 1
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
     assert final["status"] == "complete"
     assert final["counts"]["recipients"] == {"deferred": 0, "sent": 1}

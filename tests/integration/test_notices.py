@@ -10,9 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from optout import secret_store
+from optout import wiring
 from optout.identity import Identity
-from optout.notices import services
 from optout.notices.send import Sender
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
@@ -76,7 +75,7 @@ def test_product_mail_honours_opt_outs_and_its_one_click_link_works(pipeline: Pi
     from tests.conftest import sample_event
 
     assert unsubscribe(sample_event("unsubscribe_one_click", token), lambda_context)["statusCode"] == 200
-    key = Identity.of(secret_store.pepper(), "email", "user0@example.com").key
+    key = Identity.of(wiring.pepper(), "email", "user0@example.com").key
     state = DynamoSuppressionStore(get_settings().suppression_table).get(key)
     assert state is not None and state.topics == {"product"}
 
@@ -86,7 +85,7 @@ def test_multi_chunk_manifest_continues_in_a_new_invocation(pipeline: Pipeline, 
     manifest = pipeline.manifest(users(600))
     notice = pipeline.create("policy_change", POLICY, manifest)
     calls = {"n": 0}
-    dispatcher = services.dispatcher()
+    dispatcher = wiring.dispatcher()
     real = dispatcher.send_batches
 
     def counting(messages: list[dict[str, Any]]) -> None:
@@ -117,7 +116,7 @@ def test_a_redelivered_batch_sends_nothing_twice(pipeline: Pipeline) -> None:
     (batch,) = pipeline.receive("SendQueue")
     assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
     assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     assert len(sent_mail()) == 30
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 30}
 
@@ -130,7 +129,7 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
     (dispatch,) = pipeline.receive("DispatchQueue")
     pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
     (batch,) = pipeline.receive("SendQueue")
-    sender = services.sender()
+    sender = wiring.sender()
 
     def crash(*args: Any) -> None:
         raise RuntimeError("the function died after sending, before recording")
@@ -149,12 +148,12 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
     # and the bounced recipient stays as that attempt decided
     assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
     assert len(sent_mail()) == 4
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
     assert final["status"] == "complete_with_failures"
     assert final["counts"]["by_channel"]["email"] == {"failed": 4, "unreachable": 1}
     assert final["counts"]["recipients"] == {"failed": 4, "unreachable": 1}
-    records = {r.recipient_id: r for r in services.notice_store().all_deliveries(notice["id"])}
+    records = {r.recipient_id: r for r in wiring.notice_admin().store.all_deliveries(notice["id"])}
     assert {r.reason for rid, r in records.items() if rid != "u3"} == {
         "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
     }
@@ -184,7 +183,7 @@ def test_a_continuation_still_drops_recipients_seen_before_its_checkpoint(pipeli
     # Given 600 recipients where rows after the first checkpoint repeat rows before it
     rows = [*users(600), "u3,user3@example.com,,en,,", "u499,user499@example.com,,en,,"]
     notice = pipeline.create("policy_change", POLICY, pipeline.manifest(rows))
-    dispatcher = services.dispatcher()
+    dispatcher = wiring.dispatcher()
     (record,) = pipeline.receive("DispatchQueue")
     # When the first invocation stops after its first checkpoint and a new one continues
     assert dispatcher.handle(json.loads(record["body"]), lambda: 30_000) == "continued"
@@ -207,7 +206,7 @@ def test_an_opt_out_between_two_batches_is_honoured(pipeline: Pipeline) -> None:
     # user75 (in the second batch) unsubscribes while the notice is going out
     suppress("email", "user75@example.com", [ConsentChange("opt_out", "marketing")], "one_click")
     pipeline.sender({"Records": [second]}, pipeline.ctx)
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     assert "user75@example.com" not in {m["To"] for m in sent_mail()}
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 99, "suppressed": 1}
 
@@ -266,7 +265,7 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
     pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
     (batch,) = pipeline.receive("SendQueue")
     night = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 03:00 in Los Angeles
-    base = services.sender()
+    base = wiring.sender()
     queued: list[tuple[dict[str, Any], int]] = []
     at_night = Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
                       lambda message, delay: queued.append((message, delay)), now=lambda: night)  # fmt: skip
@@ -282,7 +281,7 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
                      base.enqueue, now=lambda: night + timedelta(hours=6))  # fmt: skip
     morning.process(batch_from_message(json.dumps(later)))
     assert [body for _, body in sent_sms()] == ["Example Co: Dark mode is here Reply STOP to opt out."]
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     result = pipeline.get(notice["id"])
     assert result["status"] == "complete"
     assert result["counts"]["recipients"] == {"deferred": 0, "sent": 1}
@@ -324,7 +323,7 @@ def test_a_recipient_mailed_now_and_texted_in_the_morning_is_counted_once(pipeli
     pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
     (batch,) = pipeline.receive("SendQueue")
     night = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
-    base = services.sender()
+    base = wiring.sender()
     queued: list[tuple[dict[str, Any], int]] = []
 
     def sender_at(moment: datetime) -> Sender:
@@ -344,7 +343,7 @@ def test_a_recipient_mailed_now_and_texted_in_the_morning_is_counted_once(pipeli
     result = sender_at(night + timedelta(hours=6)).process(batch_from_message(json.dumps(later)))
     # Then the recipient is counted once, as sent, and each channel once, as sent
     assert len(sent_sms()) == 1 and result.sent == 0  # reported by the batch that first sent them
-    services.dispatcher().finalize(notice["id"], 0)
+    wiring.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
     assert final["status"] == "complete" and final["total"] == 1
     assert final["counts"]["recipients"] == {"sent": 1}

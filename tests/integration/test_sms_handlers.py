@@ -12,10 +12,9 @@ from xml.etree import ElementTree
 import boto3
 import pytest
 
-from optout import secret_store
+from optout import wiring
 from optout.identity import Identity
 from optout.settings import get_settings
-from optout.sms_inbound import default_service
 from optout.suppression_store import DynamoSuppressionStore
 from optout.twilio import signature
 from optout_local.pollers import sqs_record
@@ -34,7 +33,7 @@ def store(aws: Stack) -> DynamoSuppressionStore:
 
 
 def key(number: str = NUMBER) -> str:
-    return Identity.of(secret_store.pepper(), "sms", number).key
+    return Identity.of(wiring.pepper(), "sms", number).key
 
 
 # --- Twilio-style webhook ---------------------------------------------------------------
@@ -49,9 +48,9 @@ def twilio_event(body: str = "STOP", sign: bool = True, url: str = WEBHOOK_URL, 
         "AccountSid": "AC" + "0" * 32,
     }
     form.update(fields)
-    event = sample_event("sms_twilio_webhook")
+    event = sample_event("sms_webhook_twilio")
     event["body"] = urlencode(form)
-    token = secret_store.secret_string(get_settings().twilio_auth_token_secret)
+    token = wiring.secret(get_settings().twilio_auth_token_secret)
     if sign:
         event["headers"]["x-twilio-signature"] = signature(token, url, form.items())
     else:
@@ -198,7 +197,7 @@ def test_sns_to_queue_to_function_with_envelope_and_raw_messages(aws, inbound, l
 
 
 def store_reply(intent: str) -> str:
-    service = default_service()
+    service = wiring.sms_inbound()
     reply = service.book.reply(intent, "en", service.settings.brand_name, service.settings.support_contact)  # type: ignore[arg-type]
     assert reply is not None
     return reply
@@ -246,7 +245,7 @@ def test_a_poison_message_beside_good_ones_never_blocks_them(inbound, lambda_con
     oversized = envelope_record("x" * 2000, "too-long", datetime.now(UTC))
     oversized["messageId"] = "too-long"
     # And one message whose reply cannot be sent right now (a transient provider failure)
-    real_sms = default_service().sms
+    real_sms = wiring.sms_inbound().sms
 
     class FailingFor:
         def __init__(self, channel: Any) -> None:
@@ -257,14 +256,14 @@ def test_a_poison_message_beside_good_ones_never_blocks_them(inbound, lambda_con
                 raise RuntimeError("throttled")
             return str(self.channel.send(to, body, **kwargs))
 
-    monkeypatch.setattr(default_service(), "sms", lambda: FailingFor(real_sms()))
+    monkeypatch.setattr(wiring.sms_inbound(), "sms", lambda: FailingFor(real_sms()))
     result = inbound({"Records": [garbage, good, bad_number, other, oversized]}, lambda_context)
     # Then only the transiently failing record is retried; unusable ones are ignored, not retried
     assert result == {"batchItemFailures": [{"itemIdentifier": other["messageId"]}]}
     assert store.get(key()).blocked is not None  # type: ignore[union-attr]
     # And the failed record's opt-out is already in force; its retry sends the confirmation once
     assert store.get(key("+14155550123")).blocked is not None  # type: ignore[union-attr]
-    monkeypatch.setattr(default_service(), "sms", real_sms)
+    monkeypatch.setattr(wiring.sms_inbound(), "sms", real_sms)
     assert inbound({"Records": [other]}, lambda_context) == {"batchItemFailures": []}
     assert [to for to, _ in sent_sms()].count("+14155550123") == 1
     assert inbound({"Records": [other]}, lambda_context) == {"batchItemFailures": []}
@@ -277,4 +276,4 @@ def test_sample_events_run(inbound, webhook, lambda_context, store) -> None:
     assert inbound(sample_event("sms_inbound_raw"), lambda_context) == {"batchItemFailures": []}
     assert store.get(key()).blocked is None  # type: ignore[union-attr]
     # The webhook sample carries a placeholder signature: refused, as a forged one must be
-    assert webhook(sample_event("sms_twilio_webhook"), lambda_context)["statusCode"] == 403
+    assert webhook(sample_event("sms_webhook_twilio"), lambda_context)["statusCode"] == 403

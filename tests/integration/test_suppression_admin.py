@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from optout import secret_store
+from optout import wiring
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
@@ -67,11 +67,11 @@ def test_topic_scopes_and_their_limits(api) -> None:
 
 
 def test_an_sms_stop_can_only_be_lifted_by_start(api, aws) -> None:
-    from optout.sms_inbound import InboundSms, default_service
+    from optout.sms_inbound import InboundSms
 
     sms = InboundSms(provider="twilio", message_id="SM1", from_number="+14155550101", to_number="+14155550100",
                      body="STOP", sent_at="2026-11-26T10:00:00Z")  # fmt: skip
-    default_service().handle(sms)
+    wiring.sms_inbound().handle(sms)
     body = {"channel": "sms", "address": "+1 415 555 0101", "scope": "channel", "reason": "customer called"}
     status, error = api("/admin/suppressions/remove", body)
     assert status == 409 and error["error"]["code"] == "keyword_block"
@@ -92,7 +92,7 @@ def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Pa
     rows.insert(20, ["sms", "+14155550101", "security", "x"])
     path = write_csv(tmp_path / "suppressions.csv", rows)
     settings = get_settings()
-    importer = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper())
+    importer = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper())
     # Given an import stopped halfway (after its first chunk of 100)
     seen: list[int] = []
 
@@ -113,7 +113,7 @@ def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Pa
     assert report.invalid == []
     # Then every address is stored under its key, and the table holds no plain address
     store = DynamoSuppressionStore(settings.suppression_table)
-    state = store.get(Identity.of(secret_store.pepper(), "email", "user1@example.com").key)
+    state = store.get(Identity.of(wiring.pepper(), "email", "user1@example.com").key)
     assert state is not None and state.blocked is not None and state.blocked.source == "import"
     scan = json.dumps(boto3.client("dynamodb").scan(TableName=settings.suppression_table)["Items"])
     assert "@example.com" not in scan
@@ -131,7 +131,7 @@ def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> N
     ]
     path = write_csv(tmp_path / "small.csv", rows)
     settings = get_settings()
-    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper()).run(
+    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper()).run(
         path, "csv", lambda n: None
     )
     assert report.imported == 1
@@ -160,12 +160,12 @@ def test_provider_formats(aws, tmp_path: Path, fmt: str, content: str, expected:
     path = tmp_path / f"export.{fmt}"
     path.write_text(content)
     settings = get_settings()
-    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), secret_store.pepper()).run(
+    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper()).run(
         path, fmt, lambda n: None
     )
     assert report.imported == len(expected) and report.invalid == []
     store = DynamoSuppressionStore(settings.suppression_table)
     for address, scope in expected.items():
-        state = store.get(Identity.of(secret_store.pepper(), "email", address).key)
+        state = store.get(Identity.of(wiring.pepper(), "email", address).key)
         assert state is not None
         assert (state.blocked is not None) if scope == "channel" else state.all_optional

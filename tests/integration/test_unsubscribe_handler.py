@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optout import secret_store
+from optout import wiring
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
@@ -33,11 +33,11 @@ def store(aws: Stack) -> DynamoSuppressionStore:
 
 
 def identity(address: str = ALICE) -> Identity:
-    return Identity.of(secret_store.pepper(), "email", address)
+    return Identity.of(wiring.pepper(), "email", address)
 
 
 def token_for(topic: str = "product", address: str = ALICE, **kwargs: Any) -> str:
-    return issue(secret_store.key_ring(), "email", identity(address).key, topic, **kwargs)
+    return issue(wiring.key_ring(), "email", identity(address).key, topic, **kwargs)
 
 
 def call(handler: Any, ctx: LambdaContext, name: str, token: str, **overrides: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from optout.keywords import INTENTS, KeywordBook, default_book, normalise_text
+from optout.keywords import INTENTS, KeywordBook, load_book, normalise_text
+from optout.settings import KeywordBookSettings
 
 BRAND = "Acme Widgets"
 CONTACT = "help@acme.example"
@@ -25,17 +26,12 @@ def _packaged_config() -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(autouse=True)
-def _fresh_default_book() -> Iterator[None]:
-    """default_book() is cached process-wide: every test starts and ends with an empty cache."""
-    default_book.cache_clear()
-    yield
-    default_book.cache_clear()
+PACKAGED = load_book()
 
 
 @pytest.fixture
 def book() -> KeywordBook:
-    return default_book()
+    return PACKAGED
 
 
 # --- matching: the packaged configuration ----------------------------------------------------
@@ -404,23 +400,20 @@ def test_default_language_without_replies_is_rejected(config: dict[str, Any]) ->
         KeywordBook.from_config(config)
 
 
-def test_default_book_reads_the_packaged_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPTOUT_SMS_KEYWORDS_FILE", raising=False)
-
-    book = default_book()
+def test_without_a_file_the_packaged_book_is_read() -> None:
+    book = load_book()
 
     assert (book.match("STOP").intent, book.match("PARAR").language) == ("opt_out", "es")
-    assert default_book() is book  # cached
 
 
-def test_default_book_honours_the_keywords_file_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_book_is_the_file_the_keywords_setting_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Given a German configuration named by OPTOUT_SMS_KEYWORDS_FILE
     path = tmp_path / "keywords.json"
     path.write_text(json.dumps(GERMAN), encoding="utf-8")
     monkeypatch.setenv("OPTOUT_SMS_KEYWORDS_FILE", str(path))
 
-    # When the default book is built
-    book = default_book()
+    # When the book is loaded from what the function's settings say
+    book = load_book(KeywordBookSettings.from_env().sms_keywords_file)
 
     # Then it is that configuration
     assert book.default_language == "de"
@@ -428,13 +421,12 @@ def test_default_book_honours_the_keywords_file_setting(monkeypatch: pytest.Monk
     assert book.match("stop").intent == "none"
 
 
-def test_default_book_with_a_bad_file_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_bad_keywords_file_fails_loudly(tmp_path: Path) -> None:
     path = tmp_path / "keywords.json"
     path.write_text(json.dumps({"default_language": "de", "languages": {}}), encoding="utf-8")
-    monkeypatch.setenv("OPTOUT_SMS_KEYWORDS_FILE", str(path))
 
     with pytest.raises(ValueError, match="default_language"):
-        default_book()
+        load_book(str(path))
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -509,7 +501,7 @@ def test_normalised_text_is_single_spaced_word_characters(text: str) -> None:
 @example("\x00")
 @example("\U0010ffff")
 def test_match_never_raises_and_returns_a_known_intent(text: str) -> None:
-    book = default_book()
+    book = PACKAGED
 
     match = book.match(text)
 
@@ -525,7 +517,7 @@ def test_a_message_beginning_with_an_opt_out_keyword_opts_out(
 ) -> None:
     word, language = keyword
 
-    match = default_book().match(case(word) + " " + rest)
+    match = PACKAGED.match(case(word) + " " + rest)
 
     assert (match.intent, match.language) == ("opt_out", language)
 
@@ -540,4 +532,4 @@ def test_a_keyword_after_the_first_word_does_not_count(words: list[str], separat
         message = "please " + message
 
     # Then whatever follows, nothing matches
-    assert default_book().match(message).intent == "none"
+    assert PACKAGED.match(message).intent == "none"

@@ -361,9 +361,11 @@ def test_end_user_messaging_blank_optional_settings_become_none() -> None:
 
 def test_end_user_messaging_without_an_origination_identity_is_refused() -> None:
     clients = FakeClients()
+    # Settings refuse this at init (tests/unit/test_settings.py); the channel refuses it as well
+    unchecked = Settings.model_construct(sms_provider="end-user-messaging")
 
     with pytest.raises(ValueError, match="OPTOUT_SMS_ORIGINATION_IDENTITY"):
-        sms_channel("end-user-messaging", clients, Settings(sms_provider="end-user-messaging"))
+        sms_channel("end-user-messaging", clients, unchecked)
     assert clients.requested == []
 
 

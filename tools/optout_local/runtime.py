@@ -102,19 +102,10 @@ LOCAL_PUBLIC_URL = "https://optout.example.test"
 
 
 def reset_layer_caches() -> None:
-    """Forget settings, clients and secrets cached by the layer (after the environment changed)."""
-    from optout import clients, feedback, keywords, secret_store, settings, sms_inbound, suppression_admin, unsubscribe
-    from optout.notices import services
+    """Forget settings, services, clients and secrets the layer built (after the environment changed)."""
+    from optout import wiring
 
-    settings.get_settings.cache_clear()
-    clients.reset()
-    secret_store.reset()
-    keywords.default_book.cache_clear()
-    unsubscribe.default_service.cache_clear()
-    sms_inbound.default_service.cache_clear()
-    services.reset()
-    feedback.default_service.cache_clear()
-    suppression_admin.default_service.cache_clear()
+    wiring.reset()
 
 
 def load_handler(spec: FunctionSpec) -> Handler:

@@ -20,16 +20,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, Literal
 
-from optout import secret_store
 from optout.consent import change_consent
 from optout.errors import AlreadyProcessed, InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_email
-from optout.settings import Settings, get_settings
+from optout.settings import FeedbackSettings
 from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent
-from optout.suppression_store import DynamoSuppressionStore, OnceMarker, SuppressionStore
+from optout.suppression_store import OnceMarker, SuppressionStore
 
 Kind = Literal["bounce", "complaint", "other"]
 # Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.
@@ -147,7 +145,7 @@ def _notice_header(mail: dict[str, Any]) -> str | None:
 class Feedback:
     def __init__(
         self,
-        settings: Settings,
+        settings: FeedbackSettings,
         store: SuppressionStore,
         pepper: Callable[[], bytes],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -226,9 +224,3 @@ class Feedback:
             action="ignored", scope=CHANNEL_SCOPE, source=source, at=self.now(), evidence={**evidence, "reason": why}
         )
         self.store.record(key, [event], once)
-
-
-@cache
-def default_service() -> Feedback:
-    settings = get_settings()
-    return Feedback(settings, DynamoSuppressionStore(settings.suppression_table), secret_store.pepper)

@@ -9,11 +9,9 @@ message that *begins* with a keyword matches ("Stop texting me"); one that merel
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -79,9 +77,8 @@ class KeywordBook:
         return texts[intent].format(brand=brand, contact=contact)
 
 
-@cache
-def default_book() -> KeywordBook:
-    path = os.environ.get("OPTOUT_SMS_KEYWORDS_FILE")
+def load_book(path: str | None = None) -> KeywordBook:
+    """The book in the file at ``path``, or the packaged one."""
     if path:
         with open(path, encoding="utf-8") as handle:
             return KeywordBook.from_config(json.load(handle))

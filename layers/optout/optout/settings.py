@@ -1,15 +1,34 @@
-"""One settings model for every function, read once from the environment (template Globals)."""
+"""Settings: one model per function, composed from parts, read from the environment at init.
+
+Every variable is ``OPTOUT_`` and the field's name in capitals (``OPTOUT_SUPPRESSION_TABLE``),
+except the region, which Lambda sets as ``AWS_REGION``. Each part holds what one concern needs,
+and requires what it cannot work without: a function that keeps suppressions cannot start
+without ``OPTOUT_SUPPRESSION_TABLE``. A function's model lists the parts the code it calls reads,
+so a missing or bad variable fails its cold start with a message that names the variable,
+instead of failing at the first AWS call. ``optout.wiring`` reads them once per cold start.
+
+``Settings`` is every part in one model with nothing required, for tools and tests that run
+beside a stack and belong to no function.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from functools import lru_cache
-from typing import Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 TopicKind = Literal["optional", "required"]
+ResourceName = Annotated[str, Field(min_length=1)]  # a table, queue URL or secret id: required where declared
 
 
 class Topic(BaseModel, frozen=True):
@@ -29,40 +48,93 @@ DEFAULT_TOPICS: tuple[Topic, ...] = (
 )
 
 
-class Settings(BaseModel, frozen=True):
-    environment: str = "dev"
+class SettingsError(RuntimeError):
+    """The environment lacks a variable the function needs, or holds a bad value: it cannot start."""
+
+
+class OptoutSettings(BaseSettings):
+    """The base of every part and model: ``OPTOUT_`` variables, an empty one counting as unset."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPTOUT_",
+        env_ignore_empty=True,  # the template passes "" for an unset parameter: the default applies
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        defer_build=True,  # a part's schema is built only if it is read on its own: cheap imports
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings  # no .env file, no secrets directory: the environment alone
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read this model from ``environ`` (this process's environment if None), or raise SettingsError."""
+        try:
+            if environ is None:
+                return cls()
+            return cls(_build_sources=((_MappingSource(cls, environ),), {}))
+        except ValidationError as exc:
+            problems = "; ".join(_problem(cls, error) for error in exc.errors())
+            raise SettingsError(f"{cls.__name__}: {problems}") from None
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable (or variables, in order) a field is read from."""
+        info = cls.model_fields[field]
+        if isinstance(info.validation_alias, AliasChoices):
+            return " or ".join(str(choice) for choice in info.validation_alias.choices)
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+class _MappingSource(EnvSettingsSource):
+    """Variables from a given mapping (a function's environment from the template) instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _problem(model: type[OptoutSettings], error: Any) -> str:
+    loc = error.get("loc") or ()
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:  # a rule across variables: its message names them
+        return message
+    head = str(loc[0])
+    name = model.variable(head) if head in model.model_fields else head.upper()
+    path = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+    if error.get("type") == "missing":
+        return f"{path} is not set"
+    value = error.get("input")
+    shown = f"={str(value)[:80]!r}" if len(loc) == 1 and isinstance(value, str | int | float) else ""
+    return f"{path}{shown}: {message}"
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+class BrandSettings(OptoutSettings):
     brand_name: str = "Example Co"
-    suppression_table: str = ""
-    signing_keys_secret: str = ""
-    pepper_secret: str = ""
-    token_ttl_days: int = Field(default=365, ge=60)
-    key_grace_days: int = Field(default=365, ge=60)
-    max_form_bytes: int = Field(default=8192, ge=256)
-    secrets_max_age_seconds: int = Field(default=300, ge=0)
-    topics: tuple[Topic, ...] = DEFAULT_TOPICS
-    public_base_url: str = ""
-    api_id: str = ""
-    region: str = ""  # the Lambda runtime's AWS_REGION, read by from_env
-    support_contact: str = "support@example.com"
-    sms_provider: Literal["sns", "end-user-messaging"] = "sns"
-    sms_origination_identity: str = ""
-    sms_configuration_set: str = ""
-    sms_opt_out_list: str = ""
-    sms_sender_id: str = ""
-    twilio_auth_token_secret: str = ""
-    max_sms_body: int = Field(default=1600, ge=1)
-    notices_table: str = ""
-    manifest_bucket: str = ""
-    dispatch_queue_url: str = ""
-    send_queue_url: str = ""
-    sender_address: str = "notices@example.com"
-    ses_configuration_set: str = ""
-    email_rate_per_second: float = Field(default=14.0, gt=0)
-    sms_rate_per_second: float = Field(default=20.0, gt=0)
-    default_timezone: str = "America/New_York"
-    send_retry_limit: int = Field(default=5, ge=0)
-    transient_bounce_limit: int = Field(default=3, ge=1)
-    transient_bounce_window_days: int = Field(default=7, ge=1)
+
+
+class TopicSettings(OptoutSettings):
+    topics: Annotated[tuple[Topic, ...], NoDecode] = DEFAULT_TOPICS  # OPTOUT_TOPICS: a JSON list
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("topics")
     @classmethod
@@ -76,6 +148,53 @@ class Settings(BaseModel, frozen=True):
         return next((t for t in self.topics if t.name == name), None)
 
     @property
+    def optional_topics(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics if t.optional)
+
+    @property
+    def required_topics(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics if not t.optional)
+
+
+class SecretSettings(OptoutSettings):
+    """Secrets are cached this long, so a rotated key ring reaches every function within it."""
+
+    secrets_max_age_seconds: int = Field(default=300, ge=0)
+
+
+class SuppressionStoreSettings(OptoutSettings):
+    suppression_table: ResourceName
+
+
+class AddressKeySettings(SecretSettings):
+    """The pepper of the keyed hash that turns an address into its suppression key."""
+
+    pepper_secret: ResourceName
+
+
+class TokenSettings(SecretSettings):
+    """The key ring that signs and verifies unsubscribe tokens, and how long they hold."""
+
+    signing_keys_secret: ResourceName
+    token_ttl_days: int = Field(default=365, ge=60)
+    key_grace_days: int = Field(default=365, ge=60)
+
+
+class FormSettings(OptoutSettings):
+    max_form_bytes: int = Field(default=8192, ge=256)
+
+
+class PublicUrlSettings(OptoutSettings):
+    """The public base URL (a custom domain); empty means the HTTP API's own URL."""
+
+    public_base_url: str = ""
+
+
+class LinkSettings(PublicUrlSettings):
+    api_id: str = ""
+    region: str = Field(default="", validation_alias=AliasChoices("OPTOUT_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
+
+    @property
     def links_base_url(self) -> str:
         """Where links point: PublicBaseUrl, else the HTTP API's own execute-api URL."""
         if self.public_base_url:
@@ -84,28 +203,145 @@ class Settings(BaseModel, frozen=True):
             return f"https://{self.api_id}.execute-api.{self.region}.amazonaws.com"
         return ""
 
-    @property
-    def optional_topics(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.topics if t.optional)
 
-    @property
-    def required_topics(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.topics if not t.optional)
+class SmsSettings(OptoutSettings):
+    """Outbound SMS: SNS Publish, or End User Messaging from an origination identity."""
 
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        prefix = "OPTOUT_"
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            raw = env.get(prefix + name.upper())
-            if raw is None or raw == "":
-                continue
-            values[name] = json.loads(raw) if name == "topics" else raw
-        values.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "")
-        return cls.model_validate(values)
+    sms_provider: Literal["sns", "end-user-messaging"] = "sns"
+    sms_origination_identity: str = ""
+    sms_configuration_set: str = ""
+    sms_opt_out_list: str = ""
+    sms_sender_id: str = ""
+
+    @model_validator(mode="after")
+    def _origination_for_end_user_messaging(self) -> Self:
+        if self.sms_provider == "end-user-messaging" and not self.sms_origination_identity:
+            raise ValueError(
+                "OPTOUT_SMS_ORIGINATION_IDENTITY is required when OPTOUT_SMS_PROVIDER is end-user-messaging"
+            )
+        return self
 
 
-@lru_cache(maxsize=1)
+class KeywordBookSettings(OptoutSettings):
+    """The SMS keywords and replies: the packaged file unless OPTOUT_SMS_KEYWORDS_FILE names another."""
+
+    support_contact: str = "support@example.com"
+    sms_keywords_file: str = ""
+
+
+class TwilioSettings(SecretSettings):
+    twilio_auth_token_secret: ResourceName
+
+
+class NoticeStoreSettings(OptoutSettings):
+    notices_table: ResourceName
+
+
+class DispatchQueueSettings(OptoutSettings):
+    dispatch_queue_url: ResourceName
+
+
+class SendQueueSettings(OptoutSettings):
+    send_queue_url: ResourceName
+
+
+class NoticeSettings(BrandSettings, LinkSettings):
+    """What a notice says and where its links point, for the sender and the dispatcher's dry runs."""
+
+    sender_address: str = "notices@example.com"
+    default_timezone: str = "America/New_York"
+
+
+class DeliverySettings(OptoutSettings):
+    """How the sender paces and retries."""
+
+    ses_configuration_set: str = ""
+    email_rate_per_second: float = Field(default=14.0, gt=0)
+    sms_rate_per_second: float = Field(default=20.0, gt=0)
+    send_retry_limit: int = Field(default=5, ge=0)
+
+
+class BounceSettings(OptoutSettings):
+    """Transient bounces block an address once this many arrive within the window."""
+
+    transient_bounce_limit: int = Field(default=3, ge=1)
+    transient_bounce_window_days: int = Field(default=7, ge=1)
+
+
+# --- one model per function -----------------------------------------------------------------
+
+
+class UnsubscribeSettings(SuppressionStoreSettings, TokenSettings, TopicSettings, BrandSettings, FormSettings):
+    """Unsubscribe: verifies the link's token and changes consent; the token carries the address key."""
+
+
+class SmsKeywordSettings(
+    SuppressionStoreSettings, AddressKeySettings, TopicSettings, BrandSettings, KeywordBookSettings, SmsSettings,
+    FormSettings,
+):  # fmt: skip
+    """The keyword engine behind both inbound SMS paths: STOP, START and HELP, and their replies."""
+
+
+class SmsWebhookSettings(SmsKeywordSettings, TwilioSettings, PublicUrlSettings):
+    """SmsWebhook: Twilio-style webhooks, verified against the auth token and the public URL."""
+
+
+class SmsInboundSettings(SmsKeywordSettings):
+    """SmsInbound: End User Messaging two-way SMS from the queue, replied to by SMS."""
+
+
+class FeedbackSettings(SuppressionStoreSettings, AddressKeySettings, TopicSettings, BounceSettings):
+    """Feedback: SES bounces and complaints."""
+
+
+class AdminApiSettings(
+    SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings
+):
+    """AdminApi: creates notices (queued for the dispatcher) and administers suppressions."""
+
+
+class DispatcherSettings(
+    SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings,
+    SendQueueSettings, NoticeSettings,
+):  # fmt: skip
+    """Dispatcher: streams a manifest into send batches, or decides a dry run."""
+
+
+class SenderSettings(
+    SuppressionStoreSettings, AddressKeySettings, TokenSettings, TopicSettings, NoticeStoreSettings,
+    SendQueueSettings, NoticeSettings, DeliverySettings, SmsSettings,
+):  # fmt: skip
+    """Sender: sends each batch by email and SMS, every mail with its unsubscribe link."""
+
+    @model_validator(mode="after")
+    def _links_have_a_base(self) -> Self:
+        if not self.links_base_url:
+            raise ValueError(
+                "OPTOUT_PUBLIC_BASE_URL, or OPTOUT_API_ID with AWS_REGION, is required: mails link to /unsubscribe"
+            )
+        return self
+
+
+class Settings(
+    SuppressionStoreSettings, AddressKeySettings, TokenSettings, TopicSettings, NoticeStoreSettings,
+    DispatchQueueSettings, SendQueueSettings, TwilioSettings, NoticeSettings, DeliverySettings, SmsSettings,
+    KeywordBookSettings, FormSettings, BounceSettings,
+):  # fmt: skip
+    """Every part with nothing required: for tools and tests beside a stack. Functions never read it."""
+
+    suppression_table: str = ""
+    pepper_secret: str = ""
+    signing_keys_secret: str = ""
+    twilio_auth_token_secret: str = ""
+    notices_table: str = ""
+    dispatch_queue_url: str = ""
+    send_queue_url: str = ""
+    # In the template's Globals; no function reads them yet.
+    environment: str = "dev"
+    manifest_bucket: str = ""
+    max_sms_body: int = Field(default=1600, ge=1)
+
+
 def get_settings() -> Settings:
+    """Every setting as the environment holds it now, for tools and tests beside a stack."""
     return Settings.from_env()

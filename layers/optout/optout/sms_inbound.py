@@ -11,20 +11,19 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from optout import clients, secret_store, twilio
-from optout.channels.sms import SmsChannel, sms_channel
+from optout import twilio
+from optout.channels.sms import SmsChannel
 from optout.consent import change_consent
 from optout.errors import AlreadyProcessed, Forbidden, InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_phone
-from optout.keywords import Intent, KeywordBook, default_book
-from optout.settings import Settings, get_settings
+from optout.keywords import Intent, KeywordBook
+from optout.settings import SmsKeywordSettings
 from optout.suppression import CHANNEL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
-from optout.suppression_store import DynamoSuppressionStore, OnceMarker, SuppressionStore
+from optout.suppression_store import OnceMarker, SuppressionStore
 
 Provider = Literal["twilio", "end_user_messaging"]
 KEYWORD_BLOCK_REASON = "keyword"
@@ -121,23 +120,21 @@ def from_sqs_body(body: str, sqs_sent_at: datetime) -> InboundSms:
 class SmsInbound:
     def __init__(
         self,
-        settings: Settings,
+        settings: SmsKeywordSettings,
         store: SuppressionStore,
         pepper: Callable[[], bytes],
         book: KeywordBook,
+        sms: Callable[[], SmsChannel],
+        twilio_auth_token: Callable[[], str] | None = None,  # None: this instance takes no webhooks
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sms: Callable[[], SmsChannel] | None = None,
-        twilio_auth_token: Callable[[], str] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.pepper = pepper
         self.book = book
+        self.sms = sms
+        self.twilio_auth_token = twilio_auth_token
         self.now = now
-        self.sms = sms or (lambda: sms_channel(settings.sms_provider, clients.client, settings))
-        self.twilio_auth_token = twilio_auth_token or (
-            lambda: secret_store.secret_string(settings.twilio_auth_token_secret)
-        )
 
     def handle(self, sms: InboundSms) -> InboundResult:
         try:
@@ -231,6 +228,8 @@ class SmsInbound:
 
     def receive_twilio(self, public_url: str, signature: str | None, body: bytes, content_type: str | None) -> str:
         """Verify and process one Twilio webhook; return the TwiML to answer with."""
+        if self.twilio_auth_token is None:
+            raise RuntimeError("this function takes no Twilio webhooks: it has no auth token")
         params = twilio.form_params(body, content_type, self.settings.max_form_bytes)
         if not twilio.valid_signature(self.twilio_auth_token(), public_url, params, signature):
             raise Forbidden("missing or invalid X-Twilio-Signature")
@@ -268,9 +267,3 @@ class SmsInbound:
                 self.sms().mirror_opt_out(number)
             elif result.intent == "opt_in":
                 self.sms().mirror_opt_in(number)
-
-
-@cache
-def default_service() -> SmsInbound:
-    settings = get_settings()
-    return SmsInbound(settings, DynamoSuppressionStore(settings.suppression_table), secret_store.pepper, default_book())

@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout import secret_store
 from optout.consent import ConsentOutcome, change_consent, current_state
 from optout.errors import OptoutError, RequiredTopic, UnknownTopic
 from optout.identity import Channel, Identity
-from optout.settings import Settings, get_settings
+from optout.settings import TopicSettings
 from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, SuppressionState
-from optout.suppression_store import DynamoSuppressionStore, SuppressionStore
+from optout.suppression_store import SuppressionStore
 
 Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -61,7 +59,7 @@ def report(state: SuppressionState, events: list[Any]) -> dict[str, Any]:
 
 @dataclass
 class SuppressionAdmin:
-    settings: Settings
+    settings: TopicSettings
     store: SuppressionStore
     pepper: Callable[[], bytes]
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -117,9 +115,3 @@ class SuppressionAdmin:
             self.store, identity.key, identity.channel, guarded, self.settings.optional_topics, "admin",
             evidence={"reason": reason}, actor=actor, now=self.now,
         )  # fmt: skip
-
-
-@cache
-def default_service() -> SuppressionAdmin:
-    settings = get_settings()
-    return SuppressionAdmin(settings, DynamoSuppressionStore(settings.suppression_table), secret_store.pepper)

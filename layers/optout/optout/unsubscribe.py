@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 
-from optout import secret_store
 from optout.consent import ConsentOutcome, change_consent, current_state
 from optout.errors import BadForm, OptoutError, RequiredTopic, UnknownTopic
 from optout.forms import first, parse_form
 from optout.http import body_bytes
 from optout.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
-from optout.settings import Settings, get_settings
+from optout.settings import UnsubscribeSettings
 from optout.suppression import OPTIONAL_SCOPE, ConsentChange, Source, SuppressionState, changes_for_subscriptions
-from optout.suppression_store import DynamoSuppressionStore, SuppressionStore
+from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, TokenClaims, verify
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
@@ -51,7 +49,7 @@ class UnsubscribeRequest:
 class Unsubscribe:
     def __init__(
         self,
-        settings: Settings,
+        settings: UnsubscribeSettings,
         store: SuppressionStore,
         key_ring: Callable[[], KeyRing],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -142,9 +140,3 @@ class Unsubscribe:
             blocked=state.blocked is not None,
             result=result_text,
         )
-
-
-@cache
-def default_service() -> Unsubscribe:
-    settings = get_settings()
-    return Unsubscribe(settings, DynamoSuppressionStore(settings.suppression_table), secret_store.key_ring)

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from optout.settings import SmsSettings
 
 MessageType = Literal["TRANSACTIONAL", "PROMOTIONAL"]
 
@@ -82,7 +85,7 @@ class EndUserMessagingSms:
             self.client.delete_opted_out_number(OptOutListName=self.opt_out_list, OptedOutNumber=number)
 
 
-def sms_channel(provider: str, clients: Any, settings: Any) -> SmsChannel:
+def sms_channel(provider: str, clients: Any, settings: SmsSettings) -> SmsChannel:
     """Build the configured provider; ``clients(name)`` returns a boto3 client."""
     if provider == "sns":
         return SnsSms(clients("sns"), settings.sms_sender_id or None)

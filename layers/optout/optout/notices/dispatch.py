@@ -23,7 +23,7 @@ from optout.notices.manifest import Cursor, format_of, lines, parse_line
 from optout.notices.model import FINAL_STATUSES, BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
 from optout.notices.rules import address_keys, decide
 from optout.notices.store import MAX_BAD_ROW_SAMPLES, CheckpointMoved, DispatchRead, NoticeStore
-from optout.settings import Settings
+from optout.settings import DispatcherSettings
 from optout.suppression_store import SuppressionStore
 
 BATCH_MAX = 50
@@ -111,7 +111,7 @@ class DryRun:
 class Dispatcher:
     def __init__(
         self,
-        settings: Settings,
+        settings: DispatcherSettings,
         notices: NoticeStore,
         suppressions: SuppressionStore,
         s3: Callable[[], Any],

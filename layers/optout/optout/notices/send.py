@@ -27,7 +27,7 @@ from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryReco
 from optout.notices.render import render_email, render_sms
 from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
 from optout.notices.store import BatchTaken, NoticeStore
-from optout.settings import Settings
+from optout.settings import SenderSettings
 from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue
 
@@ -70,7 +70,7 @@ class BatchResult:
 class Sender:
     def __init__(
         self,
-        settings: Settings,
+        settings: SenderSettings,
         notices: NoticeStore,
         suppressions: SuppressionStore,
         pepper: Callable[[], bytes],

@@ -1,0 +1,286 @@
+"""One place that wires: each function's settings, and the services its handler calls.
+
+A handler reads its function's settings here at import, so a missing or bad variable fails the
+cold start and names itself; it then asks for its service on every call. Everything is built on
+first use and kept until ``reset()``, which tests call after changing the environment: nothing
+else in the layer keeps anything built from it. Importing this module imports no use case, so
+a function loads only its own (the admin API never loads the sender's Jinja), and boto3 clients
+are built when a service first reaches AWS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from optout import clients
+from optout.secret_store import SecretStore
+from optout.settings import (
+    AdminApiSettings,
+    DispatcherSettings,
+    FeedbackSettings,
+    OptoutSettings,
+    SecretSettings,
+    SenderSettings,
+    Settings,
+    SmsInboundSettings,
+    SmsKeywordSettings,
+    SmsWebhookSettings,
+    UnsubscribeSettings,
+)
+
+if TYPE_CHECKING:
+    from optout.feedback import Feedback
+    from optout.keywords import KeywordBook
+    from optout.notices.admin import NoticeAdmin
+    from optout.notices.dispatch import Dispatcher
+    from optout.notices.send import Sender
+    from optout.notices.store import NoticeStore
+    from optout.sms_inbound import SmsInbound
+    from optout.suppression_admin import SuppressionAdmin
+    from optout.suppression_store import DynamoSuppressionStore
+    from optout.token import KeyRing
+    from optout.unsubscribe import Unsubscribe
+
+T = TypeVar("T")
+S = TypeVar("S", bound=OptoutSettings)
+
+_built: dict[Hashable, Any] = {}
+_lock = threading.RLock()  # re-entrant: a service's build asks for its settings
+
+
+def _once(key: Hashable, build: Callable[[], T]) -> T:
+    try:
+        return cast(T, _built[key])
+    except KeyError:
+        pass
+    with _lock:
+        if key not in _built:
+            _built[key] = build()
+        return cast(T, _built[key])
+
+
+def reset() -> None:
+    """Forget every setting, service, cached secret and boto3 client (the environment changed)."""
+    with _lock:
+        _built.clear()
+        clients.reset()
+
+
+# --- each function's settings, read once per cold start ---------------------------------------
+
+
+def _settings(model: type[S]) -> S:
+    return _once(model, model.from_env)
+
+
+def unsubscribe_settings() -> UnsubscribeSettings:
+    return _settings(UnsubscribeSettings)
+
+
+def sms_webhook_settings() -> SmsWebhookSettings:
+    return _settings(SmsWebhookSettings)
+
+
+def sms_inbound_settings() -> SmsInboundSettings:
+    return _settings(SmsInboundSettings)
+
+
+def feedback_settings() -> FeedbackSettings:
+    return _settings(FeedbackSettings)
+
+
+def admin_api_settings() -> AdminApiSettings:
+    return _settings(AdminApiSettings)
+
+
+def dispatcher_settings() -> DispatcherSettings:
+    return _settings(DispatcherSettings)
+
+
+def sender_settings() -> SenderSettings:
+    return _settings(SenderSettings)
+
+
+# --- what the services share ----------------------------------------------------------------
+
+
+def _secrets(settings: SecretSettings) -> SecretStore:
+    max_age = settings.secrets_max_age_seconds
+    return _once(("secrets", max_age), lambda: SecretStore(clients.secretsmanager, max_age))
+
+
+def _suppressions(table: str) -> DynamoSuppressionStore:
+    from optout.suppression_store import DynamoSuppressionStore
+
+    return DynamoSuppressionStore(table)
+
+
+def _notice_store(table: str) -> NoticeStore:
+    from optout.notices.store import NoticeStore
+
+    return _once(("notice_store", table), lambda: NoticeStore(table))
+
+
+def _keyword_book(path: str) -> KeywordBook:
+    from optout.keywords import load_book
+
+    return _once(("keyword_book", path), lambda: load_book(path or None))
+
+
+# --- the services, one per use case ---------------------------------------------------------
+
+
+def unsubscribe() -> Unsubscribe:
+    def build() -> Unsubscribe:
+        from optout.unsubscribe import Unsubscribe
+
+        settings = unsubscribe_settings()
+        secrets = _secrets(settings)
+        return Unsubscribe(
+            settings,
+            _suppressions(settings.suppression_table),
+            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+        )
+
+    return _once("unsubscribe", build)
+
+
+def _sms_keywords(settings: SmsKeywordSettings, twilio_auth_token: Callable[[], str] | None = None) -> SmsInbound:
+    from optout.channels.sms import sms_channel
+    from optout.sms_inbound import SmsInbound
+
+    secrets = _secrets(settings)
+    return SmsInbound(
+        settings,
+        _suppressions(settings.suppression_table),
+        pepper=lambda: secrets.pepper(settings.pepper_secret),
+        book=_keyword_book(settings.sms_keywords_file),
+        sms=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
+        twilio_auth_token=twilio_auth_token,
+    )
+
+
+def sms_webhook() -> SmsInbound:
+    """The keyword engine as SmsWebhook runs it: Twilio-style webhooks, replies in TwiML."""
+
+    def build() -> SmsInbound:
+        settings = sms_webhook_settings()
+        secrets = _secrets(settings)
+        return _sms_keywords(settings, lambda: secrets.string(settings.twilio_auth_token_secret))
+
+    return _once("sms_webhook", build)
+
+
+def sms_inbound() -> SmsInbound:
+    """The keyword engine as SmsInbound runs it: End User Messaging texts, replies by SMS."""
+    return _once("sms_inbound", lambda: _sms_keywords(sms_inbound_settings()))
+
+
+def feedback() -> Feedback:
+    def build() -> Feedback:
+        from optout.feedback import Feedback
+
+        settings = feedback_settings()
+        secrets = _secrets(settings)
+        return Feedback(
+            settings, _suppressions(settings.suppression_table), lambda: secrets.pepper(settings.pepper_secret)
+        )
+
+    return _once("feedback", build)
+
+
+def suppression_admin() -> SuppressionAdmin:
+    def build() -> SuppressionAdmin:
+        from optout.suppression_admin import SuppressionAdmin
+
+        settings = admin_api_settings()
+        secrets = _secrets(settings)
+        return SuppressionAdmin(
+            settings, _suppressions(settings.suppression_table), lambda: secrets.pepper(settings.pepper_secret)
+        )
+
+    return _once("suppression_admin", build)
+
+
+def notice_admin() -> NoticeAdmin:
+    def build() -> NoticeAdmin:
+        from optout.notices.admin import NoticeAdmin
+        from optout.queues import send_message
+
+        settings = admin_api_settings()
+        return NoticeAdmin(
+            _notice_store(settings.notices_table), lambda m: send_message(settings.dispatch_queue_url, m)
+        )
+
+    return _once("notice_admin", build)
+
+
+def dispatcher() -> Dispatcher:
+    def build() -> Dispatcher:
+        from optout.notices.dispatch import Dispatcher
+        from optout.queues import send_message, send_message_batch
+
+        settings = dispatcher_settings()
+        secrets = _secrets(settings)
+        return Dispatcher(
+            settings,
+            _notice_store(settings.notices_table),
+            _suppressions(settings.suppression_table),
+            s3=lambda: clients.client("s3"),
+            send_batches=lambda ms: send_message_batch(settings.send_queue_url, ms),
+            requeue=lambda m, delay: send_message(settings.dispatch_queue_url, m, delay),
+            pepper=lambda: secrets.pepper(settings.pepper_secret),
+        )
+
+    return _once("dispatcher", build)
+
+
+def sender() -> Sender:
+    def build() -> Sender:
+        from optout.channels.email import SesEmail
+        from optout.channels.sms import sms_channel
+        from optout.notices.send import Sender
+        from optout.queues import send_message
+
+        settings = sender_settings()
+        secrets = _secrets(settings)
+        return Sender(
+            settings,
+            _notice_store(settings.notices_table),
+            _suppressions(settings.suppression_table),
+            pepper=lambda: secrets.pepper(settings.pepper_secret),
+            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            email=cache(
+                lambda: SesEmail(
+                    clients.client("sesv2"), settings.sender_address, settings.ses_configuration_set or None
+                )
+            ),
+            sms=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
+            enqueue=lambda m, delay: send_message(settings.send_queue_url, m, delay),
+        )
+
+    return _once("sender", build)
+
+
+# --- beside a stack: tools and tests, which belong to no function ----------------------------
+
+
+def secret(secret_id: str) -> str:
+    return _secrets(Settings.from_env()).string(secret_id)
+
+
+def pepper() -> bytes:
+    settings = Settings.from_env()
+    if not settings.pepper_secret:
+        raise RuntimeError("OPTOUT_PEPPER_SECRET is not set")
+    return _secrets(settings).pepper(settings.pepper_secret)
+
+
+def key_ring() -> KeyRing:
+    settings = Settings.from_env()
+    if not settings.signing_keys_secret:
+        raise RuntimeError("OPTOUT_SIGNING_KEYS_SECRET is not set")
+    return _secrets(settings).key_ring(settings.signing_keys_secret, settings.key_grace_days)
