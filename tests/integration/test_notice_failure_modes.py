@@ -12,6 +12,9 @@
 6. Two dispatches of one notice (SQS delivers at least once) both counted their rows.
 7. In first_available mode a text held for the morning never fell back to email when the
    number was blocked overnight.
+8. A SendEmail whose answer was lost (taken by SES, then the connection dropped) was retried by
+   botocore and by the sender, so the recipient got the mail again. Found by the fault proxy of
+   the soak on the local Lambda runtime. Provider sends are now made at most once.
 """
 
 from __future__ import annotations
@@ -243,3 +246,32 @@ def test_first_available_falls_back_when_a_held_text_is_blocked_by_morning(pipel
     assert final["status"] == "complete"
     assert final["counts"]["recipients"] == {"deferred": 0, "sent": 1}
     assert final["counts"]["by_channel"] == {"sms": {"deferred": 0, "suppressed": 1}, "email": {"sent": 1}}
+
+
+def test_a_send_whose_answer_was_lost_is_never_made_again(pipeline: Pipeline, monkeypatch) -> None:
+    # Given SES that takes every third mail and then loses its answer (the connection drops)
+    from botocore.exceptions import ReadTimeoutError
+
+    manifest = pipeline.manifest(users(6))
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    client = wiring.sender().email().client
+    real, calls = client.send_email, []
+
+    def send_email(**request: Any) -> Any:
+        calls.append(request["Destination"]["ToAddresses"][0])
+        answer = real(**request)  # SES has taken it
+        if len(calls) % 3 == 0:
+            raise ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com")
+        return answer
+
+    monkeypatch.setattr(client, "send_email", send_email)
+    # When the notice goes out, redeliveries and all
+    pipeline.run(notice["id"])
+    # Then each address got exactly one SendEmail and one mail: none was repeated
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 6
+    assert len(pipeline_mail()) == 6
+    # And the two whose answer was lost are listed failed, outcome unknown (they need a check)
+    records = list(wiring.notice_admin().store.all_deliveries(notice["id"]))
+    unknown = [r for r in records if r.reason and "outcome unknown" in r.reason]
+    assert len(unknown) == 2 and all(r.decision == "failed" for r in unknown)
+    assert sum(r.decision == "sent" for r in records) == 4, records

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -21,7 +22,14 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from optout.channels.email import PermanentSendError, SesEmail
-from optout.channels.pacing import TokenBucket, Transient, is_throttling, with_backoff
+from optout.channels.pacing import (
+    OutcomeUnknown,
+    TokenBucket,
+    Transient,
+    is_throttling,
+    send_at_most_once,
+    with_backoff,
+)
 
 REGION = "us-east-1"
 
@@ -318,3 +326,51 @@ def test_backoff_around_ses_send_does_not_retry_rejection(ses: tuple[Any, Stubbe
         with_backoff(lambda: sender.send("ana@example.com", RAW), sleep=time.sleep)
 
     assert time.sleeps == []  # and no second stubbed response was needed
+
+
+# --- send_at_most_once: a provider send is never repeated once it may have taken effect -------
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        pytest.param(client_error("TooManyRequestsException", status=429), "refused", id="throttled-429"),
+        pytest.param(client_error("Throttling"), "refused", id="Throttling-400"),
+        pytest.param(EndpointConnectionError(endpoint_url="https://x"), "refused", id="never-connected"),
+        pytest.param(ConnectTimeoutError(endpoint_url="https://x"), "refused", id="connect-timeout"),
+        pytest.param(ReadTimeoutError(endpoint_url="https://x"), "unknown", id="answer-lost"),
+        pytest.param(ConnectionClosedError(endpoint_url="https://x"), "unknown", id="connection-dropped"),
+        pytest.param(client_error("InternalFailure", status=500), "unknown", id="500-after-taking-it"),
+        pytest.param(client_error("ServiceUnavailable", status=503), "unknown", id="503"),
+        pytest.param(client_error("MessageRejected"), "error", id="rejected"),
+    ],
+)
+def test_a_send_is_retried_only_while_the_provider_refuses_it(exc: BaseException, kind: str) -> None:
+    call = Flaky([exc])
+    time = FakeTime()
+    if kind == "refused":
+        assert send_at_most_once(call, sleep=time.sleep) == "ok"
+        assert call.calls == 2
+    elif kind == "unknown":
+        with pytest.raises(OutcomeUnknown):
+            send_at_most_once(call, sleep=time.sleep)
+        assert call.calls == 1  # it may have gone out: never a second call
+    else:
+        with pytest.raises(ClientError):
+            send_at_most_once(call, sleep=time.sleep)
+        assert call.calls == 1
+
+
+def test_a_send_throttled_to_the_end_is_tried_again_later() -> None:
+    call = Flaky([client_error("Throttling") for _ in range(5)])
+    with pytest.raises(Transient):
+        send_at_most_once(call, attempts=5, sleep=FakeTime().sleep)
+    assert call.calls == 5
+
+
+def test_the_provider_client_makes_one_attempt() -> None:
+    from optout import clients
+
+    clients.reset()
+    client = clients.provider("sesv2")
+    assert client.meta.config.retries["total_max_attempts"] == 1

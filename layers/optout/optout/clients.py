@@ -20,6 +20,20 @@ def _client(service: str) -> Any:
     return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
+@cache
+def provider(service: str) -> Any:
+    """A client for provider sends (SES, SNS, End User Messaging SMS): botocore never retries.
+
+    Those APIs have no idempotency key: a retried request whose answer was lost sends twice.
+    ``channels.pacing.send_at_most_once`` retries only what the provider refused.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
 def dynamodb() -> DynamoDBClient:
     client: DynamoDBClient = _client("dynamodb")
     return client
@@ -38,6 +52,7 @@ def client(service: str) -> Any:
 def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     _client.cache_clear()
+    provider.cache_clear()
 
 
 class DynamoTable:

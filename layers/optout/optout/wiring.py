@@ -255,10 +255,10 @@ def sender() -> Sender:
             key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
             email=cache(
                 lambda: SesEmail(
-                    clients.client("sesv2"), settings.sender_address, settings.ses_configuration_set or None
+                    clients.provider("sesv2"), settings.sender_address, settings.ses_configuration_set or None
                 )
             ),
-            sms=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
+            sms=cache(lambda: sms_channel(settings.sms_provider, clients.provider, settings)),
             enqueue=lambda m, delay: send_message(settings.send_queue_url, m, delay),
         )
 

@@ -23,8 +23,25 @@ THROTTLING_CODES = frozenset(
 )  # fmt: skip
 
 
+# Answers by which a provider says it did not take the request (HTTP 4xx): sending again is safe.
+REFUSED_CODES = frozenset(
+    {
+        "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
+        "RequestLimitExceeded", "SlowDown",
+    }
+)  # fmt: skip
+
+
 class Transient(Exception):
     """The provider kept throttling or failing: try this recipient again later."""
+
+
+class OutcomeUnknown(Exception):
+    """A send may have taken effect (its answer was lost, or the provider failed after taking it).
+
+    SES and SNS have no idempotency key, so such a send is never repeated: its recipient is
+    recorded with the outcome unknown instead.
+    """
 
 
 class TokenBucket:
@@ -54,6 +71,49 @@ def is_throttling(exc: BaseException) -> bool:
     if isinstance(exc, exceptions.ClientError):
         return exc.response.get("Error", {}).get("Code") in THROTTLING_CODES
     return isinstance(exc, exceptions.ConnectionError | exceptions.ReadTimeoutError)
+
+
+def refused(exc: BaseException) -> bool:
+    """The request surely had no effect: the provider refused it, or it never reached the provider."""
+    from botocore import exceptions
+
+    if isinstance(exc, exceptions.ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        return status < 500 and exc.response.get("Error", {}).get("Code") in REFUSED_CODES
+    # Connecting failed: nothing was sent
+    return isinstance(exc, exceptions.EndpointConnectionError | exceptions.ConnectTimeoutError)
+
+
+def may_have_taken_effect(exc: BaseException) -> bool:
+    """The request may have been applied: a lost answer (timeout, dropped connection) or a 5xx."""
+    from botocore import exceptions
+
+    if isinstance(exc, exceptions.ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400) >= 500
+    return isinstance(exc, exceptions.ConnectionError | exceptions.HTTPClientError) and not refused(exc)
+
+
+def send_at_most_once(
+    call: Callable[[], T], attempts: int = 5, base: float = 0.2, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """A provider send: retried only while the provider refuses it, never once it may have gone out.
+
+    The client behind ``call`` must not retry either (``clients.provider``). Throttling backs off
+    and then raises Transient (try later); a lost answer or a 5xx raises OutcomeUnknown.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if may_have_taken_effect(exc):
+                code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
+                raise OutcomeUnknown(code) from exc
+            if not refused(exc):
+                raise
+            if attempt == attempts - 1:
+                raise Transient(str(exc)) from exc
+            sleep(random.uniform(0, base * 2**attempt))  # noqa: S311 - jitter, not security  # nosec B311
+    raise AssertionError("unreachable")
 
 
 def with_backoff(

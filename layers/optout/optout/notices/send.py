@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optout.channels.email import PermanentSendError, SesEmail
-from optout.channels.pacing import TokenBucket, Transient, with_backoff
+from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import render_email, render_sms
@@ -289,16 +289,19 @@ class Sender:
             self.buckets[channel].take()
             if channel == "email":
                 raw = self._email(notice, recipient, plan.keys.get(channel, ""), ring)
-                message_id = with_backoff(lambda: self.email().send(recipient.email or "", raw))
+                message_id = send_at_most_once(lambda: self.email().send(recipient.email or "", raw))
             else:
                 optional = notice.topic in self.optional_topics
                 text = render_sms(notice, recipient, self.settings.brand_name, optional)
                 message_type: MessageType = "PROMOTIONAL" if notice.kind == "marketing" else "TRANSACTIONAL"
-                message_id = with_backoff(
+                message_id = send_at_most_once(
                     lambda: self.sms().send(recipient.phone or "", text, message_type=message_type)
                 )
         except Transient:
             return "deferred", RETRY_REASON, None
+        except OutcomeUnknown as exc:  # it may have gone out: never sent again, listed as unknown
+            log.warning("send outcome unknown", extra={"notice_id": notice.id, "channel": channel, "error": str(exc)})
+            return "failed", f"{LOST_ANSWER_REASON} ({exc})", None
         except PermanentSendError as exc:
             return "failed", f"rejected by provider: {exc}", None
         except Exception as exc:  # anything else: this recipient failed, the batch goes on
@@ -376,6 +379,7 @@ class Sender:
 RETRY_REASON = "provider throttled; will retry"
 GAVE_UP_REASON = "provider kept throttling; gave up after retries"
 UNKNOWN_REASON = "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
+LOST_ANSWER_REASON = "the provider's answer was lost or it failed after taking the send; outcome unknown, not retried"
 
 
 def _planned(plans: Sequence[Plan]) -> str:
