@@ -28,13 +28,18 @@ def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")  # in-process handlers only; the local runtime traces
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "OptoutTest")
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """moto in this process with every resource of template.yaml, and the functions' environment set."""
+    """moto in this process with every resource of template.yaml, and the functions' environment set.
+
+    In-process for speed: the integration tests call handlers directly, with tracing off. That is
+    not how a function runs in AWS, so it never stands in for it: tests/integration/
+    test_lambda_runtime.py and the e2e tests run functions on the local Lambda runtime.
+    """
     with in_process_stack({"OPTOUT_EMAIL_RATE_PER_SECOND": "1000"}, REGION) as stack:
         yield stack
 

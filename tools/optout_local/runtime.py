@@ -1,7 +1,11 @@
-"""Run the template's Lambda handlers in this process, as the Lambda runtime would.
+"""Call the template's handlers in this process: for the integration tests' speed, never the real path.
 
-One fake context for everything that needs one (tests included), the function's environment
-from the template, and its handler module loaded from ``functions/<name>/app.py``.
+In-process, the handlers see the development venv and every function's environment at once,
+with tracing off and no Lambda limits, so nothing here can stand in for how a function runs in
+AWS: that is :mod:`optout_local.lambda_runtime`, which every path claiming "the local stack"
+uses (``make run``, the e2e tests, ``optout invoke``, the bench and the soak). What stays here is
+one fake context, the functions' environment from the template, and handler modules loaded from
+``functions/<name>/app.py``, so integration tests can call a handler a thousand times a second.
 """
 
 from __future__ import annotations
