@@ -275,3 +275,29 @@ def test_a_send_whose_answer_was_lost_is_never_made_again(pipeline: Pipeline, mo
     unknown = [r for r in records if r.reason and "outcome unknown" in r.reason]
     assert len(unknown) == 2 and all(r.decision == "failed" for r in unknown)
     assert sum(r.decision == "sent" for r in records) == 4, records
+
+
+def test_a_checkpoint_whose_answer_was_lost_does_not_stop_the_notice(pipeline: Pipeline, monkeypatch) -> None:
+    # Given DynamoDB that applies the dispatcher's checkpoint and loses its answer, so that the
+    # client sends it again (the condition then fails: the offset has moved, by this very write)
+    manifest = pipeline.manifest(users(3))
+    notice = pipeline.create("policy_change", POLICY, manifest)
+    client = wiring.dispatcher().notices.client
+    real, retried = client.update_item, []
+
+    def update_item(**request: Any) -> Any:
+        if request.get("ConditionExpression") == "#o = :since" and not retried:
+            real(**request)  # applied; the answer never arrives
+            retried.append(request)
+        return real(**request)
+
+    monkeypatch.setattr(client, "update_item", update_item)
+    # When the dispatcher reads the manifest
+    batches = _dispatch(pipeline)
+    # Then it knew its own write and carried on: the batches are queued, the notice is sending
+    # and its finalize message is on the way (before, it stood down as "superseded" and the notice
+    # stayed "dispatching" for ever, with nothing left to move it)
+    assert retried and len(batches) == 1
+    assert pipeline.get(notice["id"])["status"] == "sending"
+    time.sleep(2.1)  # the finalize message is queued with a 2 s delay
+    assert [json.loads(r["body"])["action"] for r in pipeline.receive("DispatchQueue")] == ["finalize"]

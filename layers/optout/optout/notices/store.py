@@ -260,7 +260,20 @@ class NoticeStore(DynamoTable):
                 ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
+            if self._checkpoint_is(notice_id, cursor.offset, now):
+                return  # our own update, applied before its answer was lost and retried: done
             raise CheckpointMoved(notice_id) from exc
+
+    def _checkpoint_is(self, notice_id: str, offset: int, now: datetime) -> bool:
+        """Whether the stored checkpoint is the one this dispatcher wrote at ``now`` (to the microsecond)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            ConsistentRead=True,
+            ProjectionExpression="#o, #updated",
+            ExpressionAttributeNames={"#o": "offset", "#updated": "updated_at"},
+        ).get("Item", {})
+        return item.get("offset") == _n(offset) and item.get("updated_at") == _s(now.isoformat())
 
     def _counts_update(
         self,
