@@ -1,29 +1,56 @@
-"""``make bench``: measure the bars of DESIGN §7 and print a table (and write JSON).
+"""``make bench``: measure the bars of DESIGN §7 on the local Lambda runtime, print a table, write JSON.
 
-1. Notice throughput on in-process moto: a policy-change notice through dispatcher and sender,
-   AWS calls per recipient by operation, suppression reads per 100 recipients, and the ratio of
-   the pipeline's time to the time the unavoidable SES calls alone take, made bare in the same run.
-2. Opt-out latency through the local gateway under concurrent clients: one-click POSTs and
-   Twilio webhooks, p50 / p99 and requests per second.
-3. Cold start: each function's handler import in a fresh interpreter beside ``import boto3``.
-4. Scale on paper: the pipeline's AWS cost per million notified recipients beside SES's own.
+Every figure is taken on the stack ``optout local`` runs: moto in its own process, the gateway,
+and each function in environments of its own (clean ``python3.13 -I -S`` workers built from the
+layer's pinned requirements, tracing on as the template says).
+
+1. Notice throughput: a policy-change notice through the dispatcher and the sender, their AWS
+   calls per recipient by operation as moto received them (counted by a proxy in front of moto,
+   :mod:`optout_local.faults`, never inside the functions), suppression reads per 100 recipients,
+   DynamoDB write units, and the pipeline's time beside the floor: the very SendEmail requests the
+   pipeline made, made again bare by an environment of its own on the same runtime, through the
+   same proxy, right after each sender invocation. The bench plays the two SQS event source
+   mappings itself (receive, invoke, delete what succeeded), so the floor can run between the
+   pipeline's steps and no poller's long poll or batching window is timed.
+2. Opt-out latency: concurrent clients (a process of their own) on the one-click POST and the
+   signed Twilio webhook through the gateway, first requests (cold environments) apart from the
+   steady state, and where the time went (gateway, waiting for an environment, the worker pipe,
+   the handler, its AWS calls).
+3. Cold start: each function's first invocation in a new environment (process start, imports,
+   init and the first call with its sample event from events/) beside a bare environment on the
+   same runtime and path whose handler imports boto3; interleaved, median of 5; and each
+   function's warm invocation p50.
+4. Start time: ``optout local`` from process start to its ``ready:`` line, with the Lambda build
+   folder missing (a temporary copy of the project) and present.
+5. Scale on paper: the pipeline's AWS cost per million notified recipients beside SES's own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import statistics
-import subprocess  # nosec B404
+import subprocess  # nosec B404 - our own interpreter running our own modules
 import sys
-import threading
+import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlencode
 
+from optout_local import harness
+from optout_local.faults import Call, Ledger
+from optout_local.lambda_runtime import FunctionPool, LocalLambda, Result, lambda_variables
+from optout_local.layer_build import BuiltRuntime
+from optout_local.provision import FunctionSpec
+from optout_local.stack import LocalConfig, LocalStack, free_port
 from optout_local.template import ROOT
 
 # Prices used for "scale on paper" (us-east-1, on-demand, arm64), as published by AWS.
@@ -36,16 +63,19 @@ PRICES = {
     "s3_get": 0.0004 / 1000,
     "ses_email": 0.10 / 1000,
 }
-
-
-class Calls(Counter[str]):
-    """Calls by operation, the seconds they took, and the DynamoDB write units they cost."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: dict[str, float] = {}
-        self.write_units: Counter[str] = Counter()
-        self.paused = False  # while the floor's own calls are made
+BENCH_FUNCTIONS = Path(__file__).resolve().parent / "bench_functions"
+EVENTS = ROOT / "events"
+# Each function's sample event (events/), made real for the running stack by ``_SampleEvents``
+SAMPLE_EVENTS = {
+    "admin_api": "admin_api_get_notice.json",
+    "dispatcher": "dispatcher_notice.json",
+    "feedback": "feedback_bounce_sns_envelope.json",
+    "sender": "sender_batch.json",
+    "sms_inbound": "sms_inbound_sns_envelope.json",
+    "sms_webhook": "sms_webhook_twilio.json",
+    "unsubscribe": "unsubscribe_one_click.json",
+}
+WRITES = ("BatchWriteItem", "TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem")
 
 
 def _units(item: dict[str, Any]) -> int:
@@ -66,47 +96,52 @@ def write_units(operation: str, params: dict[str, Any]) -> int:
     return 0
 
 
-@contextmanager
-def counting_calls() -> Iterator[Calls]:
-    """Count every AWS API call made in this process, by service and operation.
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0}
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1),
+            "max_ms": round(ordered[-1], 1), "n": len(ordered)}  # fmt: skip
 
-    The seconds each operation took (against the emulator, in this run) are kept on the counter
-    as ``counts.seconds``, so the table says where the pipeline's time goes.
-    """
-    from botocore import client as botocore_client
 
-    base: Any = botocore_client.BaseClient
-    counts = Calls()
-    seconds = counts.seconds
-    original = base._make_api_call
-    lock = threading.Lock()
+def _logs(name: str) -> IO[str]:
+    """Where the functions' output goes during a bench part (CloudWatch Logs in AWS)."""
+    folder = ROOT / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return (folder / f"bench-{name}.log").open("w", encoding="utf-8")
 
-    def counted(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        if counts.paused:
-            return original(self, operation, params)
-        name = f"{self.meta.service_model.service_name}:{operation}"
-        started = time.perf_counter()
-        try:
-            return original(self, operation, params)
-        finally:
-            with lock:
-                counts[name] += 1
-                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-                if name.startswith("dynamodb:"):
-                    counts.write_units[name] += write_units(operation, params)
 
-    base._make_api_call = counted
-    try:
-        yield counts
-    finally:
-        base._make_api_call = original
+def bench_pool(
+    functions: LocalLambda, spec: FunctionSpec, region: str, aws: dict[str, str], logs: IO[str]
+) -> FunctionPool:
+    """A pool for ``spec`` on the stack's own built runtime, set up exactly as the stack sets up its functions'."""
+    runtime = BuiltRuntime(
+        functions.runtime.python,
+        tuple(layer for layer in functions.runtime.layers if layer.content in spec.layers),
+        functions.runtime.sdk,
+    )
+    environ = {**spec.environment, **lambda_variables(spec, region, functions.xray.address), **aws}
+    return FunctionPool(spec, runtime, environ, logs, functions.xray)
+
+
+def _stop_pollers(stack: LocalStack, functions: tuple[str, ...] | None = None) -> None:
+    """Stop the stack's event source mappings for ``functions`` (all if None): the bench plays them."""
+    chosen = [p for p in stack.pollers if functions is None or p.source.function in functions]
+    for poller in chosen:
+        poller.stopping.set()
+    for poller in chosen:
+        poller.stop()
+
+
+# --- 1. notice throughput -------------------------------------------------------------------
 
 
 def notice_throughput(recipients: int, runs: int = 1) -> dict[str, Any]:
-    """The pipeline against its SES floor, ``runs`` times, each on fresh moto: the median run.
+    """The pipeline against its SES floor, ``runs`` times, each on a fresh stack: the median run.
 
-    Each run measures its own floor right after its pipeline, so a slow moment of the machine
-    mostly slows both; the median of several runs keeps one noisy run from deciding the figure.
+    Each run measures its own floor right after each of its sender invocations, so a slow moment
+    of the machine mostly slows both; the median of several runs keeps one noisy run from deciding.
     """
     results = sorted((_throughput_run(recipients) for _ in range(runs)), key=lambda r: r["ratio_to_bare_ses"])
     median = results[len(results) // 2]
@@ -119,26 +154,19 @@ def notice_throughput(recipients: int, runs: int = 1) -> dict[str, Any]:
 
 
 def _throughput_run(recipients: int) -> dict[str, Any]:
-    import boto3
+    from optout.consent import change_consent
+    from optout.identity import Identity
+    from optout.suppression import ConsentChange
 
-    from optout_local.pollers import sqs_record
-    from optout_local.runtime import LambdaContext, in_process_stack, load_handler
-
-    bench_env = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OptoutBench",
-                 "OPTOUT_EMAIL_RATE_PER_SECOND": "100000"}  # fmt: skip
-    with in_process_stack(bench_env) as stack:
-        from optout import secret_store
-        from optout.consent import change_consent
-        from optout.identity import Identity
-        from optout.notices import services
-        from optout.notices.model import NOTICE_REQUEST
-        from optout.settings import get_settings
-        from optout.suppression import ConsentChange
-        from optout.suppression_store import DynamoSuppressionStore
-
-        settings = get_settings()
-        store = DynamoSuppressionStore(settings.suppression_table)
-        pepper = secret_store.pepper()
+    with _logs("throughput") as logs, harness.proxied_stack(logs=logs) as env:
+        stack, proxy, config, target = env.stack, env.proxy, env.config, env.target
+        if stack.stack is None:
+            raise RuntimeError("the local stack is not running")
+        if stack.functions is None:
+            raise RuntimeError("the local stack is not running")
+        _stop_pollers(stack, ("DispatcherFunction", "SenderFunction"))
+        sqs = config.client("sqs")
+        settings, store, pepper = target.settings, target.store, target.pepper()
         suppressed = 0
         for i in range(0, recipients, 10):  # 10%: bounces, admin blocks and transient-bounce blocks
             reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
@@ -147,216 +175,610 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
                            settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
             suppressed += 1
         body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
-        bucket = stack.ref("ManifestBucket")
-        boto3.client("s3").put_object(Bucket=bucket, Key="bench.csv", Body=body.encode())
-        request = NOTICE_REQUEST.validate_python({
-            "kind": "policy_change", "manifest": f"s3://{bucket}/bench.csv",
-            "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
-                          "policy_url": "https://example.com/privacy"},
-        })  # fmt: skip
-        notice, _ = services.admin().create(request, None, "bench")
-        dispatcher = load_handler(stack.function("Dispatcher"))
-        sender = load_handler(stack.function("Sender"))
-        sqs = boto3.client("sqs")
-        queues = {
-            name: (stack.ref(name), stack.resolver.attrs[(name, "Arn")]) for name in ("DispatchQueue", "SendQueue")
-        }
+        target.clients("s3").put_object(Bucket=target.bucket, Key="bench.csv", Body=body.encode())
+        harness_calls = Ledger()  # the bench's own admin requests: not the pipeline's
+        with proxy.recording(harness_calls):
+            notice_id = harness.admin(target, "POST", "/admin/notices", body={
+                "kind": "policy_change", "manifest": f"s3://{target.bucket}/bench.csv",
+                "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
+                              "policy_url": "https://example.com/privacy"},
+            })["id"]  # fmt: skip
+        suppression_table = stack.stack.ref("SuppressionTable")
+        captured: list[dict[str, Any]] = []  # the pipeline's SendEmail requests, as moto received them
+        units: Counter[str] = Counter()
+        reads: Counter[str] = Counter()
 
-        def drain(name: str) -> list[dict[str, Any]]:
-            url, arn = queues[name]
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-            if got:  # as Lambda's event source mapping does: one DeleteMessageBatch a receive
-                entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-                sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-            return [sqs_record(dict(m), arn, "us-east-1") for m in got]
+        def observe(call: Call) -> None:
+            if call.name == "sesv2:SendEmail":
+                captured.append(call.json())
+            elif call.service == "dynamodb" and call.operation in WRITES:
+                units[call.name] += write_units(call.operation, call.json())
+            elif call.service == "dynamodb" and call.operation in ("BatchGetItem", "GetItem"):
+                params = call.json()
+                tables = set(params.get("RequestItems", {})) | {params.get("TableName")}
+                reads["suppression" if suppression_table in tables else "other"] += 1
 
-        # The floor: the very SendEmail requests the pipeline made, made again bare, through
-        # the pipeline's own SES channel (same client, same sender and configuration set),
-        # on the same moto in the same run. They are replayed after each step of the pipeline
-        # (a step sends a few hundred mails), from moto's outbox, timed apart and not counted
-        # as the pipeline's calls: interleaved, a slow moment of the machine hits both alike.
-        from moto.ses.models import ses_backends
-
-        from optout_local.provision import ACCOUNT_ID
-
-        channel = services.sender().email()
-        outbox = ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
-        floor = {"seconds": 0.0, "calls": 0}
-
-        def replay(since: int, calls: Calls) -> int:
-            sent_now = [(m.destinations[0], m.raw_data.encode()) for m in outbox[since:]]
-            calls.paused = True
-            t = time.perf_counter()
-            for to, raw in sent_now:
-                channel.send(to, raw)
-            floor["seconds"] += time.perf_counter() - t
-            calls.paused = False
-            floor["calls"] += len(sent_now)
-            return len(outbox)
-
-        durations: dict[str, float] = {"dispatcher": 0.0, "sender": 0.0}
+        pipeline = Ledger(observe=observe)
+        floor_calls = Ledger()
+        pools = stack.functions.pools
+        dispatcher, sender = pools["DispatcherFunction"], pools["SenderFunction"]
+        sender_spec = stack.stack.functions["SenderFunction"]
+        floor_spec = replace(
+            sender_spec, logical_id="BenchSesFloor", name=f"{config.stack_name}-BenchSesFloor",
+            code_dir=BENCH_FUNCTIONS / "ses_floor", handler="handler.handler", tracing=False,
+            reserved_concurrency=None, environment={}, timeout=900,
+        )  # fmt: skip
+        floor = bench_pool(stack.functions, floor_spec, config.region, config.aws_environment(), logs)
+        attrs = stack.stack.resolver.attrs
+        queues = {n: (stack.stack.ref(n), attrs[(n, "Arn")]) for n in ("DispatchQueue", "SendQueue")}
+        plumbing: Counter[str] = Counter()
+        plumbing_seconds = 0.0
+        durations = {"dispatcher": 0.0, "sender": 0.0}
+        init_ms: dict[str, float] = {}
+        invocations: Counter[str] = Counter()
+        floor_seconds, floor_sent, replayed = 0.0, 0, 0
         end_to_end = 0.0
-        seen = 0
-        with counting_calls() as calls:
-            while True:
-                started = time.perf_counter()
-                work = False
-                for record in drain("DispatchQueue"):
-                    if json.loads(record["body"]).get("action") == "finalize":
-                        continue
-                    work = True
-                    t = time.perf_counter()
-                    dispatcher({"Records": [record]}, LambdaContext(timeout_seconds=900))
-                    durations["dispatcher"] += time.perf_counter() - t
-                records = drain("SendQueue")
-                for start in range(0, len(records), 2):  # the template's BatchSize
-                    work = True
-                    t = time.perf_counter()
-                    sender({"Records": records[start : start + 2]}, LambdaContext(timeout_seconds=120))
-                    durations["sender"] += time.perf_counter() - t
+
+        def drain(name: str, batch_size: int) -> list[list[dict[str, Any]]]:
+            """One receive, as Lambda's event source mapping does it, cut into the mapping's batches."""
+            nonlocal plumbing_seconds
+            from optout_local.pollers import sqs_record
+
+            url, arn = queues[name]
+            t = time.perf_counter()
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+            plumbing_seconds += time.perf_counter() - t
+            plumbing["sqs:ReceiveMessage"] += 1
+            records = [sqs_record(dict(m), arn, config.region) for m in got]
+            return [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+
+        def done(name: str, batch: list[dict[str, Any]], result: Result) -> None:
+            nonlocal plumbing_seconds
+            failed = {f["itemIdentifier"] for f in (result.value or {}).get("batchItemFailures", [])}
+            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(batch)
+                       if r["messageId"] not in failed]  # fmt: skip
+            if entries:
+                t = time.perf_counter()
+                sqs.delete_message_batch(QueueUrl=queues[name][0], Entries=entries)
+                plumbing_seconds += time.perf_counter() - t
+                plumbing["sqs:DeleteMessageBatch"] += 1
+
+        def invoke(name: str, pool: FunctionPool, batch: list[dict[str, Any]]) -> Result:
+            with proxy.recording(pipeline):
+                result = pool.invoke({"Records": batch})
+            durations[name] += result.duration_ms / 1000
+            invocations[name] += 1
+            if result.cold and result.init_ms is not None:
+                init_ms.setdefault(name, round(result.init_ms, 1))
+            return result
+
+        status = "?"
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 120:
+            started = time.perf_counter()
+            work = False
+            for batch in drain("DispatchQueue", 1):
+                work = True
+                done("DispatchQueue", batch, invoke("dispatcher", dispatcher, batch))
+            for batch in drain("SendQueue", 2):
+                work = True
+                done("SendQueue", batch, invoke("sender", sender, batch))
                 end_to_end += time.perf_counter() - started
-                seen = replay(seen, calls)
-                if not work:
-                    break
-        services.dispatcher().finalize(notice.id, 0)
-        # Queue plumbing that Lambda's event source mapping does, not the functions: not counted
-        plumbing = {k: v for k, v in calls.items() if k in ("sqs:ReceiveMessage", "sqs:DeleteMessageBatch")}
-        function_calls = Counter({k: v for k, v in calls.items() if k not in plumbing})
-        final = services.admin().get(notice.id)
-        sent = final.counts.recipients.get("sent", 0)
-        if floor["calls"] != sent:
-            raise RuntimeError(f"the floor replayed {floor['calls']} sends, the notice counts {sent}")
-        bare_seconds = floor["seconds"]
-        # The pipeline's time is its functions' time, every AWS call they make included. The
-        # receive and delete calls above are this loop standing in for Lambda's event source
-        # mapping, whose pollers run beside the functions in AWS: shown apart, as end to end.
+                # The floor: this invocation's SendEmail requests, made again bare, right now
+                fresh, replayed = captured[replayed:], len(captured)
+                if fresh:
+                    with proxy.recording(floor_calls):
+                        made = floor.invoke({"requests": fresh}).value
+                    floor_seconds += made["seconds"]
+                    floor_sent += made["sent"]
+                started = time.perf_counter()
+            if work:
+                end_to_end += time.perf_counter() - started
+                idle_since = time.monotonic()
+                continue
+            with proxy.recording(harness_calls):
+                status = harness.notice(target, notice_id)["status"]
+            if status in harness.FINAL:
+                break
+            time.sleep(0.25)  # the dispatcher's finalize message waits out its delay
+        floor.close()
+        with proxy.recording(harness_calls):
+            final = harness.notice(target, notice_id)
+        sent = final["counts"]["recipients"].get("sent", 0)
+        if floor_sent != sent or len(captured) != sent:
+            raise RuntimeError(f"the floor replayed {floor_sent} of {len(captured)} sends; the notice counts {sent}")
+        calls = pipeline.calls
         pipeline_seconds = sum(durations.values())
-        reads = ("dynamodb:BatchGetItem", "dynamodb:GetItem")
-        suppression_reads = sum(v for k, v in function_calls.items() if k in reads)
+        memory = {"dispatcher": stack.stack.functions["DispatcherFunction"].memory_mb, "sender": sender_spec.memory_mb}
         return {
             "recipients": recipients,
             "suppressed_before": suppressed,
-            "status": final.status,
-            "counts": final.counts.model_dump(),
+            "status": final["status"],
+            "counts": final["counts"],
             "pipeline_seconds": round(pipeline_seconds, 2),
             "function_seconds": {k: round(v, 2) for k, v in durations.items()},
-            "function_memory_mb": {
-                "dispatcher": stack.function("Dispatcher").memory_mb,
-                "sender": stack.function("Sender").memory_mb,
-            },
+            "function_invocations": dict(invocations),
+            "function_init_ms": init_ms,
+            "function_memory_mb": memory,
             "recipients_per_second": round(recipients / pipeline_seconds, 1),
             "end_to_end_seconds": round(end_to_end, 2),
-            "aws_calls": dict(sorted(function_calls.items())),
-            "aws_call_seconds": {k: round(calls.seconds[k], 2) for k in sorted(function_calls)},
-            "aws_calls_per_recipient": round(sum(function_calls.values()) / recipients, 3),
-            "queue_plumbing_calls": plumbing,
-            "queue_plumbing_seconds": round(sum(calls.seconds[k] for k in plumbing), 2),
-            "dynamodb_write_units": dict(sorted((k, v) for k, v in calls.write_units.items() if v)),
-            "suppression_reads_per_100": round(100 * function_calls["dynamodb:BatchGetItem"] / recipients, 3),
-            "all_dynamodb_reads_per_100": round(100 * suppression_reads / recipients, 3),
-            "bare_ses_calls": floor["calls"],
-            "bare_ses_seconds": round(bare_seconds, 2),
-            "ratio_to_bare_ses": round(pipeline_seconds / bare_seconds, 2) if bare_seconds else None,
-            "end_to_end_ratio_to_bare_ses": round(end_to_end / bare_seconds, 2) if bare_seconds else None,
+            "aws_calls": dict(sorted(calls.items())),
+            "aws_call_seconds": {k: round(pipeline.seconds[k], 2) for k in sorted(calls)},
+            "aws_calls_per_recipient": round(sum(calls.values()) / recipients, 3),
+            "queue_plumbing_calls": dict(plumbing),
+            "queue_plumbing_seconds": round(plumbing_seconds, 2),
+            "dynamodb_write_units": dict(sorted((k, v) for k, v in units.items() if v)),
+            "suppression_reads_per_100": round(100 * reads["suppression"] / recipients, 3),
+            "all_dynamodb_reads_per_100": round(100 * (reads["suppression"] + reads["other"]) / recipients, 3),
+            "bare_ses_calls": floor_sent,
+            "bare_ses_seconds": round(floor_seconds, 2),
+            "bare_ses_calls_received": dict(floor_calls.calls),
+            "ratio_to_bare_ses": round(pipeline_seconds / floor_seconds, 2) if floor_seconds else None,
+            "end_to_end_ratio_to_bare_ses": round(end_to_end / floor_seconds, 2) if floor_seconds else None,
+            "counted_at": "a proxy in front of moto: the requests moto received from the functions",
         }
 
 
-def optout_latency(clients: int, per_client: int) -> dict[str, Any]:
-    import requests
+# --- 2. opt-out latency ---------------------------------------------------------------------
 
+
+def _latency_plan(config: LocalConfig, target: Any, clients: int, per_client: int) -> dict[str, Any]:
     from optout.identity import Identity
     from optout.token import issue
     from optout.twilio import signature
-    from optout_local.stack import LocalConfig, LocalStack, free_port
+
+    ring, pepper, auth = target.key_ring(), target.pepper(), target.twilio_auth_token()
+    plan = []
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    for n in range(clients):
+        requests = []
+        for i in range(per_client):
+            if i % 2 == 0:
+                key = Identity.of(pepper, "email", f"load{n}-{i}@example.com").key
+                url = f"{config.api_url}/unsubscribe?token={issue(ring, 'email', key, 'product')}"
+                requests.append({"kind": "one_click", "method": "POST", "url": url,
+                                 "body": "List-Unsubscribe=One-Click",
+                                 "headers": {**form_type, TAG: f"{n}-{i}"}})  # fmt: skip
+            else:
+                form = {"From": f"+1415555{n:02d}{i:02d}", "To": "+14155550100", "Body": "STOP",
+                        "MessageSid": f"SM{n:04d}{i:04d}" + "0" * 24}  # fmt: skip
+                url = f"{config.api_url}/sms/twilio"
+                headers = {**form_type, "X-Twilio-Signature": signature(auth, url, form.items()), TAG: f"{n}-{i}"}
+                requests.append({"kind": "twilio", "method": "POST", "url": url, "body": urlencode(form),
+                                 "headers": headers})  # fmt: skip
+        plan.append(requests)
+    return {"clients": plan}
+
+
+TAG = "X-Bench-Request"  # which client request an invocation serves: "<client>-<seq>"
+
+
+def _timed_pool(pool: FunctionPool, log: list[tuple[float, Result]], tags: dict[str, tuple[float, Result]]) -> None:
+    """Record each invocation's wall time in the pool (waiting for an environment included) and its Result."""
+    original = pool.invoke
+
+    def invoke(event: Any) -> Result:
+        t = time.perf_counter()
+        result = original(event)
+        wall = (time.perf_counter() - t) * 1000
+        log.append((wall, result))
+        tag = (event.get("headers") or {}).get(TAG.lower())
+        if tag:
+            tags[tag] = (wall, result)
+        return result
+
+    setattr(pool, "invoke", invoke)  # noqa: B010 - an instance attribute over the method, for this bench only
+
+
+def _aws_ms(node: dict[str, Any]) -> float:
+    """Milliseconds of the AWS call subsegments under ``node``."""
+    total = 0.0
+    for sub in node.get("subsegments", []) or []:
+        if sub.get("namespace") == "aws":
+            total += (float(sub["end_time"]) - float(sub["start_time"])) * 1000
+        else:
+            total += _aws_ms(sub)
+    return total
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 1) if values else None
+
+
+def _profile(
+    stack: LocalStack,
+    logs: dict[str, list[tuple[float, Result]]],
+    rows: list[list[Any]],
+    tags: dict[str, tuple[float, Result]],
+) -> dict[str, Any]:
+    """Where each steady request's time went: the client's view, the runtime's, and the function's X-Ray segments.
+
+    Every client request carries a tag the pool reads from its event, so each figure below is over
+    the same requests, and the means add up: the client's latency is the time outside the
+    function pool (the gateway's HTTP and event work, the client's own), plus waiting for a free
+    environment, plus the invocation: the worker pipe and bootstrap, the handler's own work, and
+    its AWS calls (moto's time and the SDK's, as the function sees them).
+    """
+    if stack.functions is None:
+        raise RuntimeError("the local stack is not running")
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for segment in list(stack.functions.xray.segments):
+        by_trace.setdefault(str(segment.get("trace_id")), []).append(segment)
+    request_trace = {
+        s.get("aws", {}).get("request_id"): trace
+        for trace, segments in by_trace.items()
+        for s in segments
+        if s.get("origin") == "AWS::Lambda::Function"
+    }
+    profile: dict[str, Any] = {}
+    for function, kind in (("UnsubscribeFunction", "one_click"), ("SmsWebhookFunction", "twilio")):
+        parts: dict[str, list[float]] = {name: [] for name in ("client", "outside", "waiting", "pipe", "own", "aws")}
+        calls: Counter[str] = Counter()
+        for client, seq, row_kind, _, elapsed, *_ in rows:
+            found = tags.get(f"{client}-{seq}")
+            if row_kind != kind or seq < 2 or found is None or found[1].cold:
+                continue
+            wall, result = found
+            trace = by_trace.get(request_trace.get(result.request_id, ""), [])
+            handler = next((x for x in trace if str(x.get("name", "")).startswith("## ")), None)
+            if handler is None:
+                continue
+            handler_ms = (float(handler["end_time"]) - float(handler["start_time"])) * 1000
+            streamed = [x for x in trace if x.get("namespace") == "aws"]
+            calls.update(f"{x.get('name')}:{x.get('aws', {}).get('operation')}" for x in streamed)
+            aws = sum((float(x["end_time"]) - float(x["start_time"])) * 1000 for x in streamed) + _aws_ms(handler)
+            parts["client"].append(elapsed)
+            parts["outside"].append(elapsed - wall)
+            parts["waiting"].append(wall - result.duration_ms)
+            parts["pipe"].append(result.duration_ms - handler_ms)
+            parts["own"].append(handler_ms - aws)
+            parts["aws"].append(aws)
+        n = len(parts["client"])
+        profile[function] = {
+            "requests": n,
+            "client_ms": _percentiles(parts["client"]),
+            "waiting_for_an_environment_ms": _percentiles(parts["waiting"]),
+            "aws_calls_ms": _percentiles(parts["aws"]),
+            "aws_calls_per_request": {k: round(v / max(1, n), 2) for k, v in sorted(calls.items())},
+            "mean_breakdown_ms": {
+                "client": _mean(parts["client"]),
+                "outside the pool (gateway HTTP and event, the client itself)": _mean(parts["outside"]),
+                "waiting for a free environment": _mean(parts["waiting"]),
+                "worker pipe and bootstrap": _mean(parts["pipe"]),
+                "handler's own work": _mean(parts["own"]),
+                "AWS calls (moto and the SDK, as the function sees them)": _mean(parts["aws"]),
+            },
+            "cold_starts": sum(1 for _, r in logs[function] if r.cold),
+            "cold_invocation_wall_ms": _percentiles([w for w, r in logs[function] if r.cold]),
+        }
+    return profile
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process and of its children, by what they are (from /proc)."""
+    found: dict[str, float] = {}
+
+    def read(pid: str) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+
+    found["stack process (gateway, runtime, X-Ray daemon)"] = read("self")
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != me:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            prefix = b"AWS_LAMBDA_FUNCTION_NAME="
+            name = next((v.removeprefix(prefix).decode() for v in environ if v.startswith(prefix)), "")
+            if name:
+                label = f"environments of {name.rsplit('-', 1)[-1]}"
+            elif b"optout_local.moto_process" in (entry / "cmdline").read_bytes():
+                label = "moto"
+            else:
+                label = "other"
+            found[label] = found.get(label, 0.0) + read(entry.name)
+    return dict(found)
+
+
+def optout_latency(clients: int, per_client: int) -> dict[str, Any]:
+    """``clients`` concurrent clients through the gateway, from a stack whose environments are all cold."""
+    import resource
+
     from optout_local.target import local_target
 
-    config = LocalConfig(api_port=free_port(), aws_port=free_port())
-    stack = LocalStack(config)
-    stack.start()
-    try:
-        target = local_target(config)
-        ring, pepper, auth = target.key_ring(), target.pepper(), target.twilio_auth_token()
-        results: dict[str, list[float]] = {"one_click": [], "twilio": []}
-        errors: Counter[str] = Counter()
-        lock = threading.Lock()
-
-        def client(n: int) -> None:
-            session = requests.Session()
-            for i in range(per_client):
-                if i % 2 == 0:
-                    key = Identity.of(pepper, "email", f"load{n}-{i}@example.com").key
-                    url = f"{config.api_url}/unsubscribe?token={issue(ring, 'email', key, 'product')}"
-                    t = time.perf_counter()
-                    response = session.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=30)
-                    kind = "one_click"
-                else:
-                    form = {"From": f"+1415555{n:02d}{i:02d}", "To": "+14155550100", "Body": "STOP",
-                            "MessageSid": f"SM{n:04d}{i:04d}" + "0" * 24}  # fmt: skip
-                    url = f"{config.api_url}/sms/twilio"
-                    headers = {"X-Twilio-Signature": signature(auth, url, form.items())}
-                    t = time.perf_counter()
-                    response = session.post(url, data=form, headers=headers, timeout=30)
-                    kind = "twilio"
-                elapsed = (time.perf_counter() - t) * 1000
-                with lock:
-                    results[kind].append(elapsed)
-                    if response.status_code != 200:
-                        errors[f"{kind}:{response.status_code}"] += 1
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
-
-        def summary(samples: list[float]) -> dict[str, float]:
-            ordered = sorted(samples)
-            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1), "n": len(ordered)}
-
-        total = sum(len(v) for v in results.values())
-        return {
-            "clients": clients,
-            "requests": total,
-            "requests_per_second": round(total / wall, 1),
-            "one_click": summary(results["one_click"]),
-            "twilio": summary(results["twilio"]),
-            "errors": dict(errors),
-        }
-    finally:
-        stack.stop()
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
+    with _logs("latency") as logs:
+        stack = LocalStack(config, logs=logs)
+        stack.start()
+        try:
+            if stack.functions is None:
+                raise RuntimeError("the local stack is not running")
+            target = local_target(config)
+            plan = _latency_plan(config, target, clients, per_client)
+            logged: dict[str, list[tuple[float, Result]]] = {"UnsubscribeFunction": [], "SmsWebhookFunction": []}
+            tags: dict[str, tuple[float, Result]] = {}
+            for function, log in logged.items():
+                _timed_pool(stack.functions.pools[function], log, tags)
+            cpu_before = _cpu_seconds()
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run(  # nosec B603 - our interpreter, our module
+                [sys.executable, "-m", "optout_local.loadgen"], input=json.dumps(plan), capture_output=True,
+                text=True, check=True, timeout=600,
+            )  # fmt: skip
+            wall = time.perf_counter() - started
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds().items()}
+            cpu["load generator (clients)"] = (
+                children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+            )
+            rows = json.loads(done.stdout)
+            errors = Counter(f"{r[2]}:{r[5]}{f' {r[6]}' if r[6] else ''}" for r in rows if r[5] != 200)
+            result: dict[str, Any] = {
+                "clients": clients,
+                "requests": len(rows),
+                "seconds": round(wall, 1),
+                "requests_per_second": round(len(rows) / wall, 1),
+                "environments": {
+                    f: stack.functions.pools[f].concurrency for f in ("UnsubscribeFunction", "SmsWebhookFunction")
+                },
+                "errors": dict(errors),
+            }
+            steady: dict[str, list[float]] = {}
+            for kind in ("one_click", "twilio"):
+                mine = [r for r in rows if r[2] == kind]
+                steady[kind] = [r[4] for r in mine if r[1] >= 2]
+                result[kind] = _percentiles(steady[kind])  # steady state: each client's later requests
+                result[f"{kind}_first_requests"] = _percentiles([r[4] for r in mine if r[1] < 2])  # cold environments
+            result["cpu_seconds"] = {k: round(v, 1) for k, v in sorted(cpu.items()) if round(v, 1)}
+            result["cpu_cores_available"] = os.cpu_count()
+            result["profile"] = _profile(stack, logged, rows, tags)
+            return result
+        finally:
+            stack.stop()
 
 
-def cold_start(repeats: int = 5) -> dict[str, Any]:
-    functions = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
-    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+# --- 3. cold start --------------------------------------------------------------------------
 
-    def measure(code: str) -> float:
-        command = [sys.executable, "-c", code]  # our own interpreter running our own code
-        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True, timeout=120)  # noqa: S603  # nosec B603
-        return float(out.stdout.strip())
 
-    timer = "import time; a=time.perf_counter(); {stmt}; print(time.perf_counter()-a)"
+class _SampleEvents:
+    """Each function's sample event from events/, made real for this stack: new ids, real tokens and signatures."""
+
+    def __init__(self, stack: LocalStack, config: LocalConfig, target: Any, count: int) -> None:
+        self.stack, self.config, self.target = stack, config, target
+        self.ring, self.pepper, self.twilio = target.key_ring(), target.pepper(), target.twilio_auth_token()
+        rows = "recipient_id,email\n" + "".join(f"c{i},cold{i}@example.com\n" for i in range(3))
+        target.clients("s3").put_object(Bucket=target.bucket, Key="cold.csv", Body=rows.encode())
+        # One for the sender and the admin API, and one for each dispatch (a notice is dispatched once)
+        self.notices = [self._notice() for _ in range(count + 2)]
+
+    def _notice(self) -> str:
+        notice_id: str = harness.admin(self.target, "POST", "/admin/notices", body={
+            "kind": "product", "manifest": f"s3://{self.target.bucket}/cold.csv",
+            "variables": {"subject": "Cold start", "body": "A notice for the cold-start bench."},
+        })["id"]  # fmt: skip
+        return notice_id
+
+    def event(self, code: str, n: int) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads((EVENTS / SAMPLE_EVENTS[code]).read_text())
+        tag = uuid.uuid4().hex[:12]
+        if code == "admin_api":
+            notice_id = self.notices[0]
+            event["pathParameters"]["notice_id"] = notice_id
+            event["rawPath"] = event["requestContext"]["http"]["path"] = f"/admin/notices/{notice_id}"
+        elif code == "dispatcher":
+            event["Records"][0]["body"] = json.dumps({"notice_id": self.notices[1 + n % (len(self.notices) - 1)]})
+        elif code == "sender":
+            body = json.loads(event["Records"][0]["body"])
+            body.update(notice_id=self.notices[0], batch=f"Lcold{tag}")
+            for entry in body["entries"]:
+                entry["recipient"]["recipient_id"] += f"-{tag}"
+                if "email" in entry["recipient"]:
+                    entry["recipient"]["email"] = f"cold-{tag}@example.com"
+            event["Records"][0]["body"] = json.dumps(body)
+        elif code == "unsubscribe":
+            from optout.identity import Identity
+            from optout.token import issue
+
+            key = Identity.of(self.pepper, "email", f"cold-{tag}@example.com").key
+            event["queryStringParameters"]["token"] = issue(self.ring, "email", key, "product")
+            event["rawQueryString"] = urlencode(event["queryStringParameters"])
+        elif code == "sms_webhook":
+            from optout.twilio import signature
+
+            form = dict(parse_qsl(event["body"], keep_blank_values=True))
+            form.update(MessageSid=f"SM{tag}{'0' * 20}", SmsSid=f"SM{tag}{'0' * 20}", From=f"+1415555{n % 10000:04d}")
+            event["body"] = urlencode(form)
+            event["headers"]["content-length"] = str(len(event["body"]))
+            url = f"{self.config.api_url}/sms/twilio"
+            event["headers"]["x-twilio-signature"] = signature(self.twilio, url, form.items())
+        elif code == "sms_inbound":
+            record = event["Records"][0]
+            envelope = json.loads(record["body"])
+            message = json.loads(envelope["Message"])
+            message.update(inboundMessageId=str(uuid.uuid4()), originationNumber=f"+1415556{n % 10000:04d}")
+            envelope.update(Message=json.dumps(message), MessageId=str(uuid.uuid4()))
+            record.update(body=json.dumps(envelope), messageId=str(uuid.uuid4()))
+        return event
+
+
+def _first_calls(stack: LocalStack, calls: list[Result]) -> dict[str, float | None]:
+    """Medians over ``calls`` of the handler's own subsegment and of its AWS calls (X-Ray), in ms."""
+    if stack.functions is None:
+        raise RuntimeError("the local stack is not running")
+    wanted = {r.request_id for r in calls}
+    segments = list(stack.functions.xray.segments)
+    traces = {
+        s.get("trace_id")
+        for s in segments
+        if s.get("origin") == "AWS::Lambda::Function" and s.get("aws", {}).get("request_id") in wanted
+    }
+    handler: list[float] = []
+    aws: dict[str, float] = {}
+    for segment in segments:
+        if segment.get("trace_id") not in traces:
+            continue
+        took = (float(segment.get("end_time", 0)) - float(segment.get("start_time", 0))) * 1000
+        if str(segment.get("name", "")).startswith("## "):
+            handler.append(took)
+        nested = took if segment.get("namespace") == "aws" else _aws_ms(segment)
+        aws[str(segment["trace_id"])] = aws.get(str(segment["trace_id"]), 0.0) + nested
+    return {
+        "handler": round(statistics.median(handler), 1) if handler else None,
+        "aws": round(statistics.median(aws.values()), 1) if aws else None,
+    }
+
+
+def _outcome(value: Any) -> str:
+    """A short word on what the first call answered, so a cold start on an error path shows."""
+    if isinstance(value, dict) and "statusCode" in value:
+        return f"HTTP {value['statusCode']}"
+    if isinstance(value, dict) and "batchItemFailures" in value:
+        return f"{len(value['batchItemFailures'])} batch item failures"
+    return type(value).__name__
+
+
+def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
+    """Per function: first invocation in a new environment beside a bare one, interleaved; then warm p50."""
+    from optout_local.target import local_target
+
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
     results: dict[str, Any] = {}
-    for name in functions:
-        path = ROOT / "functions" / name / "app.py"
-        load = (
-            f"import importlib.util as u; s=u.spec_from_file_location('app', r'{path}'); "
-            "m=u.module_from_spec(s); s.loader.exec_module(m)"
-        )
-        boto_times, fn_times = [], []
-        for _ in range(repeats):  # side by side, interleaved, so machine noise hits both
-            boto_times.append(measure(timer.format(stmt="import boto3")))
-            fn_times.append(measure(timer.format(stmt=load)))
-        boto, fn = statistics.median(boto_times), statistics.median(fn_times)
-        results[name] = {
-            "import_ms": round(fn * 1000, 1),
-            "boto3_ms": round(boto * 1000, 1),
-            "ratio": round(fn / boto, 2),
-        }
+    with _logs("cold_start") as logs:
+        stack = LocalStack(config, logs=logs)
+        stack.start()
+        try:
+            if stack.stack is None:
+                raise RuntimeError("the local stack is not running")
+            if stack.functions is None:
+                raise RuntimeError("the local stack is not running")
+            _stop_pollers(stack)  # nothing but the measured environments runs
+            events = _SampleEvents(stack, config, local_target(config), repeats + warm)
+            aws = config.aws_environment()
+            for logical_id, spec in sorted(stack.stack.functions.items(), key=lambda kv: kv[1].code_dir.name):
+                code = spec.code_dir.name
+                bare_spec = replace(spec, code_dir=BENCH_FUNCTIONS / "bare", handler="handler.handler")
+                first: dict[str, list[float]] = {"function": [], "bare": []}
+                inits: dict[str, list[float]] = {"function": [], "bare": []}
+                calls: list[Result] = []
+                outcome = ""
+                for n in range(repeats):
+                    order = ("bare", "function") if n % 2 == 0 else ("function", "bare")
+                    for which in order:
+                        chosen = spec if which == "function" else bare_spec
+                        pool = bench_pool(stack.functions, chosen, config.region, aws, logs)
+                        try:
+                            t = time.perf_counter()
+                            result = pool.invoke(events.event(code, n) if which == "function" else {})
+                            first[which].append((time.perf_counter() - t) * 1000)
+                            inits[which].append(result.init_ms or 0.0)
+                            if which == "function":
+                                outcome = _outcome(result.value)
+                                calls.append(result)
+                        finally:
+                            pool.close()
+                pool = bench_pool(stack.functions, spec, config.region, aws, logs)
+                try:
+                    pool.invoke(events.event(code, repeats))
+                    warm_ms = [pool.invoke(events.event(code, repeats + 1 + i)).duration_ms for i in range(warm)]
+                finally:
+                    pool.close()
+                fn, bare = statistics.median(first["function"]), statistics.median(first["bare"])
+                traced = _first_calls(stack, calls)
+                results[code] = {
+                    "first_invocation_ms": round(fn, 1),
+                    "bare_first_invocation_ms": round(bare, 1),
+                    "ratio": round(fn / bare, 2),
+                    "init_ms": round(statistics.median(inits["function"]), 1),
+                    "bare_init_ms": round(statistics.median(inits["bare"]), 1),
+                    "first_call_ms": round(statistics.median(r.duration_ms for r in calls), 1),
+                    "first_call_handler_ms": traced["handler"],
+                    "first_call_aws_ms": traced["aws"],
+                    "warm_p50_ms": round(statistics.median(warm_ms), 1) if warm_ms else None,
+                    "first_call": outcome,
+                    "event": f"events/{SAMPLE_EVENTS[code]}",
+                    "each_ms": [round(v, 1) for v in first["function"]],
+                    "bare_each_ms": [round(v, 1) for v in first["bare"]],
+                    "logical_id": logical_id,
+                }
+        finally:
+            stack.stop()
     return results
+
+
+# --- 4. start time --------------------------------------------------------------------------
+
+
+def _ready_seconds(cwd: Path, env: dict[str, str], timeout: float = 900) -> float:
+    """Seconds from starting ``optout local`` to its ``ready:`` line; then it is stopped with SIGTERM."""
+    state = Path(tempfile.mkdtemp(prefix="optout-bench-state-"))
+    command = [sys.executable, "-c", "from optout_local.cli import main; main()", "local",
+               "--api-port", str(free_port()), "--aws-port", str(free_port())]  # fmt: skip
+    if (
+        "--state-dir"
+        in subprocess.run(  # noqa: S603  # nosec B603
+            [*command[:3], "local", "--help"], capture_output=True, text=True, cwd=cwd, env=env, check=False
+        ).stdout
+    ):
+        command += ["--state-dir", str(state), "--fresh"]
+    started = time.perf_counter()
+    process = subprocess.Popen(  # noqa: S603 - our interpreter, our module  # nosec B603
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        if process.stdout is None:
+            raise RuntimeError("the local stack is not running")
+        deadline = time.monotonic() + timeout
+        for line in process.stdout:
+            if line.startswith("ready:"):
+                return time.perf_counter() - started
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError(f"optout local printed no ready: line (exit {process.poll()})")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def start_time() -> dict[str, Any]:
+    """``optout local`` to ``ready:``: warm (build/lambda current) and cold (a copy of the project without it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTOUT_")}
+    warm = [_ready_seconds(ROOT, env) for _ in range(2)]
+    with tempfile.TemporaryDirectory(prefix="optout-cold-") as tmp:
+        copy_root = Path(tmp) / "optout"
+        ignore = shutil.ignore_patterns(
+            ".venv*", "build", ".git", ".optout-state", "__pycache__", ".aws-sam", "test-artifacts", "*.egg-info"
+        )
+        for name in ("tools", "layers", "functions", "requirements", "events"):
+            shutil.copytree(ROOT / name, copy_root / name, ignore=ignore)
+        for name in ("template.yaml", "pyproject.toml", "samconfig.toml"):
+            if (ROOT / name).exists():
+                shutil.copy2(ROOT / name, copy_root / name)
+        cold_env = {**env, "PYTHONPATH": f"{copy_root / 'tools'}{os.pathsep}{copy_root / 'layers' / 'optout'}"}
+        check = subprocess.run(  # nosec B603
+            [sys.executable, "-c", "from optout_local.template import ROOT; print(ROOT)"],
+            capture_output=True, text=True, cwd=copy_root, env=cold_env, check=True,
+        ).stdout.strip()  # fmt: skip
+        if Path(check) != copy_root:
+            raise RuntimeError(f"the copy did not shadow the project ({check})")
+        cold = _ready_seconds(copy_root, cold_env)
+        built = sorted(p.name for p in (copy_root / "build" / "lambda").iterdir() if not p.name.startswith("."))
+    return {"warm_seconds": round(min(warm), 2), "warm_each": [round(w, 2) for w in warm],
+            "cold_seconds": round(cold, 2), "cold_built": built}  # fmt: skip
+
+
+# --- 5. cost on paper -----------------------------------------------------------------------
 
 
 def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
@@ -383,43 +805,86 @@ def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
         "pipeline_total_usd_per_million": round(sum(pipeline.values()), 2),
         "ses_usd_per_million": round(PRICES["ses_email"] * 1_000_000, 2),
         "prices": PRICES,
-        "note": "Lambda time is this machine's local duration as a proxy; DynamoDB write units are counted from "
-        "each request (1 KB each, rounded up; transactional writes cost 2; an update counted as 1).",
+        "note": "Lambda time is this machine's local invocation duration as a proxy; DynamoDB write units are "
+        "counted from each request moto received (1 KB each, rounded up; transactional writes cost 2; an update "
+        "counted as 1).",
     }
 
 
+# --- the table ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _section(echo: Callable[[str], None], title: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    echo(f"  ({title}: {time.perf_counter() - started:.0f} s)")
+
+
 def run(
-    size: int, clients: int, per_client: int, out: Path | None, echo: Callable[[str], None] = print, runs: int = 3
+    size: int,
+    clients: int,
+    per_client: int,
+    out: Path | None,
+    echo: Callable[[str], None] = print,
+    runs: int = 3,
+    startup: bool = True,
 ) -> dict[str, Any]:
-    throughput = notice_throughput(size, runs)
-    echo(
-        f"notice throughput ({size} recipients, {throughput['suppressed_before']} suppressed beforehand; "
-        f"median of {runs} runs, ratios {throughput['ratio_of_each_run']})"
-    )
-    echo(f"  status {throughput['status']}; {throughput['recipients_per_second']} recipients/s; "
-         f"pipeline {throughput['pipeline_seconds']} s vs bare SES {throughput['bare_ses_seconds']} s "
-         f"= ratio {throughput['ratio_to_bare_ses']} (bar <= 1.5)")  # fmt: skip
-    echo(f"  end to end, with this loop's stand-in for the SQS event source mapping: "
-         f"{throughput['end_to_end_seconds']} s = ratio {throughput['end_to_end_ratio_to_bare_ses']}")  # fmt: skip
-    echo(f"  AWS calls per recipient {throughput['aws_calls_per_recipient']} (bar <= 1.1); "
-         f"suppression reads per 100 recipients {throughput['suppression_reads_per_100']} (bar <= 1)")  # fmt: skip
-    echo(f"    {'operation':<36} {'calls':>7} {'seconds':>8}")
-    for op, n in throughput["aws_calls"].items():
-        echo(f"    {op:<36} {n:>7} {throughput['aws_call_seconds'][op]:>8}")
-    latency = optout_latency(clients, per_client)
-    echo(f"opt-out latency through the local gateway ({clients} concurrent clients, {latency['requests']} requests)")
-    for kind in ("one_click", "twilio"):
-        echo(f"  {kind:<10} p50 {latency[kind]['p50_ms']} ms  p99 {latency[kind]['p99_ms']} ms")
-    echo(f"  {latency['requests_per_second']} requests/s; errors {latency['errors'] or 'none'}")
-    starts = cold_start()
-    echo("cold start: handler import beside `import boto3` in a fresh interpreter (bar: ratio <= 2)")
-    for name, r in starts.items():
-        echo(f"  {name:<14} {r['import_ms']:>7} ms vs boto3 {r['boto3_ms']:>6} ms  ratio {r['ratio']}")
-    cost = cost_per_million(throughput)
+    result: dict[str, Any] = {"runtime": "local Lambda runtime: python3.13 -I -S environments, tracing on"}
+    with _section(echo, "throughput"):
+        throughput = result["throughput"] = notice_throughput(size, runs)
+        echo(f"notice throughput on the local runtime ({size} recipients, {throughput['suppressed_before']} suppressed "
+             f"beforehand; median of {runs} runs, ratios {throughput['ratio_of_each_run']})")  # fmt: skip
+        echo(f"  status {throughput['status']}; {throughput['recipients_per_second']} recipients/s; "
+             f"pipeline {throughput['pipeline_seconds']} s (dispatcher and sender invocations) vs bare SES "
+             f"{throughput['bare_ses_seconds']} s (the same {throughput['bare_ses_calls']} SendEmail requests, "
+             f"replayed by an environment of its own) = ratio {throughput['ratio_to_bare_ses']} "
+             "(bar <= 1.5)")  # fmt: skip
+        echo(f"  end to end, with this bench's stand-in for the SQS event source mappings: "
+             f"{throughput['end_to_end_seconds']} s = ratio {throughput['end_to_end_ratio_to_bare_ses']}")  # fmt: skip
+        echo(f"  AWS calls per recipient {throughput['aws_calls_per_recipient']} as moto received them "
+             f"(DESIGN §7: <= 0.1, bulk calls alone 0.02; the README's earlier bar 1.1); suppression reads per 100 "
+             f"recipients {throughput['suppression_reads_per_100']} (bar <= 1)")  # fmt: skip
+        echo(f"    {'operation':<36} {'calls':>7} {'moto s':>8}")
+        for op, n in throughput["aws_calls"].items():
+            echo(f"    {op:<36} {n:>7} {throughput['aws_call_seconds'][op]:>8}")
+    with _section(echo, "latency"):
+        latency = result["latency"] = optout_latency(clients, per_client)
+        echo(f"opt-out latency through the local gateway ({clients} concurrent clients in a process of their own, "
+             f"{latency['requests']} requests; environments per function {latency['environments']})")  # fmt: skip
+        for kind in ("one_click", "twilio"):
+            cold, steady = latency[f"{kind}_first_requests"], latency[kind]
+            echo(f"  {kind:<10} steady p50 {steady.get('p50_ms')} ms  p99 {steady.get('p99_ms')} ms;  "
+                 f"first requests (cold) p50 {cold.get('p50_ms')} ms  p99 {cold.get('p99_ms')} ms")  # fmt: skip
+        echo(f"  {latency['requests_per_second']} requests/s; errors {latency['errors'] or 'none'}; webhook p99 goal "
+             "<= 300 ms")  # fmt: skip
+        echo("  where a steady request's time went (means, ms):")
+        for function, figures in latency["profile"].items():
+            echo(f"    {function}: " + "; ".join(f"{k} {v}" for k, v in figures["mean_breakdown_ms"].items()))
+            echo(f"      AWS calls per request {figures['aws_calls_per_request']}; "
+                 f"cold starts {figures['cold_starts']}")  # fmt: skip
+        echo(f"  CPU seconds over the {latency['seconds']} s run on {latency['cpu_cores_available']} cores: "
+             + ", ".join(f"{k} {v}" for k, v in latency["cpu_seconds"].items()))  # fmt: skip
+    with _section(echo, "cold start"):
+        starts = result["cold_start"] = cold_start()
+        echo("cold start: first invocation in a new environment (process, imports, init, first call with the "
+             "sample event) beside a bare environment importing boto3, same runtime, tracing on; median of 5 "
+             "(bar: ratio <= 2)")  # fmt: skip
+        for name, r in starts.items():
+            echo(f"  {name:<14} {r['first_invocation_ms']:>7} ms vs bare {r['bare_first_invocation_ms']:>6} ms  "
+                 f"ratio {r['ratio']:>5}  (init {r['init_ms']} vs {r['bare_init_ms']} ms; first call "
+                 f"{r['first_call_ms']} ms, its handler {r['first_call_handler_ms']} ms, AWS calls "
+                 f"{r['first_call_aws_ms']} ms: {r['first_call']}); warm p50 "
+                 f"{r['warm_p50_ms']} ms")  # fmt: skip
+    if startup:
+        with _section(echo, "start time"):
+            started = result["start_time"] = start_time()
+            echo(f"optout local to ready: warm {started['warm_seconds']} s; cold (no build/lambda) "
+                 f"{started['cold_seconds']} s")  # fmt: skip
+    cost = result["cost"] = cost_per_million(throughput)
     echo("scale on paper, per million notified recipients (USD): " + ", ".join(
         f"{k} {v}" for k, v in cost["pipeline_usd_per_million"].items()) +
         f"; pipeline {cost['pipeline_total_usd_per_million']} beside SES {cost['ses_usd_per_million']}")  # fmt: skip
-    result = {"throughput": throughput, "latency": latency, "cold_start": starts, "cost": cost}
     if out is not None:
         out.write_text(json.dumps(result, indent=2))
         echo(f"written to {out}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,9 @@ def report(document: dict[str, Any]) -> list[str]:
 
 
 def run(echo: Any = click.echo, n: int = 1000) -> dict[str, Any]:
-    config = LocalConfig(api_port=free_port(), aws_port=free_port())
-    stack = LocalStack(config)
+    # A fresh stack of its own (free ports, state in memory); the functions' logs go to stderr
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
+    stack = LocalStack(config, logs=sys.stderr)
     started = time.perf_counter()
     stack.start()
     try:
@@ -118,9 +121,11 @@ def run(echo: Any = click.echo, n: int = 1000) -> dict[str, Any]:
                           "policy_url": "https://example.com/privacy"},
         })  # fmt: skip
         echo(f"policy-change notice {policy['id']} queued")
+        # The breach came to light 30 hours ago: the report says whether everyone was told within 72 h
+        discovered = (datetime.now(UTC) - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
         breach = target.admin().ok("POST", "/admin/notices", body={
             "kind": "breach_alert", "manifest": f"s3://{bucket}/demo/affected.csv",
-            "variables": {"discovered_at": "2026-11-25T08:00:00Z",
+            "variables": {"discovered_at": discovered,
                           "nature": "An unauthorised party read a backup of our support database.",
                           "data_categories": ["email address", "support messages"],
                           "likely_consequences": "Phishing emails that quote your support requests.",

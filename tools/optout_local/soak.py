@@ -1,294 +1,254 @@
-"""``make soak``: a notice and a stream of opt-outs under injected AWS faults, then the invariants.
+"""``make soak``: a notice and a stream of opt-outs on the real local stack under injected faults, then the invariants.
 
-Faults are injected into the DynamoDB, SQS, SNS, SES and S3 calls the functions make (not into
-the harness playing Lambda's event source mappings): ThrottlingException and
-ProvisionedThroughputExceededException (400), ServiceUnavailable (503) and connection errors,
-each at the configured rate, before the request reaches moto. Then, with the DLQs redriven:
+The stack is ``optout local``'s own (moto in its process, the gateway, the template's event source
+mappings, every function in environments of its own on the local Lambda runtime, tracing on), on
+free ports with a temporary state folder. The functions reach moto through a fault proxy
+(:mod:`optout_local.faults`) that fails a share of their calls with each service's own throttling
+error, 503s, connection resets, and lost responses (applied by moto, then the connection dropped
+before the answer arrives). Opt-outs are one-click POSTs and signed STOP webhooks sent to the
+gateway over HTTP. While the notice goes out, one sender environment's worker process is killed
+with SIGKILL in the middle of an invocation. What lands in a DLQ is redriven, as an operator would.
+If nothing is left in the notice's queues and DLQs for 30 s and the notice is still not final, its
+work was lost: the run stops waiting and says so (``stalled``).
+
+Then, with the faults off:
 
 - every opt-out that got a 2xx is stored;
 - every recipient ends in exactly one final decision;
-- nobody who opted out before the notice was sent anything;
-- nobody was sent the notice twice;
-- what failed waited in a DLQ and completed after redrive.
+- nobody who opted out before the notice was sent anything (counted from moto's outbox);
+- nobody was sent the notice twice (counted from moto's outbox, not from our records);
+- every repeated manifest row was counted once as a duplicate;
+- the notice reached a final status.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
+import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-SERVICES = ("dynamodb", "sqs", "sns", "sesv2", "s3")
-_active = threading.local()
+import requests
 
+from optout_local import harness
+from optout_local.dlq import dead_letter_queues, depth, redrive_locally
+from optout_local.faults import KINDS, FaultPlan
+from optout_local.template import ROOT
 
-def _fault_response(service: str, kind: str, url: str) -> Any:
-    from botocore.awsrequest import AWSResponse
-
-    if kind == "connection":
-        from botocore.exceptions import EndpointConnectionError
-
-        raise EndpointConnectionError(endpoint_url=url)
-    code, status = {
-        "throttle": ("ThrottlingException", 400),
-        "throughput": ("ProvisionedThroughputExceededException", 400),
-        "unavailable": ("ServiceUnavailable", 503),
-    }[kind]
-    if service == "dynamodb" and kind == "throttle":
-        code = "ThrottlingException"
-    if service in ("s3",):
-        body = (
-            f"<Error><Code>{'SlowDown' if status == 503 else code}</Code><Message>injected</Message></Error>".encode()
-        )
-        headers = {"Content-Type": "application/xml"}
-    elif service == "sns":
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{'Throttling' if status == 400 else code}</Code>"
-                f"<Message>injected</Message></Error></ErrorResponse>").encode()  # fmt: skip
-        headers = {"Content-Type": "text/xml"}
-    else:
-        body = json.dumps({"__type": code, "message": "injected", "Message": "injected"}).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
-
-    class Raw:
-        def stream(self, **_: Any) -> Iterator[bytes]:
-            yield body
-
-    from botocore.awsrequest import HTTPHeaders
-
-    http_headers = HTTPHeaders()
-    for name, value in headers.items():
-        http_headers[name] = value
-    return AWSResponse(url, status, http_headers, Raw())
-
-
-@contextmanager
-def injecting(rate: float, seed: int = 11) -> Iterator[Counter[str]]:
-    """Inject faults into calls made on threads that called ``functions_running()``."""
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    # A reproducible fault schedule, not a secret
-    rng = random.Random(seed)  # noqa: S311  # nosec B311
-    lock = threading.Lock()
-    injected: Counter[str] = Counter()
-    original = BotocoreStubber.__call__
-
-    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        service = event_name.split(".")[1] if event_name.count(".") >= 2 else ""
-        if getattr(_active, "on", False) and service in SERVICES:
-            with lock:
-                hit = rng.random() < rate
-                kind = rng.choice(["throttle", "throughput", "unavailable", "connection"]) if hit else ""
-            if hit:
-                injected[f"{service}:{kind}"] += 1
-                return _fault_response(service, kind, request.url)
-        return original(self, event_name, request, **kwargs)
-
-    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
-    try:
-        yield injected
-    finally:
-        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
-
-
-@contextmanager
-def functions_running() -> Iterator[None]:
-    _active.on = True
-    try:
-        yield
-    finally:
-        _active.on = False
-
-
-def _http_event(method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
-    from optout_local.gateway import build_event, compile_route
-    from optout_local.provision import Route
-
-    compiled = compile_route(Route(method, path, "soak", "NONE"))
-    return build_event(compiled, {}, method, path, query, headers, body, "198.51.100.7", "us-east-1", None)
+VISIBILITY = {"DispatchQueue": "20", "SendQueue": "5"}  # failed batches come back in seconds, not minutes
+STALL = 30.0  # seconds with nothing in the notice's queues or DLQs and the notice not final: its work was lost
 
 
 def run(
-    recipients: int, opt_outs: int, rate: float, echo: Callable[[str], None] = print, timeout: float = 1800
+    recipients: int,
+    opt_outs: int,
+    rate: float,
+    echo: Callable[[str], None] = print,
+    timeout: float = 1800,
+    kill_sender: bool = True,
+    seed: int = 11,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, Any]:
-    import boto3
-
-    from optout_local.dlq import dead_letter_queues, depth, redrive_locally
-    from optout_local.pollers import sqs_record
-    from optout_local.provision import ACCOUNT_ID
-    from optout_local.runtime import LambdaContext, in_process_stack, load_handler
+    from optout.identity import Identity
+    from optout.token import issue
+    from optout.twilio import signature
 
     started = time.perf_counter()
-    soak_env = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OptoutSoak",
-                "OPTOUT_EMAIL_RATE_PER_SECOND": "100000"}  # fmt: skip
-    with in_process_stack(soak_env) as stack:
-        from moto.ses.models import ses_backends
+    plan = FaultPlan(rate=0.0, seed=seed, kinds=kinds)
+    folder = Path(tempfile.mkdtemp(prefix="optout-soak-"))
+    logs = (folder / "functions.log").open("w", encoding="utf-8")
+    result: dict[str, Any] = {}
+    try:
+        with harness.proxied_stack(plan, logs=logs, state_dir=folder / "state") as env:
+            stack, proxy, config, target = env.stack, env.proxy, env.config, env.target
+            if stack.stack is None:
+                raise RuntimeError("the local stack is not running")
+            if stack.functions is None:
+                raise RuntimeError("the local stack is not running")
+            sqs = config.client("sqs")
+            for name, seconds in VISIBILITY.items():
+                sqs.set_queue_attributes(QueueUrl=stack.stack.ref(name), Attributes={"VisibilityTimeout": seconds})
+            pepper, ring, twilio_token = target.pepper(), target.key_ring(), target.twilio_auth_token()
+            acknowledged: list[tuple[str, str, float]] = []  # (channel, address, when the 2xx arrived)
+            refused: Counter[str] = Counter()
+            lock = threading.Lock()
+            local = threading.local()
 
-        from optout import secret_store
-        from optout.identity import Identity
-        from optout.notices import services
-        from optout.notices.model import NOTICE_REQUEST
-        from optout.settings import get_settings
-        from optout.suppression_store import DynamoSuppressionStore
-        from optout.token import issue
-        from optout.twilio import signature
+            def opt_out(n: int) -> None:
+                session = getattr(local, "session", None) or requests.Session()
+                local.session = session
+                if n % 2 == 0:  # a one-click from the mail of a manifest recipient
+                    channel, address = "email", f"user{n}@example.com"
+                    token = issue(ring, "email", Identity.of(pepper, "email", address).key, "product")
+                    url, headers = f"{config.api_url}/unsubscribe?token={token}", {}
+                    data = {"List-Unsubscribe": "One-Click"}
+                else:  # a STOP through the signed webhook
+                    channel, address = "sms", f"+1415555{n % 10000:04d}"
+                    data = {"From": address, "To": "+14155550100", "Body": "STOP", "MessageSid": f"SM{n:032d}"}
+                    url = f"{config.api_url}/sms/twilio"
+                    headers = {"X-Twilio-Signature": signature(twilio_token, url, data.items())}
+                try:
+                    status = session.post(url, data=data, headers=headers, timeout=60).status_code
+                except requests.RequestException:
+                    status = 599
+                with lock:
+                    if 200 <= status < 300:
+                        acknowledged.append((channel, address, time.time()))
+                    else:
+                        refused[str(status)] += 1
 
-        settings = get_settings()
-        store = DynamoSuppressionStore(settings.suppression_table)
-        pepper, ring = secret_store.pepper(), secret_store.key_ring()
-        twilio_token = secret_store.secret_string(settings.twilio_auth_token_secret)
-        sqs = boto3.client("sqs")
-        for name in ("DispatchQueue", "SendQueue"):  # failed messages come back after 1 s, not minutes
-            sqs.set_queue_attributes(QueueUrl=stack.ref(name), Attributes={"VisibilityTimeout": "1"})
-        unsubscribe = load_handler(stack.function("Unsubscribe"))
-        webhook = load_handler(stack.function("SmsWebhook"))
-        dispatcher = load_handler(stack.function("Dispatcher"))
-        sender = load_handler(stack.function("Sender"))
-        acknowledged: list[tuple[str, str, float]] = []  # (channel, address, when)
-        refused: Counter[str] = Counter()
-
-        def opt_out(n: int) -> None:
-            if n % 2 == 0:  # a one-click from the mail of a manifest recipient
-                address = f"user{n}@example.com"
-                key = Identity.of(pepper, "email", address).key
-                query = urlencode({"token": issue(ring, "email", key, "product")})
-                body = b"List-Unsubscribe=One-Click"
-                event = _http_event("POST", "/unsubscribe", query,
-                                    [("Content-Type", "application/x-www-form-urlencoded")], body)  # fmt: skip
-                call, channel = unsubscribe, "email"
-            else:  # a STOP through the signed webhook
-                address = f"+1415555{n % 10000:04d}"
-                form = {"From": address, "To": "+14155550100", "Body": "STOP", "MessageSid": f"SM{n:032d}"}
-                url = "https://optout.example.test/sms/twilio"
-                event = _http_event("POST", "/sms/twilio", "", [
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                    ("X-Twilio-Signature", signature(twilio_token, url, form.items())),
-                ], urlencode(form).encode())  # fmt: skip
-                call, channel = webhook, "sms"
-            try:
-                with functions_running():
-                    status = call(event, LambdaContext())["statusCode"]
-            except Exception:
-                status = 500
-            if 200 <= status < 300:
-                acknowledged.append((channel, address, time.time()))
-            else:
-                refused[str(status)] += 1
-
-        with injecting(rate) as injected:
+            plan.rate = rate  # from here on the functions' AWS calls meet faults
             # Half the opt-outs arrive before the notice, half while it goes out
-            for n in range(opt_outs // 2):
-                opt_out(n * 2 if n % 2 == 0 else n * 2 + 1)
-            notice_created = time.time()
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(opt_out, [n * 2 if n % 2 == 0 else n * 2 + 1 for n in range(opt_outs // 2)]))
             # Every 50th recipient is listed again at the end: the dispatcher must drop them
             rows = [f"u{i},user{i}@example.com\n" for i in range(recipients)]
             repeated = rows[::50]
-            body = "recipient_id,email\n" + "".join(rows + repeated)
-            bucket = stack.ref("ManifestBucket")
-            boto3.client("s3").put_object(Bucket=bucket, Key="soak.csv", Body=body.encode())
-            request = NOTICE_REQUEST.validate_python({
-                "kind": "product", "manifest": f"s3://{bucket}/soak.csv",
-                "variables": {"subject": "Soak", "body": "Soak test."},
-            })  # fmt: skip
-            notice, _ = services.admin().create(request, None, "soak")
+            bucket = target.bucket
+            body = ("recipient_id,email\n" + "".join(rows + repeated)).encode()
+            target.clients("s3").put_object(Bucket=bucket, Key="soak.csv", Body=body)
+            notice_created = time.time()
+            created = harness.admin(
+                target, "POST", "/admin/notices", headers={"Idempotency-Key": f"soak-{seed}-{notice_created}"},
+                body={"kind": "product", "manifest": f"s3://{bucket}/soak.csv",
+                      "variables": {"subject": "Soak", "body": "Soak test."}},
+            )  # fmt: skip
+            notice_id = created["id"]
             late = list(range(opt_outs // 2, opt_outs))
 
-            def stream_opt_outs() -> None:
-                for n in late:
+            def stream_opt_outs(part: list[int]) -> None:
+                for n in part:
                     opt_out(n)
 
-            stream = threading.Thread(target=stream_opt_outs)
-            stream.start()
+            streams = [threading.Thread(target=stream_opt_outs, args=(part,)) for part in (late[::2], late[1::2])]
+            for stream in streams:
+                stream.start()
 
-            def invoke(handler: Any, records: list[dict[str, Any]], timeout_s: int) -> list[dict[str, Any]]:
-                """Lambda's event source mapping: what failed stays on the queue."""
-                try:
-                    with functions_running():
-                        result = handler({"Records": records}, LambdaContext(timeout_seconds=timeout_s))
-                    failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                except Exception:
-                    failed = {r["messageId"] for r in records}
-                return [r for r in records if r["messageId"] not in failed]
+            # One sender environment is killed with SIGKILL in the middle of an invocation
+            sender_name = stack.stack.functions["SenderFunction"].name
+            killed: dict[str, Any] = {}
+            finished = threading.Event()
 
-            queues = {n: (stack.ref(n), stack.resolver.attrs[(n, "Arn")]) for n in ("DispatchQueue", "SendQueue")}
-            all_dlqs = dead_letter_queues(stack.resolver.refs, stack.resolver.attrs, stack.resolver.template)
-            sources = (queues["DispatchQueue"][0], queues["SendQueue"][0])
-            dlqs = [q for q in all_dlqs if q.source_url in sources]
+            def kill_one_sender() -> None:
+                threshold = max(5, recipients // 3)
+                last = 0
+                while not finished.is_set():
+                    sends = proxy.ledger.calls["sesv2:SendEmail"]
+                    if sends >= threshold and sends > last:  # mails going out right now: mid-invocation
+                        pids = harness.environment_pids(sender_name)
+                        if pids:
+                            os.kill(pids[0], signal.SIGKILL)
+                            killed.update(pid=pids[0], after_sends=sends, at=round(time.perf_counter() - started, 1))
+                            return
+                    last = sends
+                    time.sleep(0.02)
+
+            killer = threading.Thread(target=kill_one_sender, daemon=True)
+            if kill_sender:
+                killer.start()
+
+            # Wait for the notice; what lands in a DLQ is redriven once its queue has nothing visible
+            resolver = stack.stack.resolver
+            sources = {stack.stack.ref(n) for n in ("DispatchQueue", "SendQueue")}
+            every_dlq = dead_letter_queues(resolver.refs, resolver.attrs, resolver.template)
+            dlqs = [q for q in every_dlq if q.source_url in sources]
+            watched = [*sources, *(q.url for q in dlqs)]
             redriven = 0
+            status = "?"
+            stalled: dict[str, Any] | None = None
+            quiet_since: float | None = None
             deadline = time.monotonic() + timeout
-            idle = 0
             while time.monotonic() < deadline:
-                work = False
-                for name, size, fn_timeout in (("DispatchQueue", 1, 900), ("SendQueue", 2, 120)):
-                    url, arn = queues[name]
-                    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-                        "Messages", []
-                    )
-                    records = [sqs_record(dict(m), arn, "us-east-1") for m in got]
-                    handler = dispatcher if name == "DispatchQueue" else sender
-                    for start in range(0, len(records), size):
-                        work = True
-                        for done in invoke(handler, records[start : start + size], fn_timeout):
-                            sqs.delete_message(QueueUrl=url, ReceiptHandle=done["receiptHandle"])
-                if work:
-                    idle = 0
+                time.sleep(1)
+                try:
+                    status = harness.notice(target, notice_id)["status"]
+                except RuntimeError:
                     continue
-                progress = services.notice_store().progress(notice.id)
-                if progress.status in ("complete", "complete_with_failures"):
+                if status in harness.FINAL:
                     break
-                waiting = sum(depth(sqs, q.url) for q in dlqs)
-                if waiting:
-                    for q in dlqs:
-                        redriven += redrive_locally(sqs, q)
-                    continue
-                idle += 1
-                if idle % 3 == 0:
-                    with functions_running(), contextlib.suppress(Exception):  # retried next idle round
-                        services.dispatcher().finalize(notice.id, 0)
-                time.sleep(0.5)
-            stream.join()
-        # --- the invariants, checked without faults ------------------------------------
-        final = services.admin().get(notice.id)
-        deliveries = list(services.notice_store().all_deliveries(notice.id))
-        by_recipient: Counter[str] = Counter(r.recipient_id for r in deliveries)
-        # moto lists a raw message's recipient twice (Destination and To header): count messages
-        sent_to = Counter(address for m in ses_backends[ACCOUNT_ID]["us-east-1"].sent_messages
-                          for address in set(getattr(m, "destinations", [])))  # fmt: skip
-        not_stored = []
-        for channel, address, _ in acknowledged:
-            state = store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
-            ok = state is not None and (state.blocked is not None if channel == "sms" else "product" in state.topics)
-            if not ok:
-                not_stored.append(address)
-        early = {address for channel, address, when in acknowledged if channel == "email" and when < notice_created}
-        result = {
-            "recipients": recipients,
-            "listed_twice": len(repeated),
-            "opt_outs_acknowledged": len(acknowledged),
-            "opt_outs_refused": dict(refused),
-            "faults_injected": dict(sorted(injected.items())),
-            "faults_total": sum(injected.values()),
-            "status": final.status,
-            "counts": final.counts.model_dump(),
-            "redriven_from_dlq": redriven,
-            "seconds": round(time.perf_counter() - started, 1),
-            "invariants": {
-                "acknowledged_opt_outs_not_stored": len(not_stored),
-                "recipients_without_exactly_one_final_decision": sum(
-                    1 for i in range(recipients) if by_recipient.get(f"u{i}", 0) != 1
+                for queue in dlqs:
+                    if depth(sqs, queue.url) and not depth(sqs, queue.source_url):
+                        redriven += redrive_locally(sqs, queue)
+                # Nothing queued anywhere (not even a delayed finalize) and the notice not final: stuck
+                if any(harness.queue_depth(sqs, url) for url in watched):
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > STALL:
+                    stalled = {"status": status, "quiet_seconds": round(time.monotonic() - quiet_since)}
+                    break
+            finished.set()
+            for stream in streams:
+                stream.join()
+            plan.rate = 0.0  # the invariants are checked without faults
+
+            # --- the invariants ---------------------------------------------------------------
+            final = harness.notice(target, notice_id)
+            records = harness.deliveries(target, notice_id)
+            by_recipient: Counter[str] = Counter(r["recipient_id"] for r in records)
+            # moto's own outbox; a raw message lists its recipient twice (Destination and To): count messages
+            sent_to = Counter(a for m in harness.outbox(config, "email") for a in set(m.get("destinations", [])))
+            not_stored = []
+            for channel, address, _ in acknowledged:
+                state = target.store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
+                ok = state is not None and (
+                    state.blocked is not None if channel == "sms" else "product" in state.topics
                 )
-                + sum(1 for r in deliveries if r.decision == "deferred"),
-                "early_opt_outs_sent_anyway": sum(1 for a in early if sent_to.get(a)),
-                "sent_twice": sum(1 for n in sent_to.values() if n > 1),
-                "duplicates_not_counted_once": abs(final.counts.recipients.get("duplicate", 0) - len(repeated)),
-                "notice_final": final.status in ("complete", "complete_with_failures"),
-            },
-        }
-        echo(json.dumps(result, indent=2))
-        return result
+                if not ok:
+                    not_stored.append(address)
+            early = {a for ch, a, when in acknowledged if ch == "email" and when < notice_created}
+            # SendEmail requests moto applied whose answers the proxy dropped: the function never knew
+            lost_sends = Counter(
+                a for c in plan.lost if c.name == "sesv2:SendEmail" for a in c.json()["Destination"]["ToAddresses"]
+            )
+            counts = final["counts"]
+            result = {
+                "recipients": recipients,
+                "listed_twice": len(repeated),
+                "opt_outs_acknowledged": len(acknowledged),
+                "opt_outs_refused": dict(refused),
+                "faults_injected": dict(sorted(plan.injected.items())),
+                "faults_total": sum(plan.injected.values()),
+                "faults_by_operation": dict(sorted(plan.by_code.items())),
+                "environment_killed": killed or None,
+                "sent_twice_after_a_lost_send": sum(1 for a, n in sent_to.items() if n > 1 and lost_sends.get(a)),
+                "status": final["status"],
+                "counts": counts,
+                "redriven_from_dlq": redriven,
+                "stalled": stalled,  # the notice's work was lost: nothing left anywhere to finish it
+                "left_in_dlqs": {q.name: depth(sqs, q.url) for q in dlqs},
+                "cold_starts": {n: p.cold_starts for n, p in stack.functions.pools.items() if p.cold_starts},
+                "aws_calls_received": sum(proxy.ledger.calls.values()),
+                "seconds": round(time.perf_counter() - started, 1),
+                "invariants": {
+                    "acknowledged_opt_outs_not_stored": len(not_stored),
+                    "recipients_without_exactly_one_final_decision": sum(
+                        1 for i in range(recipients) if by_recipient.get(f"u{i}", 0) != 1
+                    )
+                    + sum(1 for r in records if r["decision"] == "deferred"),
+                    "early_opt_outs_sent_anyway": sum(1 for a in early if sent_to.get(a)),
+                    "sent_twice": sum(1 for n in sent_to.values() if n > 1),
+                    "duplicates_not_counted_once": abs(counts["recipients"].get("duplicate", 0) - len(repeated)),
+                    "notice_final": final["status"] in ("complete", "complete_with_failures"),
+                },
+            }
+    finally:
+        logs.close()
+        broken = not result or any(v not in (0, True) for v in result.get("invariants", {}).values())
+        if broken:  # keep what the functions logged, for whoever looks into it
+            kept = ROOT / "test-artifacts" / f"soak-functions-{int(time.time())}.log"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(folder / "functions.log", kept)
+            if result:
+                result["function_logs"] = str(kept)
+        shutil.rmtree(folder, ignore_errors=True)
+    echo(json.dumps(result, indent=2))
+    return result
