@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -256,3 +258,81 @@ def test_layer_and_runtime_sdk_builds_are_reused_until_the_pins_change(tmp_path:
     rebuilt = build_runtime([layer], tmp_path / "build")
     assert (rebuilt.layers[0].packages / "six-1.16.0.dist-info").is_dir()
     assert not (rebuilt.layers[0].packages / "six-1.17.0.dist-info").exists()
+
+
+def test_a_response_over_6_mb_fails_as_in_lambda(probe_stack: LocalStack) -> None:
+    with pytest.raises(InvocationError) as failed:
+        pool(probe_stack, "ProbeFunction").invoke({"action": "big"})
+    assert failed.value.payload["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_an_event_that_cannot_be_sent_never_leaks_an_environment(probe_stack: LocalStack) -> None:
+    from datetime import datetime
+
+    probe = pool(probe_stack, "ProbeFunction")
+    for _ in range(probe.concurrency + 1):  # more failures than the function has environments
+        with pytest.raises(TypeError):
+            probe.invoke({"when": datetime.now()})
+    assert probe.invoke({}).value["pid"]  # a slot is still free
+
+
+def test_closing_a_pool_during_a_cold_start_leaves_no_worker(probe_stack: LocalStack) -> None:
+    original = pool(probe_stack, "ProbeFunction")
+    fresh = FunctionPool(original.spec, original.runtime, original.environ, logs=original.logs)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_attempt(fresh)))
+    thread.start()
+    time.sleep(0.05)  # the environment is starting
+    fresh.close()
+    thread.join(timeout=15)
+    assert outcome and isinstance(outcome[0], InvocationError)
+    assert fresh.environments() == 0
+
+
+def _attempt(probe: FunctionPool) -> Any:
+    try:
+        return probe.invoke({})
+    except InvocationError as exc:
+        return exc
+
+
+def test_a_busy_environment_dies_with_the_stack_that_started_it(probe_stack: LocalStack, tmp_path: Path) -> None:
+    # Given a process of its own with a pool whose environment is in the middle of a long handler
+    original = pool(probe_stack, "ProbeFunction")
+    layers = [(str(layer.content), str(layer.packages)) for layer in original.runtime.layers]
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import json, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from optout_local.lambda_runtime import FunctionPool\n"
+        "from optout_local.layer_build import BuiltLayer, BuiltRuntime\n"
+        "from optout_local.provision import FunctionSpec\n"
+        f"spec = FunctionSpec(**json.loads({json.dumps(json.dumps(_spec_fields(original.spec)))}))\n"
+        f"layers = tuple(BuiltLayer(Path(c), Path(p)) for c, p in {layers!r})\n"
+        f"runtime = BuiltRuntime(Path({str(original.runtime.python)!r}), layers, Path({str(original.runtime.sdk)!r}))\n"
+        f"probe = FunctionPool(spec, runtime, {original.environ!r}, logs=sys.stderr)\n"
+        "print(probe.invoke({}).value['pid'], flush=True)\n"
+        "threading.Thread(target=lambda: probe.invoke({'action': 'sleep', 'seconds': 60}), daemon=True).start()\n"
+        "time.sleep(60)\n"
+    )  # fmt: skip
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    time.sleep(0.5)  # the handler is sleeping
+    # When that process is SIGKILLed (nothing of it runs to stop its environments)
+    parent.kill()
+    parent.wait()
+    # Then the worker exits too, within a second or so, instead of running on as an orphan
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists()
+
+
+def _spec_fields(spec: FunctionSpec) -> dict[str, Any]:
+    return {
+        "logical_id": spec.logical_id, "name": spec.name, "code_dir": str(spec.code_dir), "handler": spec.handler,
+        "timeout": 90, "memory_mb": spec.memory_mb, "environment": spec.environment, "tracing": spec.tracing,
+    }  # fmt: skip

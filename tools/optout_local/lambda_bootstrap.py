@@ -20,6 +20,23 @@ import traceback
 from typing import Any
 
 HEADER = struct.Struct(">Q")
+MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit on a synchronous request and response
+
+
+def die_with_parent(parent: int) -> None:
+    """Exit when the stack that started this environment is gone, even in the middle of a handler.
+
+    A watchdog thread rather than PR_SET_PDEATHSIG: that fires when the spawning *thread* ends,
+    and environments are started from short-lived request threads.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:
@@ -123,6 +140,7 @@ class InitError(Exception):
 
 def main() -> None:
     in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
+    die_with_parent(int(sys.argv[4]))
     sys.path[:0] = json.loads(sys.argv[3])
     os.chdir(os.environ["LAMBDA_TASK_ROOT"])
     started = time.monotonic()
@@ -157,9 +175,15 @@ def main() -> None:
         finally:
             sys.stdout.flush()
         try:
-            send(out_fd, {"result": result})
+            size = len(json.dumps(result))
         except (TypeError, ValueError) as exc:
             send(out_fd, {"error": error_payload(exc, "Runtime.MarshalError", f"Unable to marshal response: {exc}")})
+            continue
+        if size > MAX_PAYLOAD:
+            message = f"Response payload size ({size} bytes) exceeded the maximum allowed ({MAX_PAYLOAD} bytes)"
+            send(out_fd, {"error": {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}})
+            continue
+        send(out_fd, {"result": result})
 
 
 if __name__ == "__main__":

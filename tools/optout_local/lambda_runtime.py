@@ -164,7 +164,7 @@ class Environment:
         env = {**self.environ, "AWS_LAMBDA_LOG_STREAM_NAME": self.stream}
         command = [
             str(self.runtime.python), "-I", "-S", str(BOOTSTRAP),
-            str(child_in), str(child_out), json.dumps(self.runtime.sys_path(self.spec.code_dir)),
+            str(child_in), str(child_out), json.dumps(self.runtime.sys_path(self.spec.code_dir)), str(os.getpid()),
         ]  # fmt: skip
         started = time.monotonic()
         sink, relay = _log_sink(self.logs)
@@ -197,6 +197,10 @@ class Environment:
             "trace_id": trace,
             "function_arn": f"arn:aws:lambda:{self.environ['AWS_REGION']}:{ACCOUNT_ID}:function:{self.spec.name}",
         }
+        if len(json.dumps(event)) > lambda_bootstrap.MAX_PAYLOAD:
+            raise InvocationError(
+                {"errorType": "RequestTooLargeException", "errorMessage": "Request must be smaller than 6291456 bytes"}
+            )
         try:
             lambda_bootstrap.send(self._to_child, invocation)
         except OSError as exc:
@@ -267,10 +271,17 @@ class Environment:
         except (OSError, IndexError, ValueError):
             return 0
 
+    def terminate(self) -> None:
+        """Kill the worker only: the thread that owns this environment closes its pipes."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         for fd in (self._to_child, self._from_child):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -320,6 +331,9 @@ class FunctionPool:
             value = environment.invoke(event, request_id, header)
         except InvocationError as exc:
             error = exc
+        except BaseException:  # not Lambda's error but ours (a bad event, a broken pipe): never reuse it
+            self._release(environment, lost=True)
+            raise
         duration = (time.monotonic() - started) * 1000
         memory = environment.peak_rss / 1024 / 1024
         init = f" Init Duration: {environment.init_ms:.2f} ms" if cold else ""
@@ -373,15 +387,18 @@ class FunctionPool:
                     raise Throttled(self.spec.name)
                 self._cond.wait()
         environment = Environment(self.spec, self.runtime, self.environ, self.logs)
+        with self._cond:
+            self._all.add(environment)  # before it starts: close() must see it
         try:
             environment.start()
+            if self._closed:
+                raise InvocationError({"errorType": "ServiceException", "errorMessage": "the stack is stopping"})
         except BaseException:
             with self._cond:
-                self._live -= 1
+                self._forget(environment)
                 self._cond.notify()
             raise
         with self._cond:
-            self._all.add(environment)
             self.cold_starts += 1
         return environment, True
 
@@ -392,7 +409,7 @@ class FunctionPool:
 
     def _release(self, environment: Environment, lost: bool) -> None:
         with self._cond:
-            if lost:
+            if lost or self._closed:
                 self._forget(environment)
             else:
                 self._idle.append(environment)
@@ -401,11 +418,13 @@ class FunctionPool:
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            environments = list(self._all)
-            self._idle.clear()
+            idle, self._idle = self._idle, []
+            for environment in idle:
+                self._forget(environment)
+            busy = list(self._all)
             self._cond.notify_all()
-        for environment in environments:
-            environment.kill()
+        for environment in busy:  # their invoking threads see the worker die and close the pipes
+            environment.terminate()
 
     def environments(self) -> int:
         with self._cond:

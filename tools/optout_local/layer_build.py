@@ -80,14 +80,15 @@ class BuiltRuntime:
         return paths
 
 
-def _digest(python: Path, requirements: Path) -> str:
+def _digest(python: Path, requirements: Path | None) -> str:
     version = subprocess.run(  # noqa: S603 - our interpreter  # nosec B603
         [str(python), "-c", "import sys, platform; print(sys.version, platform.machine())"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return hashlib.sha256(version.encode() + requirements.read_bytes()).hexdigest()
+    pins = requirements.read_bytes() if requirements is not None else b"(no requirements)"
+    return hashlib.sha256(version.encode() + pins).hexdigest()
 
 
 @contextmanager
@@ -101,22 +102,29 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def install(python: Path, requirements: Path, target: Path) -> Path:
-    """pip-install ``requirements`` into ``target`` (rebuilt only when the pins change)."""
-    stamp = target / ".optout-build-stamp"
+def install(python: Path, requirements: Path | None, base: Path) -> Path:
+    """pip-install ``requirements`` into a folder named by their digest (built once, never replaced).
+
+    A folder per digest, not one rebuilt in place: a stack still running on the old pins keeps
+    importing from its own folder while another stack builds the new one.
+    """
     digest = _digest(python, requirements)
+    target = base.with_name(f"{base.name}-{digest[:12]}")
+    stamp = target / ".optout-build-stamp"
     with _locked(target.parent):
         if stamp.is_file() and stamp.read_text() == digest:
             return target
         staging = target.with_name(target.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
-        command = [
-            str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-            "--target", str(staging), "-r", str(requirements),
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
-        if done.returncode != 0:
-            raise BuildError(f"building {target.name} from {requirements} failed:\n{done.stderr[-4000:]}")
+        staging.mkdir(parents=True)
+        if requirements is not None:
+            command = [
+                str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
+                "--target", str(staging), "-r", str(requirements),
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
+            if done.returncode != 0:
+                raise BuildError(f"building {target.name} from {requirements} failed:\n{done.stderr[-4000:]}")
         (staging / stamp.name).write_text(digest)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
@@ -126,11 +134,9 @@ def install(python: Path, requirements: Path, target: Path) -> Path:
 def build_layer(content: Path, python: Path, build_dir: Path = BUILD_DIR) -> BuiltLayer:
     requirements = content / "requirements.txt"
     name = hashlib.sha256(str(content.resolve()).encode()).hexdigest()[:12]
-    packages = build_dir / f"layer-{content.name}-{name}"
-    if requirements.is_file():
-        install(python, requirements, packages)
-    else:
-        packages.mkdir(parents=True, exist_ok=True)
+    packages = install(
+        python, requirements if requirements.is_file() else None, build_dir / f"layer-{content.name}-{name}"
+    )
     return BuiltLayer(content.resolve(), packages)
 
 

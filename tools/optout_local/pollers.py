@@ -114,7 +114,11 @@ class QueuePoller:
         try:
             result = self.invoke(self.source.function, event)
             if self.source.report_failures and isinstance(result, dict):
-                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                failed = {str(f.get("itemIdentifier") or "") for f in result.get("batchItemFailures") or []}
+                if not failed <= {m["MessageId"] for m in messages}:
+                    # An empty or unknown itemIdentifier: Lambda fails the whole batch
+                    log.warning("function %s returned an invalid partial batch response", self.source.function)
+                    failed = {m["MessageId"] for m in messages}
         except Exception as exc:
             # The batch stays on the queue and comes back after its visibility timeout.
             log.warning("function %s failed on a batch of %d: %s", self.source.function, len(messages), exc)

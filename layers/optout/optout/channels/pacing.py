@@ -26,8 +26,8 @@ THROTTLING_CODES = frozenset(
 # Answers by which a provider says it did not take the request (HTTP 4xx): sending again is safe.
 REFUSED_CODES = frozenset(
     {
-        "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
-        "RequestLimitExceeded", "SlowDown",
+        "Throttling", "ThrottlingException", "Throttled", "TooManyRequestsException", "LimitExceededException",
+        "RequestLimitExceeded", "SlowDown", "KMSThrottling",
     }
 )  # fmt: skip
 
