@@ -26,9 +26,8 @@ from optout.channels.pacing import (
     OutcomeUnknown,
     TokenBucket,
     Transient,
-    is_throttling,
+    refused,
     send_at_most_once,
-    with_backoff,
 )
 
 REGION = "us-east-1"
@@ -125,7 +124,7 @@ def test_default_burst_is_the_rate_but_at_least_one() -> None:
     assert time.sleeps == [pytest.approx(2.0)]  # one token every 2 s
 
 
-# --- is_throttling / with_backoff -------------------------------------------------------------
+# --- refused / send_at_most_once -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -134,12 +133,13 @@ def test_default_burst_is_the_rate_but_at_least_one() -> None:
         pytest.param(client_error("Throttling"), True, id="Throttling"),
         pytest.param(client_error("ThrottlingException"), True, id="ThrottlingException"),
         pytest.param(client_error("TooManyRequestsException", status=429), True, id="TooManyRequests"),
-        pytest.param(client_error("ServiceUnavailable", status=503), True, id="ServiceUnavailable"),
+        pytest.param(client_error("Throttled", status=429), True, id="SNS-Throttled"),
+        pytest.param(client_error("ServiceUnavailable", status=503), False, id="ServiceUnavailable-may-have-applied"),
         pytest.param(client_error("MessageRejected"), False, id="MessageRejected"),
         pytest.param(client_error("AccessDeniedException", status=403), False, id="AccessDenied"),
         pytest.param(ClientError({}, "SendEmail"), False, id="client-error-without-code"),
         pytest.param(EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="ep-conn"),
-        pytest.param(ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="read-timeout"),
+        pytest.param(ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), False, id="read-timeout"),
         pytest.param(
             ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), True, id="conn-timeout"
         ),
@@ -147,8 +147,8 @@ def test_default_burst_is_the_rate_but_at_least_one() -> None:
         pytest.param(ValueError("boom"), False, id="plain-exception"),
     ],
 )
-def test_is_throttling(exc: BaseException, expected: bool) -> None:
-    assert is_throttling(exc) is expected
+def test_refused(exc: BaseException, expected: bool) -> None:
+    assert refused(exc) is expected
 
 
 class Flaky:
@@ -172,7 +172,7 @@ def test_backoff_retries_throttling_then_succeeds() -> None:
     time = FakeTime()
 
     # When called with backoff
-    result = with_backoff(call, attempts=5, base=0.2, sleep=time.sleep)
+    result = send_at_most_once(call, attempts=5, base=0.2, sleep=time.sleep)
 
     # Then it succeeded on the third attempt after two jittered waits within the backoff caps
     assert result == "msg-1"
@@ -182,10 +182,10 @@ def test_backoff_retries_throttling_then_succeeds() -> None:
     assert 0 <= time.sleeps[1] <= 0.4
 
 
-def test_backoff_retries_connection_errors() -> None:
-    call = Flaky([EndpointConnectionError(endpoint_url="https://x"), ReadTimeoutError(endpoint_url="https://x")])
+def test_backoff_retries_connections_never_made() -> None:
+    call = Flaky([EndpointConnectionError(endpoint_url="https://x"), ConnectTimeoutError(endpoint_url="https://x")])
     time = FakeTime()
-    assert with_backoff(call, sleep=time.sleep) == "ok"
+    assert send_at_most_once(call, sleep=time.sleep) == "ok"
     assert call.calls == 3
 
 
@@ -196,7 +196,7 @@ def test_backoff_gives_up_with_transient_after_attempts(attempts: int) -> None:
     time = FakeTime()
 
     with pytest.raises(Transient, match="Throttling") as raised:
-        with_backoff(call, attempts=attempts, base=0.1, sleep=time.sleep)
+        send_at_most_once(call, attempts=attempts, base=0.1, sleep=time.sleep)
 
     assert call.calls == attempts
     assert len(time.sleeps) == attempts - 1  # no pointless wait after the last attempt
@@ -218,7 +218,7 @@ def test_backoff_does_not_retry_other_errors(error: BaseException) -> None:
     time = FakeTime()
 
     with pytest.raises(type(error)) as raised:
-        with_backoff(call, sleep=time.sleep)
+        send_at_most_once(call, sleep=time.sleep)
 
     assert raised.value is error  # re-raised as is, not wrapped
     assert call.calls == 1
@@ -228,7 +228,7 @@ def test_backoff_does_not_retry_other_errors(error: BaseException) -> None:
 def test_backoff_returns_first_success_without_sleeping() -> None:
     call = Flaky([], result="first")
     time = FakeTime()
-    assert with_backoff(call, sleep=time.sleep) == "first"
+    assert send_at_most_once(call, sleep=time.sleep) == "first"
     assert (call.calls, time.sleeps) == (1, [])
 
 
@@ -295,7 +295,7 @@ def test_throttling_propagates_as_client_error(ses: tuple[Any, Stubber], code: s
 
     assert not isinstance(raised.value, PermanentSendError)
     assert raised.value.response["Error"]["Code"] == code
-    assert is_throttling(raised.value)
+    assert refused(raised.value)
 
 
 def test_backoff_around_ses_send_rides_out_throttling(ses: tuple[Any, Stubber]) -> None:
@@ -309,7 +309,7 @@ def test_backoff_around_ses_send_rides_out_throttling(ses: tuple[Any, Stubber]) 
 
     # When the send is wrapped in backoff
     send: Callable[[], str] = lambda: sender.send("ana@example.com", RAW)  # noqa: E731
-    result = with_backoff(send, sleep=time.sleep)
+    result = send_at_most_once(send, sleep=time.sleep)
 
     # Then the third call's MessageId comes back
     assert result == "0100-ghi"
@@ -323,7 +323,7 @@ def test_backoff_around_ses_send_does_not_retry_rejection(ses: tuple[Any, Stubbe
     time = FakeTime()
 
     with pytest.raises(PermanentSendError):
-        with_backoff(lambda: sender.send("ana@example.com", RAW), sleep=time.sleep)
+        send_at_most_once(lambda: sender.send("ana@example.com", RAW), sleep=time.sleep)
 
     assert time.sleeps == []  # and no second stubbed response was needed
 

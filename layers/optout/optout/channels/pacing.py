@@ -1,8 +1,9 @@
-"""Pace sends under a provider quota, and back off on throttling instead of failing.
+"""Pace sends under a provider quota, back off on throttling, and never repeat a send that may have gone out.
 
 SES counts recipients per second; a token bucket per function instance keeps under the rate
 this instance was given (the stack caps the sender's concurrency so instances x rate stays
-under the account's quota).
+under the account's quota). SES and SNS have no idempotency key, so a send is retried only
+while the provider refuses it (``send_at_most_once``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
-        "ProvisionedThroughputExceededException", "RequestLimitExceeded", "ServiceUnavailable",
-        "ServiceUnavailableException", "InternalFailure", "InternalServerError", "SlowDown",
-    }
-)  # fmt: skip
-
-
 # Answers by which a provider says it did not take the request (HTTP 4xx): sending again is safe.
 REFUSED_CODES = frozenset(
     {
@@ -65,14 +57,6 @@ class TokenBucket:
                 sleep((1 - self.tokens) / self.rate)
 
 
-def is_throttling(exc: BaseException) -> bool:
-    from botocore import exceptions
-
-    if isinstance(exc, exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code") in THROTTLING_CODES
-    return isinstance(exc, exceptions.ConnectionError | exceptions.ReadTimeoutError)
-
-
 def refused(exc: BaseException) -> bool:
     """The request surely had no effect: the provider refused it, or it never reached the provider."""
     from botocore import exceptions
@@ -109,22 +93,6 @@ def send_at_most_once(
                 code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
                 raise OutcomeUnknown(code) from exc
             if not refused(exc):
-                raise
-            if attempt == attempts - 1:
-                raise Transient(str(exc)) from exc
-            sleep(random.uniform(0, base * 2**attempt))  # noqa: S311 - jitter, not security  # nosec B311
-    raise AssertionError("unreachable")
-
-
-def with_backoff(
-    call: Callable[[], T], attempts: int = 5, base: float = 0.2, sleep: Callable[[float], None] = time.sleep
-) -> T:
-    """Retry throttling and transient errors with full-jitter backoff; then raise Transient."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if not is_throttling(exc):
                 raise
             if attempt == attempts - 1:
                 raise Transient(str(exc)) from exc
