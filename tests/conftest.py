@@ -11,8 +11,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+from optout_local.lambda_runtime import trace_header
 from optout_local.provision import Stack
 from optout_local.runtime import LOCAL_PUBLIC_URL, LambdaContext, in_process_stack
+from optout_local.xray import XRayDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -20,15 +22,31 @@ REGION = "us-east-1"
 PUBLIC_BASE_URL = LOCAL_PUBLIC_URL
 
 
+@pytest.fixture(scope="session")
+def xray_daemon() -> Iterator[XRayDaemon]:
+    """Where the in-process handlers' X-Ray SDK sends its segments, as a Lambda's sends them."""
+    daemon = XRayDaemon()
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
 @pytest.fixture(autouse=True)
-def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may reach real AWS: fake credentials, no endpoint override from the shell."""
+def _aws_credentials(monkeypatch: pytest.MonkeyPatch, xray_daemon: XRayDaemon) -> None:
+    """No test may reach real AWS: fake credentials, no endpoint override from the shell.
+
+    Tracing is on, as deployed (``Tracing: Active``): the X-Ray SDK runs in Lambda mode with a
+    sampled trace header for each test, and its segments go to a daemon stand-in.
+    """
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")  # in-process handlers only; the local runtime traces
+    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(ROOT / "functions"))
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", xray_daemon.address)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", trace_header()[0])
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "OptoutTest")
 
 

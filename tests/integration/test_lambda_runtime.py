@@ -20,7 +20,7 @@ import boto3
 import pytest
 import requests
 
-from optout_local.lambda_runtime import EnvironmentLost, FunctionPool, InvocationError, Throttled
+from optout_local.lambda_runtime import EnvironmentLost, FunctionPool, InvocationError, Throttled, lambda_variables
 from optout_local.layer_build import RUNTIME_REQUIREMENTS, build_runtime
 from optout_local.provision import FunctionSpec, Provisioner
 from optout_local.stack import LocalConfig, LocalStack, free_port
@@ -206,17 +206,7 @@ def test_a_package_missing_from_the_layer_pins_fails_the_function(tmp_path: Path
     # And UnsubscribeFunction as the template declares it (Tracing: Active)
     spec = _unsubscribe_spec()
     spec.layers = [layer]
-    environ = {
-        **spec.environment,
-        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/x",
-        "AWS_REGION": "us-east-1",
-        "LAMBDA_TASK_ROOT": str(spec.code_dir),
-        "_HANDLER": spec.handler,
-        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
-    }
+    environ = {**spec.environment, **lambda_variables(spec, "us-east-1", "127.0.0.1:2000")}
     probe = FunctionPool(spec, runtime, environ, logs=(tmp_path / "log").open("w"))
     event = json.loads((ROOT / "events" / "unsubscribe_get.json").read_text())
     # When it is invoked with tracing on, as deployed
@@ -336,3 +326,17 @@ def _spec_fields(spec: FunctionSpec) -> dict[str, Any]:
         "logical_id": spec.logical_id, "name": spec.name, "code_dir": str(spec.code_dir), "handler": spec.handler,
         "timeout": 90, "memory_mb": spec.memory_mb, "environment": spec.environment, "tracing": spec.tracing,
     }  # fmt: skip
+
+
+def test_a_missing_variable_fails_the_cold_start_on_the_local_runtime(tmp_path: Path) -> None:
+    # Given UnsubscribeFunction without OPTOUT_SIGNING_KEYS_SECRET, on the real built layer
+    spec = _unsubscribe_spec()
+    del spec.environment["OPTOUT_SIGNING_KEYS_SECRET"]
+    runtime = build_runtime(spec.layers)
+    environ = {**spec.environment, **lambda_variables(spec, "us-east-1", None)}
+    probe = FunctionPool(spec, runtime, environ, logs=(tmp_path / "log").open("w"))
+    # When it is invoked, its init fails, naming the variable, and no environment is kept
+    with pytest.raises(EnvironmentLost) as failed:
+        probe.invoke(json.loads((ROOT / "events" / "unsubscribe_get.json").read_text()))
+    assert "OPTOUT_SIGNING_KEYS_SECRET is not set" in failed.value.payload["errorMessage"]
+    assert probe.environments() == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -226,3 +228,19 @@ def test_arbitrary_tokens_and_bodies_never_get_a_5xx(handler, lambda_context, to
     assert handler(event, lambda_context)["statusCode"] < 500
     get = sample_event("unsubscribe_get", token)
     assert handler(get, lambda_context)["statusCode"] < 500
+
+
+def test_an_in_process_invocation_is_traced_as_deployed(handler, lambda_context, xray_daemon) -> None:
+    # Given tracing on (Tracing: Active) and this test's sampled trace header
+    root = os.environ["_X_AMZN_TRACE_ID"].split(";")[0].removeprefix("Root=")
+    # When the handler runs
+    assert handler(sample_event("unsubscribe_get"), lambda_context)["statusCode"] == 403
+    # Then the X-Ray SDK sent its handler segment and one subsegment per AWS call, with no payload
+    deadline = time.monotonic() + 5
+    mine: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not any(s.get("name") == "## lambda_handler" for s in mine):
+        time.sleep(0.05)
+        mine = [s for s in xray_daemon.segments if s.get("trace_id") == root]
+    names = [s.get("name") for s in mine]
+    assert "## lambda_handler" in names and "secretsmanager" in names, names
+    assert not any("lambda_handler response" in str(s.get("metadata")) for s in mine)

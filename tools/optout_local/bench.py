@@ -47,9 +47,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from optout_local import harness
 from optout_local.faults import Call, Ledger
-from optout_local.lambda_runtime import FunctionPool, LocalLambda, Result, lambda_variables
-from optout_local.layer_build import BuiltRuntime
-from optout_local.provision import FunctionSpec
+from optout_local.lambda_runtime import FunctionPool, Result
 from optout_local.stack import LocalConfig, LocalStack, free_port
 from optout_local.template import ROOT
 
@@ -110,19 +108,6 @@ def _logs(name: str) -> IO[str]:
     folder = ROOT / "test-artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     return (folder / f"bench-{name}.log").open("w", encoding="utf-8")
-
-
-def bench_pool(
-    functions: LocalLambda, spec: FunctionSpec, region: str, aws: dict[str, str], logs: IO[str]
-) -> FunctionPool:
-    """A pool for ``spec`` on the stack's own built runtime, set up exactly as the stack sets up its functions'."""
-    runtime = BuiltRuntime(
-        functions.runtime.python,
-        tuple(layer for layer in functions.runtime.layers if layer.content in spec.layers),
-        functions.runtime.sdk,
-    )
-    environ = {**spec.environment, **lambda_variables(spec, region, functions.xray.address), **aws}
-    return FunctionPool(spec, runtime, environ, logs, functions.xray)
 
 
 def _stop_pollers(stack: LocalStack, functions: tuple[str, ...] | None = None) -> None:
@@ -208,7 +193,7 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
             code_dir=BENCH_FUNCTIONS / "ses_floor", handler="handler.handler", tracing=False,
             reserved_concurrency=None, environment={}, timeout=900,
         )  # fmt: skip
-        floor = bench_pool(stack.functions, floor_spec, config.region, config.aws_environment(), logs)
+        floor = stack.functions.pool(floor_spec, logs)
         attrs = stack.stack.resolver.attrs
         queues = {n: (stack.stack.ref(n), attrs[(n, "Arn")]) for n in ("DispatchQueue", "SendQueue")}
         plumbing: Counter[str] = Counter()
@@ -660,7 +645,6 @@ def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
                 raise RuntimeError("the local stack is not running")
             _stop_pollers(stack)  # nothing but the measured environments runs
             events = _SampleEvents(stack, config, local_target(config), repeats + warm)
-            aws = config.aws_environment()
             for logical_id, spec in sorted(stack.stack.functions.items(), key=lambda kv: kv[1].code_dir.name):
                 code = spec.code_dir.name
                 bare_spec = replace(spec, code_dir=BENCH_FUNCTIONS / "bare", handler="handler.handler")
@@ -672,7 +656,7 @@ def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
                     order = ("bare", "function") if n % 2 == 0 else ("function", "bare")
                     for which in order:
                         chosen = spec if which == "function" else bare_spec
-                        pool = bench_pool(stack.functions, chosen, config.region, aws, logs)
+                        pool = stack.functions.pool(chosen, logs)
                         try:
                             t = time.perf_counter()
                             result = pool.invoke(events.event(code, n) if which == "function" else {})
@@ -683,7 +667,7 @@ def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
                                 calls.append(result)
                         finally:
                             pool.close()
-                pool = bench_pool(stack.functions, spec, config.region, aws, logs)
+                pool = stack.functions.pool(spec, logs)
                 try:
                     pool.invoke(events.event(code, repeats))
                     warm_ms = [pool.invoke(events.event(code, repeats + 1 + i)).duration_ms for i in range(warm)]

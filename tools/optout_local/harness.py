@@ -11,10 +11,8 @@ environments' processes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,14 +78,6 @@ def environment_pids(function_name: str) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return sorted(found)
-
-
-def outbox(config: LocalConfig, kind: str) -> list[dict[str, Any]]:
-    """What moto itself sent (its outbox): ``email`` or ``sms``."""
-    url = f"{config.aws_url}/_local/outbox/{kind}"
-    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - our own local URL  # nosec B310
-        items: list[dict[str, Any]] = json.load(response)
-    return items
 
 
 def admin(target: Target, method: str, path: str, attempts: int = 10, **kwargs: Any) -> Any:

@@ -468,19 +468,18 @@ class LocalLambda:
         self.runtime = build_runtime(layers, build_dir or BUILD_DIR)
         self.xray = XRayDaemon()
         self.xray.start()
-        self.pools: dict[str, FunctionPool] = {}
-        for logical_id, spec in functions.items():
-            runtime = BuiltRuntime(
-                self.runtime.python,
-                tuple(layer for layer in self.runtime.layers if layer.content in spec.layers),
-                self.runtime.sdk,
-            )
-            environ = {
-                **spec.environment,
-                **lambda_variables(spec, region, self.xray.address),
-                **aws,
-            }
-            self.pools[logical_id] = FunctionPool(spec, runtime, environ, logs, self.xray, local_cap)
+        self.region, self.aws, self.logs, self.local_cap = region, dict(aws), logs, local_cap
+        self.pools = {logical_id: self.pool(spec) for logical_id, spec in functions.items()}
+
+    def pool(self, spec: FunctionSpec, logs: IO[str] | None = None) -> FunctionPool:
+        """Environments for ``spec`` on this runtime: its own layers, its template and Lambda variables."""
+        runtime = BuiltRuntime(
+            self.runtime.python,
+            tuple(layer for layer in self.runtime.layers if layer.content in spec.layers),
+            self.runtime.sdk,
+        )
+        environ = {**spec.environment, **lambda_variables(spec, self.region, self.xray.address), **self.aws}
+        return FunctionPool(spec, runtime, environ, logs or self.logs, self.xray, self.local_cap)
 
     def invoke(self, function: str, event: Any) -> Any:
         return self.pools[function].invoke(event).value

@@ -44,5 +44,5 @@ def generate() -> str:
     """Provision the template into an in-process moto, load the functions, render the document."""
     from optout_local.runtime import in_process_stack
 
-    with in_process_stack({"POWERTOOLS_TRACE_DISABLED": "true"}) as stack:
+    with in_process_stack() as stack:  # no handler is invoked: the routes are read
         return render(stack)

@@ -41,6 +41,7 @@ import requests
 from optout_local import harness
 from optout_local.dlq import dead_letter_queues, depth, redrive_locally
 from optout_local.faults import KINDS, FaultPlan
+from optout_local.stack import moto_outbox
 from optout_local.template import ROOT
 
 VISIBILITY = {"DispatchQueue": "20", "SendQueue": "5"}  # failed batches come back in seconds, not minutes
@@ -195,7 +196,7 @@ def run(
             records = harness.deliveries(target, notice_id)
             by_recipient: Counter[str] = Counter(r["recipient_id"] for r in records)
             # moto's own outbox; a raw message lists its recipient twice (Destination and To): count messages
-            sent_to = Counter(a for m in harness.outbox(config, "email") for a in set(m.get("destinations", [])))
+            sent_to = Counter(a for m in moto_outbox(config, "email") for a in set(m.get("destinations", [])))
             not_stored = []
             for channel, address, _ in acknowledged:
                 state = target.store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]

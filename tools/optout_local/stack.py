@@ -99,6 +99,14 @@ class LocalConfig:
         ).provision()
 
 
+def moto_outbox(config: LocalConfig, kind: str) -> list[dict[str, Any]]:
+    """What the local AWS itself sent (moto's outbox, served by its process): ``email`` or ``sms``."""
+    url = f"{config.aws_url}/_local/outbox/{kind}"
+    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - our own local URL  # nosec B310
+        items: list[dict[str, Any]] = json.load(response)
+    return items
+
+
 class LocalStack:
     def __init__(self, config: LocalConfig, logs: IO[str] | None = None) -> None:
         """``logs``: where the functions' output goes (CloudWatch Logs in AWS); default stdout."""
@@ -170,9 +178,7 @@ class LocalStack:
         raise RuntimeError(f"moto did not listen on port {self.config.aws_port} within {timeout:.0f} s")
 
     def _outbox(self, kind: str) -> Any:
-        url = f"{self.config.aws_url}/_local/outbox/{kind}"
-        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own local URL  # nosec B310
-            return json.load(response)
+        return moto_outbox(self.config, kind)
 
     def sent_sms(self) -> list[dict[str, str]]:
         """Every SMS the stack sent through SNS, oldest first (moto keeps them in its process)."""
