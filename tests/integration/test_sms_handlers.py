@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 from xml.etree import ElementTree
 
 import boto3
@@ -98,6 +98,41 @@ def test_a_retried_webhook_has_no_second_effect_and_no_second_reply(webhook, lam
     assert reply_of(webhook(event, lambda_context)) is not None
     assert reply_of(webhook(event, lambda_context)) is None
     assert len(store.history(key())) == 1
+
+
+def test_a_webhook_stop_is_one_read_and_one_write_and_its_reply_is_claimed_in_that_write(
+    webhook, lambda_context, store
+) -> None:
+    # Given a counter on the DynamoDB client the handler uses
+    from optout import clients
+
+    calls: list[str] = []
+    clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    event = twilio_event("STOP")
+    # When a STOP arrives for the first time
+    assert reply_of(webhook(event, lambda_context)) is not None
+    # Then it costs the state read and the one transaction that holds the change, its event and
+    # the once marker with the reply already claimed: no marker read before, no claim after
+    assert calls == ["GetItem", "TransactWriteItems"]
+    marker = store.once_get(f"sms#twilio#{dict(parse_qsl(event['body']))['MessageSid']}")
+    assert marker is not None and marker.replied_at is not None
+    # And a redelivery reads the marker, sends no second reply and records nothing more
+    calls.clear()
+    assert reply_of(webhook(event, lambda_context)) is None
+    assert "UpdateItem" not in calls and len(store.history(key())) == 1
+
+
+def test_a_redelivery_sends_a_reply_no_delivery_has_claimed(webhook, lambda_context, store) -> None:
+    # Given a marker whose reply was never claimed (written by the queued path, or before replies were
+    # claimed in the write)
+    from optout.suppression_store import OnceMarker
+
+    event = twilio_event("STOP")
+    sid = dict(parse_qsl(event["body"]))["MessageSid"]
+    store.record(key(), [], OnceMarker(f"sms#twilio#{sid}", "You are unsubscribed. Reply START to resubscribe."))
+    # When the message comes again, it gets that reply once
+    assert reply_of(webhook(event, lambda_context)) == "You are unsubscribed. Reply START to resubscribe."
+    assert reply_of(webhook(event, lambda_context)) is None
 
 
 @pytest.mark.parametrize(

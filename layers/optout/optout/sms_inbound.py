@@ -136,17 +136,20 @@ class SmsInbound:
         self.twilio_auth_token = twilio_auth_token
         self.now = now
 
-    def handle(self, sms: InboundSms) -> InboundResult:
+    def handle(self, sms: InboundSms, reply_in_response: bool = False) -> InboundResult:
+        """Record one inbound message and its effect, once.
+
+        A redelivery is recognised by the once marker that every write here carries, so the
+        first delivery costs no read of the marker. With ``reply_in_response`` (the webhook,
+        whose HTTP answer carries the reply) the reply is claimed in the same write.
+        """
         try:
             number = normalise_phone(sms.from_number)
         except InvalidAddress as exc:
             raise InvalidInbound("From is not a valid phone number in international form") from exc
         key = address_key(self.pepper(), "sms", number)
         once_key = f"sms#{sms.provider}#{sms.message_id}"
-        previous = self.store.once_get(once_key)
         match = self.book.match(sms.body)
-        if previous is not None:
-            return self._duplicate(previous, match.intent, match.language, key)
         evidence = {
             "inbound_message_id": sms.message_id,
             "provider": sms.provider,
@@ -154,16 +157,17 @@ class SmsInbound:
             "sent_at": sms.sent_at.isoformat(),
         }
         reply = self.book.reply(match.intent, match.language, self.settings.brand_name, self.settings.support_contact)
+        replied_at = self.now() if reply_in_response and reply is not None else None
         try:
             if match.intent in ("opt_out", "opt_in"):
-                return self._keyword(match.intent, match.language, sms, key, once_key, evidence, reply)
+                return self._keyword(match.intent, match.language, sms, key, once_key, evidence, reply, replied_at)
             action: Literal["help", "ignored"] = "help" if match.intent == "help" else "ignored"
             if action == "ignored":
                 evidence["reason"] = "not a keyword"
             event = ConsentEvent(
                 action=action, scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(), evidence=evidence
             )
-            self.store.record(key, [event], OnceMarker(once_key, reply))
+            self.store.record(key, [event], OnceMarker(once_key, reply, replied_at))
             return InboundResult(match.intent, match.language, reply, False, False, once_key, key)
         except AlreadyProcessed:
             marker = self.store.once_get(once_key)
@@ -178,6 +182,7 @@ class SmsInbound:
         once_key: str,
         evidence: dict[str, str],
         reply: str | None,
+        replied_at: datetime | None,
     ) -> InboundResult:
         why: list[str] = []
 
@@ -201,7 +206,7 @@ class SmsInbound:
 
         outcome = change_consent(
             self.store, key, "sms", changes, self.settings.optional_topics, "sms_keyword",
-            evidence=evidence, now=self.now, once=OnceMarker(once_key, reply), keyword_at=sms.sent_at,
+            evidence=evidence, now=self.now, once=OnceMarker(once_key, reply, replied_at), keyword_at=sms.sent_at,
         )  # fmt: skip
         if outcome.changed:
             return InboundResult(intent, language, reply, True, False, once_key, key)
@@ -234,9 +239,11 @@ class SmsInbound:
         if not twilio.valid_signature(self.twilio_auth_token(), public_url, params, signature):
             raise Forbidden("missing or invalid X-Twilio-Signature")
         sms = from_twilio(dict(params), self.now())
-        result = self.handle(sms)
+        result = self.handle(sms, reply_in_response=True)
         self._mirror(result, sms)
-        return twilio.twiml(self.claim_reply(result))
+        # A first delivery claimed its reply in its own write; a redelivery answers only a reply
+        # that no delivery has claimed yet.
+        return twilio.twiml(self.claim_reply(result) if result.duplicate else result.reply)
 
     def receive_queued(self, body: str, sqs_sent_at: datetime) -> InboundResult | None:
         """Process one End User Messaging message from the queue; None when it is unusable.

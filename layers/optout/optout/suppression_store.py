@@ -304,6 +304,8 @@ class DynamoSuppressionStore(DynamoTable):
             }
             if once.reply is not None:
                 marker["reply"] = _s(once.reply)
+            if once.replied_at is not None:
+                marker["replied_at"] = _s(once.replied_at.isoformat())
             items.append(
                 {"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}}
             )
