@@ -449,7 +449,7 @@ def test_ensure_finds_what_exists_and_creates_only_what_is_missing(aws: Stack) -
     boto3.client("sqs").delete_queue(QueueUrl=aws.ref("FeedbackQueue"))  # as if the template gained it since
     subscriptions = boto3.client("sns").list_subscriptions()["Subscriptions"]
 
-    ensured = Provisioner(boto3.session.Session(), None, "us-east-1", ensure=True).provision()
+    ensured = Provisioner(boto3.session.Session(), None, "us-east-1", ensure=True, roles=False).provision()
 
     assert ensured.ref("PepperSecret") == aws.ref("PepperSecret")
     assert secrets_client.get_secret_value(SecretId=ensured.ref("PepperSecret"))["SecretString"] == pepper

@@ -2,21 +2,20 @@
 
 The function runs on the local Lambda runtime (an environment of its own, from the built layer,
 with the template's environment and tracing). With a local stack running it uses that stack's
-resources; otherwise it starts moto on a free port, provisions the template into it, and invokes
-there. Function logs go to stderr and the result alone to stdout, as ``sam local invoke`` does.
+resources; otherwise it starts the local AWS on a free port, provisions the template into it, and
+invokes there. Function logs go to stderr and the result alone to stdout, as ``sam local invoke`` does.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
-import urllib.request
 from dataclasses import replace
 from typing import Any
 
 from optout_local.lambda_runtime import InvocationError, LocalLambda
-from optout_local.provision import Provisioner, Stack
-from optout_local.stack import LocalConfig, free_port
+from optout_local.provision import Stack
+from optout_local.stack import LocalConfig, LocalStack, free_port, role_sessions
 
 
 def _stack_running(config: LocalConfig) -> bool:
@@ -26,7 +25,10 @@ def _stack_running(config: LocalConfig) -> bool:
 
 def _run(stack: Stack, config: LocalConfig, function: str, event: dict[str, Any]) -> Any:
     spec = stack.function(function)
-    runtime = LocalLambda({spec.logical_id: spec}, config.region, config.aws_environment(), logs=sys.stderr)
+    runtime = LocalLambda(
+        {spec.logical_id: spec}, config.region, config.aws_environment(), logs=sys.stderr,
+        sessions=role_sessions(config, stack),
+    )  # fmt: skip
     try:
         return runtime.invoke(spec.logical_id, event)
     except InvocationError as exc:
@@ -38,21 +40,11 @@ def _run(stack: Stack, config: LocalConfig, function: str, event: dict[str, Any]
 def invoke_once(function: str, event: dict[str, Any], config: LocalConfig) -> Any:
     if _stack_running(config):
         return _run(config.locate(), config, function, event)
-    from moto.server import ThreadedMotoServer
-
-    from optout_local import moto_patches
-
-    moto_patches.apply()
-    config = replace(config, aws_port=free_port())
-    server = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
-    server.start()
-    reset = f"{config.aws_url}/moto-api/reset"  # moto's state is this process's: start and leave it empty
-    urllib.request.urlopen(urllib.request.Request(reset, method="POST"), timeout=30).close()  # noqa: S310  # nosec B310
+    # No stack: the local AWS alone, in its own process as `optout local` runs it (its IAM, its
+    # enforcement), on a free port and with nothing kept
+    config = replace(config, aws_port=free_port(), state_dir=None)
+    aws = LocalStack(config, logs=sys.stderr)
     try:
-        stack = Provisioner(
-            config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters()
-        ).provision()
-        return _run(stack, config, function, event)
+        return _run(aws.start_aws(), config, function, event)
     finally:
-        urllib.request.urlopen(urllib.request.Request(reset, method="POST"), timeout=30).close()  # noqa: S310  # nosec B310
-        server.stop()
+        aws.stop()

@@ -34,22 +34,26 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from optout_local import lambda_bootstrap
 from optout_local.layer_build import BuiltRuntime
 from optout_local.provision import ACCOUNT_ID, FunctionSpec
 from optout_local.xray import XRayDaemon
 
+if TYPE_CHECKING:
+    from optout_local.iam.roles import Credentials, RoleSessions
+
 log = logging.getLogger(__name__)
 
 BOOTSTRAP = Path(lambda_bootstrap.__file__).resolve()
 INIT_TIMEOUT = 10.0  # Lambda's init phase limit
 DEFAULT_LOCAL_CONCURRENCY = 4
+CREDENTIALS_MARGIN = 300  # seconds: an environment whose role session ends sooner is retired, not reused
 MEMORY_POLL = 0.02
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -156,12 +160,17 @@ class Environment:
     _to_child: int = -1
     _from_child: int = -1
     stream: str = field(default_factory=lambda: f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}")
+    credentials: Credentials | None = None  # the role session this environment holds
+    expires_at: float = float("inf")
 
     def start(self) -> None:
         """Spawn the worker and run its init phase (the cold start)."""
         child_in, self._to_child = os.pipe()
         self._from_child, child_out = os.pipe()
         env = {**self.environ, "AWS_LAMBDA_LOG_STREAM_NAME": self.stream}
+        if self.credentials is not None:  # as Lambda does: the role's session, in the environment
+            env.update(self.credentials.environment())
+            self.expires_at = self.credentials.expires_at
         command = [
             str(self.runtime.python), "-I", "-S", str(BOOTSTRAP),
             str(child_in), str(child_out), json.dumps(self.runtime.sys_path(self.spec.code_dir)), str(os.getpid()),
@@ -304,10 +313,13 @@ class FunctionPool:
         logs: IO[str] | None = None,
         xray: XRayDaemon | None = None,
         local_cap: int | None = None,
+        credentials: Callable[[], Credentials] | None = None,
     ) -> None:
+        """``credentials``: the function's role session for each new environment (None: ``environ``'s own)."""
         self.spec = spec
         self.runtime = runtime
         self.environ = dict(environ)
+        self.credentials = credentials
         self.logs = logs
         self.xray = xray
         self.reserved = spec.reserved_concurrency
@@ -377,9 +389,9 @@ class FunctionPool:
                     raise InvocationError({"errorType": "ServiceException", "errorMessage": "the stack is stopping"})
                 while self._idle:
                     environment = self._idle.pop()  # the most recently used: the warmest
-                    if environment.alive:
+                    if environment.alive and time.time() < environment.expires_at - CREDENTIALS_MARGIN:
                         return environment, False
-                    self._forget(environment)
+                    self._forget(environment)  # dead, or its role session is about to expire: retired
                 if self._live < self.concurrency:
                     self._live += 1
                     break
@@ -387,6 +399,13 @@ class FunctionPool:
                     raise Throttled(self.spec.name)
                 self._cond.wait()
         environment = Environment(self.spec, self.runtime, self.environ, self.logs)
+        try:
+            environment.credentials = self.credentials() if self.credentials is not None else None
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify()
+            raise
         with self._cond:
             self._all.add(environment)  # before it starts: close() must see it
         try:
@@ -461,9 +480,12 @@ class LocalLambda:
         logs: IO[str] | None = None,
         build_dir: Path | None = None,
         local_cap: int | None = None,
+        sessions: RoleSessions | None = None,
     ) -> None:
+        """``sessions``: each function's role credentials (the local stack's); None keeps ``aws``'s own."""
         from optout_local.layer_build import BUILD_DIR, build_runtime
 
+        self.sessions = sessions
         layers = sorted({layer for spec in functions.values() for layer in spec.layers})
         self.runtime = build_runtime(layers, build_dir or BUILD_DIR)
         self.xray = XRayDaemon()
@@ -472,14 +494,19 @@ class LocalLambda:
         self.pools = {logical_id: self.pool(spec) for logical_id, spec in functions.items()}
 
     def pool(self, spec: FunctionSpec, logs: IO[str] | None = None) -> FunctionPool:
-        """Environments for ``spec`` on this runtime: its own layers, its template and Lambda variables."""
+        """Environments for ``spec`` on this runtime: its own layers, its template and Lambda variables,
+        and its role's credentials where the stack has roles."""
         runtime = BuiltRuntime(
             self.runtime.python,
             tuple(layer for layer in self.runtime.layers if layer.content in spec.layers),
             self.runtime.sdk,
         )
         environ = {**spec.environment, **lambda_variables(spec, self.region, self.xray.address), **self.aws}
-        return FunctionPool(spec, runtime, environ, logs or self.logs, self.xray, self.local_cap)
+        credentials = None
+        if self.sessions is not None and spec.logical_id in self.sessions.roles:
+            sessions, function = self.sessions, spec.logical_id
+            credentials = lambda: sessions.credentials(function)  # noqa: E731
+        return FunctionPool(spec, runtime, environ, logs or self.logs, self.xray, self.local_cap, credentials)
 
     def invoke(self, function: str, event: Any) -> Any:
         return self.pools[function].invoke(event).value

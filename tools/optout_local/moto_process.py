@@ -415,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
         # S3 objects stay in memory rather than spill to temp files: a forked snapshot reading a
         # spilled object would move the file offset it shares with this process.
         os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(1 << 40))
+    # The functions' roles attach AWS managed policies (AWSLambdaBasicExecutionRole, ...), which
+    # moto's IAM holds only when asked to
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from optout_local.iam.roles import FunctionRole
 from optout_local.template import ROOT, Resolver, load_template
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Stack:
     routes: list[Route] = field(default_factory=list)
     queue_sources: list[QueueSource] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)  # arn -> url
+    roles: dict[str, FunctionRole] = field(default_factory=dict)  # function logical id -> its role, as SAM makes it
 
     def ref(self, logical_id: str) -> Any:
         return self.resolver.ref(logical_id)
@@ -153,12 +155,17 @@ class Provisioner:
         parameters: dict[str, str] | None = None,
         locate: bool = False,
         ensure: bool = False,
+        roles: bool = True,
     ) -> None:
         """``locate=True`` creates nothing: it finds the resources a running local stack made.
 
         ``ensure=True`` finds what exists and creates only what is missing (a stack restored from
         its saved state, whose template may have gained a resource since); existing resources,
-        and secret values above all, stay as they are.
+        and secret values above all, stay as they are. Roles and resource policies are brought up
+        to date with the template.
+
+        ``roles=False`` leaves out the functions' IAM roles: only for moto in the caller's own
+        process, which authorizes nothing (see ``runtime.in_process_stack``).
         """
         if locate and ensure:
             raise ValueError("locate and ensure exclude each other")
@@ -171,6 +178,7 @@ class Provisioner:
         self.stack = Stack(self.resolver)
         self.locate = locate
         self.ensure = ensure
+        self.roles = roles
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=self.region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
@@ -208,9 +216,21 @@ class Provisioner:
             method(logical_id, props)
         for spec in self.stack.functions.values():
             self._function_environment(spec, resources[spec.logical_id].get("Properties", {}))
+        if self.roles:
+            self._function_roles()
         if not self.locate:
             self._verify_sender()
         return self.stack
+
+    def _function_roles(self) -> None:
+        """Each function's role as SAM expands it (aws-sam-translator), created in the local IAM."""
+        from optout_local.iam import roles
+
+        self.stack.roles = roles.expand(
+            self.template, dict(self.resolver.parameters), self.resolver, self.region, ACCOUNT_ID
+        )
+        if not self.locate:
+            roles.create(self.client("iam"), self.stack.roles)
 
     # --- one method per resource type -------------------------------------------------
 
@@ -334,14 +354,27 @@ class Provisioner:
                     QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
                 )
 
+    def _aws_sns_topicpolicy(self, logical_id: str, raw: dict[str, Any]) -> None:
+        props = self.resolver.resolve(raw)
+        self.resolver.refs[logical_id] = logical_id
+        if not self.locate:
+            for arn in props["Topics"]:
+                self.client("sns").set_topic_attributes(
+                    TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+                )
+
     def _aws_kms_key(self, logical_id: str, raw: dict[str, Any]) -> None:
         kms = self.client("kms")
         alias = f"alias/{self.physical_name(logical_id)}"
         key = self._existing(lambda: kms.describe_key(KeyId=alias)["KeyMetadata"], "NotFoundException")
+        props = self.resolver.resolve(raw)
+        policy = json.dumps(props["KeyPolicy"]) if "KeyPolicy" in props else None
         if key is None:
-            props = self.resolver.resolve(raw)
-            key = kms.create_key(Description=props.get("Description", logical_id))["KeyMetadata"]
+            extra = {"Policy": policy} if policy else {}
+            key = kms.create_key(Description=props.get("Description", logical_id), **extra)["KeyMetadata"]
             kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+        elif policy and not self.locate:  # restored: the template's key policy may have changed
+            kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
         self.resolver.refs[logical_id] = key["KeyId"]
         self.resolver.attrs[(logical_id, "Arn")] = key["Arn"]
         self.resolver.attrs[(logical_id, "KeyId")] = key["KeyId"]

@@ -91,7 +91,9 @@ def in_process_stack(extra: Mapping[str, str] | None = None, region: str = "us-e
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
         with mock_aws():
-            stack = Provisioner(boto3.session.Session(region_name=region), None, region).provision()
+            # No roles: moto in this process authorizes nothing, so this path proves no permission;
+            # the local stack (moto_process) does, and the e2e tests run on it.
+            stack = Provisioner(boto3.session.Session(region_name=region), None, region, roles=False).provision()
             apply_environment(
                 stack, {"AWS_REGION": region, "OPTOUT_PUBLIC_BASE_URL": LOCAL_PUBLIC_URL, **(extra or {})}
             )

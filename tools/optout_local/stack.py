@@ -18,9 +18,10 @@ import boto3
 from botocore.config import Config
 
 from optout_local.gateway import Gateway
+from optout_local.iam.roles import Credentials, RoleClient, RoleSessions
 from optout_local.lambda_runtime import LocalLambda
 from optout_local.pollers import QueuePoller
-from optout_local.provision import DEFAULT_STACK, Provisioner, Stack
+from optout_local.provision import ACCOUNT_ID, DEFAULT_STACK, Provisioner, Stack
 
 log = logging.getLogger(__name__)
 LOCAL_KEY = "testing"
@@ -67,9 +68,16 @@ class LocalConfig:
             aws_access_key_id=LOCAL_KEY, aws_secret_access_key=LOCAL_KEY, region_name=self.region
         )
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, credentials: Credentials | None = None) -> Any:
+        """A client of the local AWS: with the stack's own (admin) keys, or with ``credentials``."""
         config = Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=30)
-        return self.session().client(service, endpoint_url=self.aws_url, config=config)  # type: ignore[call-overload]
+        session = self.session()
+        if credentials is not None:
+            session = boto3.session.Session(
+                aws_access_key_id=credentials.access_key_id, aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token, region_name=self.region,
+            )  # fmt: skip
+        return session.client(service, endpoint_url=self.aws_url, config=config)  # type: ignore[call-overload]
 
     def parameters(self) -> dict[str, str]:
         """Template parameters the local stack deploys with (as ``sam deploy --parameter-overrides``)."""
@@ -99,6 +107,11 @@ class LocalConfig:
         ).provision()
 
 
+def role_sessions(config: LocalConfig, stack: Stack) -> RoleSessions:
+    """Sessions of each function's role in the local AWS, as Lambda assumes them."""
+    return RoleSessions(config.client("sts"), stack.roles, {k: f.name for k, f in stack.functions.items()}, ACCOUNT_ID)
+
+
 def moto_outbox(config: LocalConfig, kind: str) -> list[dict[str, Any]]:
     """What the local AWS itself sent (moto's outbox, served by its process): ``email`` or ``sms``."""
     url = f"{config.aws_url}/_local/outbox/{kind}"
@@ -119,6 +132,13 @@ class LocalStack:
         self._moto: Any = None
 
     def start(self) -> None:
+        """The whole stack: the local AWS, provisioned, then the functions, the gateway and the pollers."""
+        config = self.config
+        stack = self.start_aws()
+        self._start_functions(stack, role_sessions(config, stack))
+
+    def start_aws(self) -> Stack:
+        """The local AWS alone (moto in a process of its own), with the template provisioned in it."""
         config = self.config
         from optout_local.state import StateDir
 
@@ -138,8 +158,13 @@ class LocalStack:
             config.session(), config.aws_url, config.region, config.stack_name, config.template, config.parameters(),
             ensure=restored,
         ).provision()  # fmt: skip
-        stack = self.stack
-        self.functions = functions = LocalLambda(stack.functions, config.region, config.aws_environment(), self.logs)
+        return self.stack
+
+    def _start_functions(self, stack: Stack, sessions: RoleSessions) -> None:
+        config = self.config
+        self.functions = functions = LocalLambda(
+            stack.functions, config.region, config.aws_environment(), self.logs, sessions=sessions
+        )
         self.gateway = Gateway(
             stack.routes,
             functions.invoke,
@@ -153,11 +178,12 @@ class LocalStack:
                 "layer-imports": self.layer_imports,
             },
         )
-        sqs = config.client("sqs")
         for source in stack.queue_sources:
             if source.enabled:
                 queue_url = stack.queue_urls[source.queue_arn]
                 concurrency = functions.concurrency(source.function)
+                # An event source mapping reads its queue with the function's own role, as in AWS
+                sqs = RoleClient(sessions, source.function, lambda c: config.client("sqs", c))
                 self.pollers.append(QueuePoller(source, queue_url, sqs, functions.invoke, config.region, concurrency))
         self.gateway.start()
         for poller in self.pollers:

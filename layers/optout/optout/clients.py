@@ -1,8 +1,9 @@
-"""boto3 clients, built on first use and cached: importing this module costs nothing."""
+"""AWS clients, built on first use and cached: importing this module costs nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,31 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
+_lock = threading.Lock()
+
+
+@cache
+def _session() -> Any:
+    """One botocore session for every client: each new session loads the SDK's data files again.
+
+    botocore, not boto3: the functions use clients only, and boto3's import (resources,
+    s3transfer) is cold-start time for nothing.
+    """
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def _create(service: str, config: Any) -> Any:
+    with _lock:  # a botocore session is not thread-safe; the clients it makes are
+        return _session().create_client(service, config=config)
+
+
 @cache
 def _client(service: str) -> Any:
-    import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=2, read_timeout=5)
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    return _create(service, Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=2, read_timeout=5))
 
 
 @cache
@@ -27,11 +46,10 @@ def provider(service: str) -> Any:
     Those APIs have no idempotency key: a retried request whose answer was lost sends twice.
     ``channels.pacing.send_at_most_once`` retries only what the provider refused.
     """
-    import boto3
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    return _create(service, config)
 
 
 def dynamodb() -> DynamoDBClient:
@@ -53,6 +71,7 @@ def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     _client.cache_clear()
     provider.cache_clear()
+    _session.cache_clear()
 
 
 class DynamoTable:
