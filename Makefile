@@ -70,8 +70,16 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	# every skip carries its reason in the resource's Metadata
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
+IAM_USAGE := build/iam-usage
+
+# Every local stack the tests start records which grants its functions used; a grant no test
+# used fails the run unless the template's Metadata says why (`optout iam report`).
 test: lint typecheck template
-	OPTOUT_SAM=$(SAM_VENV)/bin/sam $(BIN)/pytest
+	rm -rf $(IAM_USAGE)
+	OPTOUT_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) OPTOUT_SAM=$(SAM_VENV)/bin/sam $(BIN)/pytest
+	$(BIN)/optout iam report --usage $(IAM_USAGE) --check > $(IAM_USAGE)/report.txt \
+	  || { cat $(IAM_USAGE)/report.txt; exit 1; }
+	@echo "least privilege: every grant used by a test or explained ($(IAM_USAGE)/report.txt)"
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit

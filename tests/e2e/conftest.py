@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,11 +32,33 @@ class RunningStack:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([OPTOUT, *args], env=self.env, capture_output=True, text=True, check=check, timeout=120)
 
+    def ses_event(self, event: dict[str, Any]) -> None:
+        """Publish an SES event as SES does: ses.amazonaws.com, from the configuration set, under the topic's policy."""
+        import boto3
+        import requests
+
+        client = lambda service: boto3.client(  # noqa: E731
+            service, endpoint_url=self.aws_url, region_name="us-east-1", aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )  # fmt: skip
+        topics = client("sns").list_topics()["Topics"]
+        topic = next(t["TopicArn"] for t in topics if t["TopicArn"].endswith("SesEventsTopic"))
+        configuration_set = client("sesv2").list_configuration_sets()["ConfigurationSets"][0]
+        source = f"arn:aws:ses:us-east-1:123456789012:configuration-set/{configuration_set}"
+        body = {
+            "principal": "ses.amazonaws.com",
+            "source_arn": source,
+            "topic_arn": topic,
+            "message": json.dumps(event),
+        }
+        answer = requests.post(f"{self.aws_url}/_local/deliver", json=body, timeout=30).json()
+        assert answer["delivered"], answer
+
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     api_port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPTOUT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPTOUT_")) or k == "OPTOUT_IAM_USAGE"}
     env.update(OPTOUT_API_PORT=str(api_port), OPTOUT_AWS_PORT=str(aws_port))
     log_path = tmp_path_factory.mktemp("local-stack") / "stderr.log"
     state_dir = tmp_path_factory.mktemp("local-state")  # never the checkout's .optout-state/

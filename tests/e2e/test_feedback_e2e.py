@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 
@@ -16,14 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def publish_ses_event(stack: RunningStack, event: dict) -> None:  # type: ignore[type-arg]
-    client = lambda service: boto3.client(  # noqa: E731
-        service, endpoint_url=stack.aws_url, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )  # fmt: skip
-    topic = next(
-        t["TopicArn"] for t in client("sns").list_topics()["Topics"] if t["TopicArn"].endswith("SesEventsTopic")
-    )
-    client("sns").publish(TopicArn=topic, Message=json.dumps(event))
+    stack.ses_event(event)
 
 
 def show(stack: RunningStack, channel: str, address: str) -> dict:  # type: ignore[type-arg]
@@ -72,6 +64,24 @@ def test_a_bounce_makes_email_unreachable_and_sms_takes_over(local_stack, tmp_pa
     assert notice["counts"]["recipients"] == {"sent": 1, "unreachable": 1}
     assert notice["counts"]["by_channel"]["email"] == {"suppressed": 1, "unreachable": 1}
     assert notice["counts"]["by_channel"]["sms"] == {"sent": 1, "unreachable": 1}  # b1 has no phone
+
+
+def test_three_soft_bounces_in_a_week_block_the_address(local_stack) -> None:
+    # Given an address whose mail bounces transiently, three times (the default limit) in the window
+    for n in range(3):
+        soft = {
+            "eventType": "Bounce",
+            "bounce": {"feedbackId": f"e2e-soft-{n}", "bounceType": "Transient", "bounceSubType": "MailboxFull",
+                       "bouncedRecipients": [{"emailAddress": "e2e-soft@example.com"}],
+                       "timestamp": "2026-11-26T10:00:00Z"},
+            "mail": {"messageId": f"ses-soft-{n}", "headers": []},
+        }  # fmt: skip
+        publish_ses_event(local_stack, soft)
+        if n < 2:  # each is read against the address's recent history before it counts
+            wait_for(lambda n=n: len(show(local_stack, "email", "e2e-soft@example.com")["events"]) == n + 1)
+    # Then the third blocks the channel, for transient bounces
+    wait_for(lambda: show(local_stack, "email", "e2e-soft@example.com")["blocked"] is not None)
+    assert show(local_stack, "email", "e2e-soft@example.com")["blocked"]["reason"] == "transient_bounces"
 
 
 def test_a_complaint_stops_product_mail_but_not_a_breach_alert(local_stack, tmp_path: Path) -> None:

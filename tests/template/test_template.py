@@ -104,9 +104,12 @@ def test_policies_are_scoped_to_the_stack_resources(template) -> None:
                 for statement in policy["Statement"]:
                     actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                     assert all(not a.endswith("*") for a in actions), name
-                    if statement["Resource"] == "*":
-                        # SNS publishes to a phone number only with Resource "*"; nothing else may.
-                        assert actions == ["sns:Publish"], f"{name} grants {actions} on *"
+                    assert statement.get("Resource") != "*", f"{name} grants {actions} on *"
+                    if "NotResource" in statement:
+                        # SNS publishes to a phone number only with Resource "*" or a NotResource; the
+                        # NotResource must leave out every topic, so no function publishes into one
+                        assert actions == ["sns:Publish"], f"{name} grants {actions} by NotResource"
+                        assert statement["NotResource"] == {"Fn::Sub": "arn:${AWS::Partition}:sns:*:*:*"}, name
                         continue
                     resources = (
                         statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]

@@ -371,6 +371,64 @@ def traces(as_json: bool, last: int) -> None:
     click.echo(f"({len({s.get('trace_id') for s in segments})} traces, {len(segments)} segments)")
 
 
+@main.group()
+def iam() -> None:
+    """The functions' IAM roles, as the local AWS enforces them."""
+
+
+@iam.command("report")
+@click.option(
+    "--usage", "folder", type=click.Path(path_type=Path, file_okay=False),
+    help="A folder of usage records (OPTOUT_IAM_USAGE, as `make test` writes). Default: the running local stack.",
+)  # fmt: skip
+@click.option("--check", is_flag=True, help="Exit 1 if a grant went unused and the template's Metadata says not why.")
+@click.option("--json", "as_json", is_flag=True, help="The grants and their use as JSON.")
+def iam_report(folder: Path | None, check: bool, as_json: bool) -> None:
+    """Per function: what its role grants, and which calls used each grant."""
+    from dataclasses import asdict
+
+    from optout_local.iam import report
+    from optout_local.iam.enforce import Used, read_usage
+    from optout_local.template import load_template
+
+    if folder is not None:
+        calls, roles = read_usage(folder)
+    else:
+        config = LocalConfig()
+        try:
+            view = requests_json(f"{config.aws_url}/_local/iam")
+        except OSError as exc:
+            raise click.ClickException(
+                f"no local stack answers at {config.aws_url}; start one with `make run`"
+            ) from exc
+        calls = [Used(**{k: v for k, v in row.items() if k != "calls"}) for row in view["usage"]]
+        roles = view["roles"]
+    from optout_local.iam.roles import template_digest
+
+    template = load_template()
+    digest = template_digest(template)  # calls of roles from edited copies of the template (tests) are left out
+    calls = [c for c in calls if c.template in (digest, "")]
+    grants = report.build(roles, calls, template)
+    if as_json:
+        click.echo(json.dumps([{**asdict(g), "name": g.name, "used": g.used} for g in grants], indent=2, default=str))
+    else:
+        click.echo(report.render(grants, calls))
+    unexplained = report.unexplained(grants)
+    if not roles:
+        click.echo("no calls recorded: run the stack (or the tests) first", err=True)
+    if check and (unexplained or not roles):
+        for grant in unexplained:
+            click.echo(f"unused grant without a reason: {grant.function} {grant.name} [{grant.resource}]", err=True)
+        raise SystemExit(1)
+
+
+def requests_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - the local stack's own endpoint  # nosec B310
+        return json.loads(answer.read())
+
+
 @main.command()
 @click.option("--users", "n", default=1000, show_default=True, help="How many users the scenario has.")
 def demo(n: int) -> None:

@@ -9,10 +9,11 @@ is forwarded to moto on its own keep-alive connection, unless the fault plan say
 - ``lost``: the request is forwarded and applied, then the connection is reset before the answer
   reaches the function (what a dropped connection or a Lambda freeze at the wrong moment does).
 
-Which service and operation a request is comes from the wire, as the local AWS sees it: the
-service from the SigV4 credential scope, the operation from ``X-Amz-Target`` (JSON protocols:
-DynamoDB, SQS, Secrets Manager, KMS), the form's ``Action`` (query protocols: SNS, SES v1), or the
-method and path matched against botocore's own service model (REST: SES v2, S3).
+Which service and operation a request is comes from the wire, as the local AWS sees it
+(:mod:`optout_local.wire`): the service from the SigV4 credential scope, the operation from
+``X-Amz-Target`` (JSON protocols: DynamoDB, SQS, Secrets Manager, KMS), the form's ``Action``
+(query protocols: SNS, SES v1), or the method and path matched against botocore's own service model
+(REST: SES v2, S3).
 
 Wire formats of the errors (each parsed back by botocore to the code named):
 
@@ -41,7 +42,6 @@ import http.client
 import io
 import json
 import random
-import re
 import socket
 import struct
 import threading
@@ -50,36 +50,18 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from optout_local.wire import Call, classify
+
+__all__ = ["KINDS", "Call", "FaultPlan", "FaultProxy", "Ledger", "classify", "error_response"]
 
 KINDS = ("throttle", "unavailable", "reset", "lost")
-_CREDENTIAL = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
-_ACTION = re.compile(rb"(?:^|&)Action=([A-Za-z0-9]+)")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request as the local AWS receives it."""
-
-    service: str  # botocore's name: dynamodb, sqs, sesv2, secretsmanager, s3, sns, ...
-    operation: str
-    protocol: str  # json, query, rest-json, rest-xml
-    method: str
-    path: str
-    body: bytes
-
-    @property
-    def name(self) -> str:
-        return f"{self.service}:{self.operation}"
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"{}")
 
 
 @dataclass
@@ -133,72 +115,6 @@ class FaultPlan:
         with self._lock:
             self.injected[f"{call.service}:{kind}"] += 1
             self.by_code[f"{call.name}:{detail}"] += 1
-
-
-# --- what a request is --------------------------------------------------------------------
-
-
-@cache
-def _model(service: str) -> Any:
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model(service)
-
-
-@cache
-def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], frozenset[str], int, str]]:
-    """(method, path pattern, required query keys, literal length, operation) from botocore's model."""
-    routes = []
-    model = _model(service)
-    for name in model.operation_names:
-        http = model.operation_model(name).http
-        uri = str(http.get("requestUri", "/"))
-        path, _, query = uri.partition("?")
-        pattern = ""
-        for part in re.split(r"(\{[^}]+\})", path):
-            if part.startswith("{"):
-                pattern += ".+" if part.endswith("+}") else "[^/]+"
-            else:
-                pattern += re.escape(part)
-        keys = frozenset(k.split("=", 1)[0] for k in query.split("&") if k)
-        literal = len(re.sub(r"\{[^}]+\}", "", path))
-        routes.append((str(http.get("method", "GET")), re.compile(f"^{pattern}/?$"), keys, literal, name))
-    return routes
-
-
-def _rest_operation(service: str, method: str, path: str, query: dict[str, list[str]]) -> str:
-    if "x-id" in query:  # botocore names S3 object operations in the URL
-        return query["x-id"][0]
-    best: tuple[int, int, str] | None = None
-    for verb, pattern, keys, literal, name in _rest_routes(service):
-        if verb == method and pattern.match(path) and keys <= set(query):
-            rank = (len(keys), literal, name)
-            if best is None or rank[:2] > best[:2]:
-                best = rank
-    return best[2] if best else f"{method} {path}"
-
-
-def classify(method: str, target: str, headers: Any, body: bytes) -> Call:
-    parts = urlsplit(target)
-    path = parts.path or "/"
-    found = _CREDENTIAL.search(str(headers.get("Authorization") or ""))
-    service = found.group(1) if found else "unknown"
-    amz_target = str(headers.get("X-Amz-Target") or "")
-    if amz_target:
-        return Call(service, amz_target.rsplit(".", 1)[-1], "json", method, path, body)
-    action = _ACTION.search(parts.query.encode()) or (
-        _ACTION.search(body) if "x-www-form-urlencoded" in str(headers.get("Content-Type") or "") else None
-    )
-    if action:
-        return Call(service, action.group(1).decode(), "query", method, path, body)
-    if service == "ses" and path.startswith("/v2/"):
-        service = "sesv2"
-    protocol = "rest-xml" if service == "s3" else "rest-json"
-    with contextlib.suppress(Exception):  # an unknown service keeps method and path as its operation
-        protocol = str(_model(service).metadata.get("protocol", protocol))
-        operation = _rest_operation(service, method, path, parse_qs(parts.query))
-        return Call(service, operation, protocol, method, path, body)
-    return Call(service, f"{method} {path}", protocol, method, path, body)
 
 
 # --- the errors, as each service sends them -----------------------------------------------

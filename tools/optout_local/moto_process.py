@@ -39,10 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from optout_local.iam.enforce import Usage
 from optout_local.provision import ACCOUNT_ID
 
 OUTBOX = "/_local/outbox/"
 STATE = "/_local/state"
+IAM = "/_local/iam"  # every kind of call the functions made, with its decision, and their roles' policies
+DELIVER = "/_local/deliver"  # a delivery as an AWS service makes it (SES events, End User Messaging SMS)
 INTERVAL = 1.0  # seconds between snapshots while something changes: what a SIGKILL may lose
 log = logging.getLogger("optout_local.moto_process")
 
@@ -351,16 +354,26 @@ class Snapshotter:
 
 
 def application(
-    region: str, gate: Gate | None = None, state: Callable[[], dict[str, Any]] | None = None
+    region: str,
+    gate: Gate | None = None,
+    state: Callable[[], dict[str, Any]] | None = None,
+    usage: Usage | None = None,
 ) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """moto, behind the local IAM (every signed request authorized) and the snapshot gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from optout_local.iam import deliveries
+    from optout_local.iam.enforce import Gatekeeper
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     outboxes = {"email": sent_email, "sms": sent_sms}
     gate = gate or Gate()
+    usage = usage or Usage(None)
+    authorize = Gatekeeper(region, ACCOUNT_ID, usage)
+    deliveries.patch_sns_to_sqs(region, ACCOUNT_ID, usage)
 
-    def reply(body: bytes, start_response: Callable[..., Any]) -> list[bytes]:
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    def reply(body: bytes, start_response: Callable[..., Any], status: str = "200 OK") -> list[bytes]:
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -371,8 +384,18 @@ def application(
             with gate.request(changes=False):
                 body = json.dumps(outboxes[path.removeprefix(OUTBOX)](region)).encode()
             return reply(body, start_response)
+        if path == IAM:
+            return reply(json.dumps(usage.view()).encode(), start_response)
+        if path == DELIVER:
+            with gate.request(changes=True):
+                outcome = deliveries.deliver_from_request(environ, region, ACCOUNT_ID, usage)
+            status = "400 Bad Request" if outcome.get("invalid") else "200 OK"
+            return reply(json.dumps(outcome).encode(), start_response, status)
         changes = changes_state(environ)  # may read a small form body: before the gate, not inside it
         with gate.request(changes):
+            denied = authorize(environ, start_response)
+            if denied is not None:
+                return denied
             return moto_app(environ, start_response)  # type: ignore[no-any-return]
 
     return app
@@ -451,8 +474,10 @@ def main(argv: list[str] | None = None) -> None:
             "last_held_seconds": snapshotter.last_closed_seconds,
         }  # fmt: skip
 
+    usage_dir = os.environ.get("OPTOUT_IAM_USAGE")
+    usage = Usage(Path(usage_dir) if usage_dir else None)
     server = make_server(
-        args.host, args.port, application(args.region, gate, state), True, request_handler=MotoRequestHandler
+        args.host, args.port, application(args.region, gate, state, usage), True, request_handler=MotoRequestHandler
     )
     stopping = threading.Event()
 

@@ -77,6 +77,10 @@ class QueuePoller:
         ]
 
     def start(self) -> None:
+        # Lambda reads the queue's attributes with the function's role when it enables the
+        # mapping, and refuses a role that may not ("...does not have permissions to call
+        # GetQueueAttributes on SQS"); an access denial here stops the stack's start the same way.
+        self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])
         for thread in self.threads:
             thread.start()
 

@@ -282,6 +282,8 @@ class Provisioner:
             "FifoQueue",
             "ContentBasedDeduplication",
             "SqsManagedSseEnabled",
+            "KmsMasterKeyId",  # a customer key: who sends and receives needs it (local IAM checks it)
+            "KmsDataKeyReusePeriodSeconds",
         ):
             if key in props:
                 attributes[key] = str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
@@ -295,6 +297,8 @@ class Provisioner:
         )  # fmt: skip
         if url is None:
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        elif not self.locate and "KmsMasterKeyId" in attributes:  # restored: a key the template since added
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": attributes["KmsMasterKeyId"]})
         arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
         self.resolver.refs[logical_id] = url
         self.resolver.attrs.update(

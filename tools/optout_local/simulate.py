@@ -13,6 +13,7 @@ import requests
 
 from optout.identity import Identity
 from optout.twilio import signature
+from optout_local.provision import ACCOUNT_ID
 from optout_local.stack import LocalConfig
 from optout_local.target import Target
 
@@ -71,7 +72,13 @@ def via_sns(target: Target, from_number: str, to_number: str, body: str, wait: f
         "previousPublishedMessageId": str(uuid.uuid4()),
     }
     before = len(outbox()) if target.local else 0
-    target.clients("sns").publish(TopicArn=target.inbound_topic, Message=json.dumps(document))
+    if target.local:  # as End User Messaging publishes it: its own principal, under the topic's policy
+        number = f"arn:aws:sms-voice:{target.region}:{ACCOUNT_ID}:phone-number/{to_number.lstrip('+')}"
+        outcome = deliver(target, "sms-voice.amazonaws.com", number, target.inbound_topic, json.dumps(document))
+        if not outcome.get("delivered"):
+            return [f"via sns: End User Messaging could not publish: {outcome.get('reason')}"]
+    else:  # a deployed stack: the operator's own credentials publish for End User Messaging
+        target.clients("sns").publish(TopicArn=target.inbound_topic, Message=json.dumps(document))
     lines = [f"via sns: published inbound message {inbound_id}"]
     identity = Identity.of(target.pepper(), "sms", from_number)
     deadline = time.monotonic() + wait
@@ -92,6 +99,19 @@ def via_sns(target: Target, from_number: str, to_number: str, body: str, wait: f
         sent = _wait_for_reply(before, identity, target, deadline)
         lines.append(f"reply: {sent}" if sent else "reply: (none)")
     return lines
+
+
+def deliver(target: Target, principal: str, source_arn: str, topic_arn: str, message: str) -> dict[str, Any]:
+    """Publish to a topic of the local stack as an AWS service does, if the topic's policy lets it.
+
+    ``principal``: ``sms-voice.amazonaws.com`` (inbound SMS), ``ses.amazonaws.com`` (SES events);
+    ``source_arn``: the phone number, or the configuration set. Returns ``{"delivered": bool, ...}``.
+    """
+    config = LocalConfig()
+    body = {"principal": principal, "source_arn": source_arn, "topic_arn": topic_arn, "message": message}
+    answer = requests.post(f"{config.aws_url}/_local/deliver", json=body, timeout=30)
+    outcome: dict[str, Any] = answer.json()
+    return outcome
 
 
 def _wait_for_reply(before: int, identity: Identity, target: Target, deadline: float) -> str | None:

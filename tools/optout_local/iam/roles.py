@@ -38,6 +38,7 @@ class FunctionRole:
     trust: dict[str, Any]
     inline: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy name -> document
     managed: tuple[str, ...] = ()
+    template: str = ""  # digest of the template it comes from (reports keep only today's template)
 
     def arn(self, account: str) -> str:
         return f"arn:aws:iam::{account}:role/{self.name}"
@@ -84,6 +85,7 @@ def expand(
 ) -> dict[str, FunctionRole]:
     """Each function's role, keyed by the function's logical id, with every intrinsic resolved."""
     translated = translate(template, parameters, region, account)
+    digest = template_digest(template)
     resources: dict[str, Any] = translated["Resources"]
     roles: dict[str, FunctionRole] = {}
     for logical_id, resource in resources.items():
@@ -106,16 +108,28 @@ def expand(
             trust=resolver.resolve(props["AssumeRolePolicyDocument"]),
             inline=inline,
             managed=tuple(str(resolver.resolve(arn)) for arn in props.get("ManagedPolicyArns", [])),
+            template=digest,
         )
     return roles
 
 
+def template_digest(template: Mapping[str, Any]) -> str:
+    """A short digest of a loaded template: which template a role was expanded from."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def create(iam: Any, roles: Mapping[str, FunctionRole]) -> None:
     """Create (or bring up to date) each role in the local IAM: trust, inline policies, attachments."""
-    from optout_local.iam.enforce import FUNCTION_TAG
+    from optout_local.iam.enforce import FUNCTION_TAG, TEMPLATE_TAG
 
     for role in roles.values():
-        tags = [{"Key": "lambda:createdBy", "Value": "SAM"}, {"Key": FUNCTION_TAG, "Value": role.function}]
+        tags = [
+            {"Key": "lambda:createdBy", "Value": "SAM"},
+            {"Key": FUNCTION_TAG, "Value": role.function},
+            {"Key": TEMPLATE_TAG, "Value": role.template},
+        ]
         try:
             iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(role.trust), Tags=tags)
         except iam.exceptions.EntityAlreadyExistsException:  # a restored stack: the template may have changed
