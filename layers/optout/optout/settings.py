@@ -14,18 +14,21 @@ beside a stack and belong to no function.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
-from pydantic_settings.sources.utils import parse_env_vars
 
 TopicKind = Literal["optional", "required"]
 ResourceName = Annotated[str, Field(min_length=1)]  # a table, queue URL or secret id: required where declared
@@ -52,36 +55,41 @@ class SettingsError(RuntimeError):
     """The environment lacks a variable the function needs, or holds a bad value: it cannot start."""
 
 
-class OptoutSettings(BaseSettings):
-    """The base of every part and model: ``OPTOUT_`` variables, an empty one counting as unset."""
+_ENVIRON = "optout.settings.environ"  # the validation context key from_env passes its mapping under
 
-    model_config = SettingsConfigDict(
-        env_prefix="OPTOUT_",
-        env_ignore_empty=True,  # the template passes "" for an unset parameter: the default applies
+
+class OptoutSettings(BaseModel):
+    """The base of every part and model: ``OPTOUT_`` variables, an empty one counting as unset.
+
+    A field is read from ``OPTOUT_`` and its name (its validation aliases instead, in order, if it
+    has them), whatever the case of the variable's name. A value given to the constructor wins over
+    the environment, which ``Model()`` reads as it validates; ``from_env`` reads a given mapping
+    instead. A field whose value is JSON (a list of topics) decodes it in a ``before`` validator.
+    """
+
+    model_config = ConfigDict(
         extra="ignore",
         frozen=True,
         validate_by_name=True,
+        validate_default=True,
         defer_build=True,  # a part's schema is built only if it is read on its own: cheap imports
     )
+    env_prefix: ClassVar[str] = "OPTOUT_"
 
+    @model_validator(mode="before")
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings  # no .env file, no secrets directory: the environment alone
+    def _read_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        context = info.context
+        environ = context.get(_ENVIRON) if isinstance(context, Mapping) else None
+        return _values(cls, data, os.environ if environ is None else environ)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read this model from ``environ`` (this process's environment if None), or raise SettingsError."""
         try:
-            if environ is None:
-                return cls()
-            return cls(_build_sources=((_MappingSource(cls, environ),), {}))
+            return cls.model_validate({}, context={_ENVIRON: os.environ if environ is None else environ})
         except ValidationError as exc:
             problems = "; ".join(_problem(cls, error) for error in exc.errors())
             raise SettingsError(f"{cls.__name__}: {problems}") from None
@@ -92,18 +100,54 @@ class OptoutSettings(BaseSettings):
         info = cls.model_fields[field]
         if isinstance(info.validation_alias, AliasChoices):
             return " or ".join(str(choice) for choice in info.validation_alias.choices)
-        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+        return f"{cls.env_prefix}{field}".upper()
 
 
-class _MappingSource(EnvSettingsSource):
-    """Variables from a given mapping (a function's environment from the template) instead of os.environ."""
+_Lookup = tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]  # a field, its keys, its variables
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+@cache
+def _lookups(model: type[OptoutSettings]) -> tuple[_Lookup, ...]:
+    """For each field: its name, the keys a value given in code may use, and the variables to read, in order.
+
+    All in lower case but the key a variable's value is validated under: the alias it matched, so
+    that an error names the variable the value came from, else the field's name. An aliased field
+    is read from its aliases, then from the prefix and its name, as pydantic-settings read it.
+    """
+    lookups: list[_Lookup] = []
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            aliases = [choice for choice in alias.choices if isinstance(choice, str)]
+        else:
+            aliases = [alias] if isinstance(alias, str) else []
+        variables = {a.lower(): a for a in aliases}
+        variables.setdefault(f"{model.env_prefix}{name}".lower(), name)
+        keys = tuple(dict.fromkeys([*(a.lower() for a in aliases), name.lower()]))
+        lookups.append((name, keys, tuple(variables.items())))
+    return tuple(lookups)
+
+
+def _values(model: type[OptoutSettings], given: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """What to validate: for each field, a value ``given`` in code, else the first of its variables that is set."""
+    env = {k.lower(): v for k, v in environ.items() if v != ""}  # an empty variable counts as unset
+    given_by_key: dict[str, str] = {}
+    for key in given:
+        given_by_key.setdefault(key.lower(), key)
+    values: dict[str, Any] = {}
+    taken: set[str] = set()
+    for name, keys, variables in _lookups(model):
+        matched = [given_by_key[k] for k in keys if k in given_by_key and given_by_key[k] not in taken]
+        if matched:
+            taken.update(matched)
+            values[name] = given[matched[0]]
+            continue
+        for variable, key in variables:
+            if variable in env:
+                values[key] = env[variable]
+                break
+    values.update((k, v) for k, v in given.items() if k not in taken)  # the rest: extra, so ignored
+    return values
 
 
 def _problem(model: type[OptoutSettings], error: Any) -> str:
@@ -129,7 +173,7 @@ class BrandSettings(OptoutSettings):
 
 
 class TopicSettings(OptoutSettings):
-    topics: Annotated[tuple[Topic, ...], NoDecode] = DEFAULT_TOPICS  # OPTOUT_TOPICS: a JSON list
+    topics: tuple[Topic, ...] = DEFAULT_TOPICS  # OPTOUT_TOPICS: a JSON list
 
     @field_validator("topics", mode="before")
     @classmethod
