@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.notices.send import batch_from_message
+from optout.notices.send import BatchLeased, batch_from_message
 from optout.observability import logger, metrics, traced
 
 wiring.sender_settings()  # at init: a missing or bad variable fails the cold start, naming it
@@ -21,10 +21,14 @@ wiring.sender_settings()  # at init: a missing or bad variable fails the cold st
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     batch = batch_from_message(record.body)
+    remaining = lambda_context.get_remaining_time_in_millis()
     try:
-        result = wiring.sender().process(batch)
+        result = wiring.sender().process(batch, owner=lambda_context.aws_request_id, remaining_ms=remaining)
+    except BatchLeased:
+        logger.info("batch leased by another invocation; left to it", extra={"batch": batch.batch})
+        raise
     except Exception:
         logger.exception("batch failed; it will be retried", extra={"notice_id": batch.notice_id, "batch": batch.batch})
         raise

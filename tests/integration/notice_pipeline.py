@@ -19,7 +19,7 @@ from optout.suppression_store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
 from optout_local.pollers import sqs_record
 from optout_local.provision import ACCOUNT_ID, Route, Stack
-from optout_local.runtime import LambdaContext, load_handler
+from optout_local.runtime import LambdaContext, context_for, load_handler
 
 POLICY = {
     "policy_version": "2026-12-01",
@@ -46,6 +46,10 @@ class Pipeline:
         self.sender = load_handler(stack.function("Sender"))
         self.sqs = boto3.client("sqs")
         self.bucket = stack.ref("ManifestBucket")
+
+    def sender_context(self) -> LambdaContext:
+        """A context for one sender invocation: its own deadline, the function's Timeout from now."""
+        return context_for(self.stack.function("Sender"), "us-east-1")
 
     def manifest(self, rows: list[str], name: str = "users.csv") -> str:
         body = "recipient_id,email,phone,locale,timezone,name\n" + "\n".join(rows) + "\n"
@@ -107,7 +111,7 @@ class Pipeline:
                 }
             sends = self.receive("SendQueue")
             for record in sends:
-                assert self.sender({"Records": [record]}, self.ctx) == {"batchItemFailures": []}
+                assert self.sender({"Records": [record]}, self.sender_context()) == {"batchItemFailures": []}
             if not records and not sends:
                 break
         wiring.dispatcher().finalize(notice_id, 0)

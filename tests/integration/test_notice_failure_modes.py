@@ -158,7 +158,7 @@ def test_a_dispatcher_retried_after_its_last_checkpoint_still_finalizes_the_noti
         dispatcher.handle(message, lambda: 900_000)
     dispatcher.handle(message, lambda: 900_000)
     for send in pipeline.receive("SendQueue"):
-        assert pipeline.sender({"Records": [send]}, pipeline.ctx) == {"batchItemFailures": []}
+        assert pipeline.sender({"Records": [send]}, pipeline.sender_context()) == {"batchItemFailures": []}
     # Then a finalize message is still on its way (queued with a 2 s delay; nothing else ever
     # completes the notice), and it completes the notice
     pending: list[dict[str, Any]] = []
@@ -216,7 +216,7 @@ def test_a_batch_of_a_missing_notice_fails_alone(pipeline: Pipeline) -> None:
     body = json.loads(good["body"])
     stray = {**good, "messageId": "stray", "body": json.dumps({**body, "notice_id": "ntc_missing"})}
     # When the sender takes both
-    response = pipeline.sender({"Records": [good, stray]}, pipeline.ctx)
+    response = pipeline.sender({"Records": [good, stray]}, pipeline.sender_context())
     # Then only the stray batch fails (and will reach the DLQ); the good one is sent
     assert response == {"batchItemFailures": [{"itemIdentifier": "stray"}]}
     wiring.dispatcher().finalize(notice["id"], 0)

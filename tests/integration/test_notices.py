@@ -114,8 +114,8 @@ def test_a_redelivered_batch_sends_nothing_twice(pipeline: Pipeline) -> None:
     (dispatch,) = pipeline.receive("DispatchQueue")
     pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
     (batch,) = pipeline.receive("SendQueue")
-    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
-    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    assert pipeline.sender({"Records": [batch]}, pipeline.sender_context()) == {"batchItemFailures": []}
+    assert pipeline.sender({"Records": [batch]}, pipeline.sender_context()) == {"batchItemFailures": []}
     wiring.dispatcher().finalize(notice["id"], 0)
     assert len(sent_mail()) == 30
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 30}
@@ -139,14 +139,22 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
         patch.setattr(sender.notices, "complete_batch", crash)
         # A batch whose only record fails fails the invocation: SQS will deliver it again
         with pytest.raises(BatchProcessingError):
-            pipeline.sender({"Records": [batch]}, pipeline.ctx)
+            pipeline.sender({"Records": [batch]}, pipeline.sender_context())
     assert len(sent_mail()) == 4
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {}  # nothing was recorded
+    # And a second delivery while the dead invocation's lease still runs leaves the batch alone:
+    # it fails (back to the queue), records nothing and sends nothing
+    with pytest.raises(BatchProcessingError):
+        pipeline.sender({"Records": [batch]}, pipeline.sender_context())
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {} and len(sent_mail()) == 4
     # And the bounced address is cleared before the redelivery (the plan at the time still holds)
     suppress("email", "user3@example.com", [ConsentChange("unblock", "channel")], "admin")
-    # Then the redelivery sends nothing: what was planned for sending is failed, outcome unknown,
-    # and the bounced recipient stays as that attempt decided
-    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    # Then the redelivery SQS makes after the visibility timeout (12 minutes, past the lease)
+    # sends nothing: what was planned for sending is failed, outcome unknown, and the bounced
+    # recipient stays as that attempt decided
+    later = datetime.now(UTC) + timedelta(minutes=12)
+    monkeypatch.setattr(sender, "now", lambda: later)
+    assert pipeline.sender({"Records": [batch]}, pipeline.sender_context()) == {"batchItemFailures": []}
     assert len(sent_mail()) == 4
     wiring.dispatcher().finalize(notice["id"], 0)
     final = pipeline.get(notice["id"])
@@ -159,7 +167,7 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
     }
     assert records["u3"].decision == "unreachable" and records["u3"].reason == "blocked: bounce"
     # And a third delivery, after the batch was recorded, changes nothing
-    assert pipeline.sender({"Records": [batch]}, pipeline.ctx) == {"batchItemFailures": []}
+    assert pipeline.sender({"Records": [batch]}, pipeline.sender_context()) == {"batchItemFailures": []}
     assert pipeline.get(notice["id"])["counts"] == final["counts"] and len(sent_mail()) == 4
 
 
@@ -202,10 +210,10 @@ def test_an_opt_out_between_two_batches_is_honoured(pipeline: Pipeline) -> None:
     pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
     first, second = sorted(pipeline.receive("SendQueue"), key=lambda r: json.loads(r["body"])["batch"])
     assert json.loads(first["body"])["batch"] == "L2" and json.loads(second["body"])["batch"] == "L52"
-    pipeline.sender({"Records": [first]}, pipeline.ctx)
+    pipeline.sender({"Records": [first]}, pipeline.sender_context())
     # user75 (in the second batch) unsubscribes while the notice is going out
     suppress("email", "user75@example.com", [ConsentChange("opt_out", "marketing")], "one_click")
-    pipeline.sender({"Records": [second]}, pipeline.ctx)
+    pipeline.sender({"Records": [second]}, pipeline.sender_context())
     wiring.dispatcher().finalize(notice["id"], 0)
     assert "user75@example.com" not in {m["To"] for m in sent_mail()}
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 99, "suppressed": 1}

@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from optout.channels.email import PermanentSendError, SesEmail
@@ -130,9 +130,17 @@ class Sender:
 
     # --- the batch ----------------------------------------------------------------------
 
-    def process(self, batch: SendBatch) -> BatchResult:
+    def process(self, batch: SendBatch, owner: str | None = None, remaining_ms: int | None = None) -> BatchResult:
+        """Send one batch. ``owner``: the invocation (its request id); ``remaining_ms``: its time left.
+
+        The batch's mark holds a lease until the deadline: a second delivery of the batch while
+        its owner may still be sending raises BatchLeased, so the message goes back to the queue
+        and nothing is recorded twice. Near the deadline no provider call is started: what is
+        left is recorded deferred and queued again.
+        """
         notice = self.notice(batch.notice_id)
         now = self.now()
+        deadline = now + timedelta(milliseconds=remaining_ms) if remaining_ms is not None else None
         keys = self._keys(batch)
         states = self._states(list(dict.fromkeys(keys.values())))
         plans: list[Plan] = []
@@ -144,14 +152,18 @@ class Sender:
                 seen.add(entry.recipient.recipient_id)
                 plans.append(self._plan(notice, entry, keys, states, now))
         duplicates = len(batch.entries) - len(plans)
+        lease_until = deadline + LEASE_SLACK if deadline is not None else None
         try:
-            self.notices.claim_batch(notice.id, batch.batch, _planned(plans), now)
+            self.notices.claim_batch(notice.id, batch.batch, _planned(plans), now, owner, lease_until)
         except BatchTaken as taken:
             if taken.done:  # recorded already; queue its later entries again in case that failed
                 self._enqueue_later(notice, batch, _later_again(batch, taken.later))
                 return BatchResult(0, 0, 0, 0, 0, 0, redelivered=True)
+            if taken.leased(now):  # its owner may still be sending: leave the batch to it
+                raise BatchLeased(batch.batch, taken.owner, taken.lease_until) from taken
             return self._recover(notice, batch, plans, taken.planned, duplicates)
-        return self._send_all(notice, batch, plans, duplicates)
+        stop_at = deadline - SEND_MARGIN if deadline is not None else None
+        return self._send_all(notice, batch, plans, duplicates, stop_at)
 
     def _plan(
         self,
@@ -177,7 +189,9 @@ class Sender:
         )
         return Plan(entry, outcome, own)
 
-    def _send_all(self, notice: Notice, batch: SendBatch, plans: list[Plan], duplicates: int) -> BatchResult:
+    def _send_all(
+        self, notice: Notice, batch: SendBatch, plans: list[Plan], duplicates: int, stop_at: datetime | None = None
+    ) -> BatchResult:
         ring = self.key_ring()  # once a batch, not once a recipient
         done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
@@ -186,7 +200,9 @@ class Sender:
             records = []
             for outcome in plan.outcome.channels:
                 decision, reason, message_id = outcome.decision, outcome.reason, None
-                if decision == "sent":
+                if decision == "sent" and stop_at is not None and self.now() >= stop_at:
+                    decision, reason = "deferred", OUT_OF_TIME_REASON  # never started: queued again
+                elif decision == "sent":
                     decision, reason, message_id = self._send_one(notice, plan, outcome.channel, ring)
                     if decision == "deferred" and plan.entry.attempt >= self.settings.send_retry_limit:
                         decision, reason = "failed", GAVE_UP_REASON
@@ -208,10 +224,14 @@ class Sender:
         never tried yet: if the number is blocked by then, the next channel is used instead.
         """
         retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
+        unstarted = [r.channel for r in records if r.decision == "deferred" and r.reason == OUT_OF_TIME_REASON]
         waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
-        if not retry and not waiting:
+        if not retry and not waiting and not unstarted:
             return []
         delays = [30 * 2 ** min(plan.entry.attempt, 4)] if retry else []
+        if unstarted:  # the last invocation ran out of time before trying: at once, no attempt counted
+            delays.append(0)
+            retry = [*retry, *unstarted]
         if waiting:
             until = max(o.defer_until for o in waiting if o.defer_until is not None)
             delays.append(int((until - self.now()).total_seconds()) + 1)
@@ -225,7 +245,7 @@ class Sender:
             only=only,
             previous="deferred",
             deferred=deferred if only != deferred else None,
-            attempt=plan.entry.attempt + (1 if retry else 0),
+            attempt=plan.entry.attempt + (1 if len(retry) > len(unstarted) else 0),
             settled=[*plan.entry.settled, *(r.decision for r in records if r.channel not in only)],
         )
         return [(entry, max(delays))]
@@ -376,7 +396,20 @@ class Sender:
         return replace(_result(done, duplicates), redelivered=True)
 
 
+class BatchLeased(Exception):
+    """Another invocation holds this batch's lease and may still be sending it: try again later."""
+
+    def __init__(self, batch: str, owner: str | None, until: datetime | None) -> None:
+        super().__init__(f"batch {batch} is being sent by {owner or 'another invocation'} until {until}")
+        self.batch, self.owner, self.until = batch, owner, until
+
+
+# Near its deadline the sender starts no provider call: a call may take its connect and read
+# timeouts (2 s and 10 s, clients.provider) and recording the batch a few seconds more.
+SEND_MARGIN = timedelta(seconds=15)
+LEASE_SLACK = timedelta(seconds=30)  # past its deadline, an invocation is gone: its lease with it
 RETRY_REASON = "provider throttled; will retry"
+OUT_OF_TIME_REASON = "not started before the invocation's deadline; queued again"
 GAVE_UP_REASON = "provider kept throttling; gave up after retries"
 UNKNOWN_REASON = "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
 LOST_ANSWER_REASON = "the provider's answer was lost or it failed after taking the send; outcome unknown, not retried"

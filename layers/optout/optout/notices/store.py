@@ -40,11 +40,25 @@ class NoticeNotFound(OptoutError):
 class BatchTaken(Exception):
     """This send batch was taken before: the redelivery only records what was left."""
 
-    def __init__(self, batch: str, done: bool, planned: str | None, later: str | None = None) -> None:
+    def __init__(
+        self,
+        batch: str,
+        done: bool,
+        planned: str | None,
+        later: str | None = None,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
         super().__init__(f"batch {batch} was taken before")
         self.done = done
         self.planned = planned
         self.later = later
+        self.owner = owner  # the invocation that took it
+        self.lease_until = lease_until  # until when that invocation may still be sending it
+
+    def leased(self, now: datetime) -> bool:
+        """Whether the invocation that took the batch may still be sending it."""
+        return not self.done and self.lease_until is not None and now < self.lease_until
 
 
 class CheckpointMoved(Exception):
@@ -331,11 +345,21 @@ class NoticeStore(DynamoTable):
 
     # --- deliveries ------------------------------------------------------------------------
 
-    def claim_batch(self, notice_id: str, batch: str, planned: str, now: datetime) -> None:
+    def claim_batch(
+        self,
+        notice_id: str,
+        batch: str,
+        planned: str,
+        now: datetime,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
         """Mark a send batch taken, with what it planned, before any of it is sent.
 
-        Raises BatchTaken if it was taken before: a redelivery, which then sends nothing (if the
-        last attempt completed) or records what the interrupted attempt left (``planned``).
+        The mark carries a lease: the invocation that took it (``owner``) and until when it may
+        be sending (its own deadline). Raises BatchTaken if it was taken before: a redelivery,
+        which then sends nothing (if the last attempt completed), leaves it to its owner (if the
+        lease is live), or records what the interrupted attempt left (``planned``).
         """
         item = {
             "pk": _pk(notice_id),
@@ -344,6 +368,10 @@ class NoticeStore(DynamoTable):
             "at": _s(now.isoformat()),
             "planned": _s(planned),
         }
+        if owner:
+            item["owner"] = _s(owner)
+        if lease_until is not None:
+            item["lease_until"] = _s(lease_until.isoformat())
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -353,11 +381,14 @@ class NoticeStore(DynamoTable):
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            lease = old.get("lease_until", {}).get("S")
             raise BatchTaken(
                 batch,
                 done=old.get("state", {}).get("S") == "done",
                 planned=old.get("planned", {}).get("S"),
                 later=old.get("later", {}).get("S"),
+                owner=old.get("owner", {}).get("S"),
+                lease_until=datetime.fromisoformat(lease) if lease else None,
             ) from exc
 
     def complete_batch(
