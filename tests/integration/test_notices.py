@@ -356,3 +356,27 @@ def test_a_recipient_mailed_now_and_texted_in_the_morning_is_counted_once(pipeli
     assert final["status"] == "complete" and final["total"] == 1
     assert final["counts"]["recipients"] == {"sent": 1}
     assert final["counts"]["by_channel"] == {"email": {"sent": 1}, "sms": {"deferred": 0, "sent": 1}}
+
+
+def test_near_its_deadline_the_sender_starts_no_send_and_queues_the_rest(pipeline: Pipeline) -> None:
+    # Given a batch of three, and a sender invocation with less time left than a send may take
+    notice = pipeline.create("policy_change", POLICY, pipeline.manifest(users(3)))
+    (dispatch,) = pipeline.receive("DispatchQueue")
+    pipeline.dispatcher({"Records": [dispatch]}, LambdaContext())
+    (batch,) = pipeline.receive("SendQueue")
+    short = pipeline.sender_context()
+    short.timeout_seconds = 10
+    short.__post_init__()  # its deadline: 10 s from now, inside the sender's 15 s margin
+    # When it takes the batch
+    assert pipeline.sender({"Records": [batch]}, short) == {"batchItemFailures": []}
+    # Then nothing was sent, and all three wait in a later batch, their attempts not counted
+    assert sent_mail() == []
+    (again,) = pipeline.receive("SendQueue")
+    entries = json.loads(again["body"])["entries"]
+    assert len(entries) == 3 and all(e.get("attempt", 0) == 0 for e in entries)
+    # And an invocation with its full time sends them, each once
+    assert pipeline.sender({"Records": [again]}, pipeline.sender_context()) == {"batchItemFailures": []}
+    assert len(sent_mail()) == 3
+    wiring.dispatcher().finalize(notice["id"], 0)
+    recipients = pipeline.get(notice["id"])["counts"]["recipients"]
+    assert {decision: n for decision, n in recipients.items() if n} == {"sent": 3}
