@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import wiring
 from optout.identity import Identity
@@ -312,3 +313,51 @@ def test_sample_events_run(inbound, webhook, lambda_context, store) -> None:
     assert store.get(key()).blocked is None  # type: ignore[union-attr]
     # The webhook sample carries a placeholder signature: refused, as a forged one must be
     assert webhook(sample_event("sms_webhook_twilio"), lambda_context)["statusCode"] == 403
+
+
+def test_a_reply_whose_answer_was_lost_is_never_sent_again(inbound, lambda_context, store, monkeypatch) -> None:
+    # Given SNS takes the confirmation text and its answer is lost (a read timeout)
+    from botocore.exceptions import ReadTimeoutError
+
+    client = wiring.sms_inbound().sms().client
+    real, calls = client.publish, []
+
+    def taken_then_lost(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        real(**kwargs)
+        raise ReadTimeoutError(endpoint_url="https://sns.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(client, "publish", taken_then_lost)
+    record = envelope_record("STOP", "lost-1", datetime.now(UTC))
+    # When the STOP is processed, and SQS delivers the message again
+    assert inbound({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert inbound({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    # Then the block holds, the text went out once and was never tried again
+    assert store.get(key()).blocked is not None  # type: ignore[union-attr]
+    assert len(calls) == 1 and len(sent_sms()) == 1
+
+
+def test_a_refused_reply_is_sent_by_the_redelivery(inbound, lambda_context, store, monkeypatch) -> None:
+    # Given SNS refuses the confirmation text once (throttled: it surely did not go out)
+    from botocore.exceptions import ClientError
+
+    client = wiring.sms_inbound().sms().client
+    real, calls = client.publish, []
+
+    def refuse_once(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        if len(calls) <= 5:  # every attempt of the first delivery (send_at_most_once makes 5)
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "Publish")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "publish", refuse_once)
+    record = envelope_record("STOP", "refused-1", datetime.now(UTC))
+    # When the STOP is processed: the block is stored, the record fails with its reply unsent
+    with pytest.raises(BatchProcessingError):  # its only record failed: SQS delivers it again
+        inbound({"Records": [record]}, lambda_context)
+    assert store.get(key()).blocked is not None  # type: ignore[union-attr]
+    assert sent_sms() == []
+    # Then the redelivery sends the one confirmation, and a third delivery nothing more
+    assert inbound({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert inbound({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert len(sent_sms()) == 1 and len(calls) == 6

@@ -8,6 +8,7 @@ at most one reply: a confirmation when it changed the block, the help text for H
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from optout import twilio
+from optout.channels.pacing import OutcomeUnknown, send_at_most_once
 from optout.channels.sms import SmsChannel
 from optout.consent import change_consent
 from optout.errors import AlreadyProcessed, Forbidden, InvalidAddress, OptoutError
@@ -24,6 +26,8 @@ from optout.keywords import Intent, KeywordBook
 from optout.settings import SmsKeywordSettings
 from optout.suppression import CHANNEL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
 from optout.suppression_store import OnceMarker, SuppressionStore
+
+log = logging.getLogger(__name__)
 
 Provider = Literal["twilio", "end_user_messaging"]
 KEYWORD_BLOCK_REASON = "keyword"
@@ -127,6 +131,7 @@ class SmsInbound:
         sms: Callable[[], SmsChannel],
         twilio_auth_token: Callable[[], str] | None = None,  # None: this instance takes no webhooks
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        mirror: Callable[[], SmsChannel] | None = None,  # for the opt-out mirror (default: ``sms``)
     ) -> None:
         self.settings = settings
         self.store = store
@@ -135,6 +140,7 @@ class SmsInbound:
         self.sms = sms
         self.twilio_auth_token = twilio_auth_token
         self.now = now
+        self.mirror = mirror or sms
 
     def handle(self, sms: InboundSms, reply_in_response: bool = False) -> InboundResult:
         """Record one inbound message and its effect, once.
@@ -260,10 +266,15 @@ class SmsInbound:
         self._mirror(result, sms)
         reply = self.claim_reply(result)
         if reply is not None:
+            number = normalise_phone(sms.from_number)
             try:
-                self.sms().send(normalise_phone(sms.from_number), reply, origination=sms.to_number)
+                send_at_most_once(lambda: self.sms().send(number, reply, origination=sms.to_number))
+            except OutcomeUnknown:
+                # It may have gone out: the claim stays, so no redelivery texts it again (at most
+                # one confirmation, never two); the message itself is recorded.
+                log.warning("reply outcome unknown; not sent again", extra={"once_key": result.once_key})
             except Exception:
-                self.release_reply(result)
+                self.release_reply(result)  # surely not sent (refused, throttled): a redelivery sends it
                 raise
         return result
 
@@ -271,6 +282,6 @@ class SmsInbound:
         if result.changed and self.settings.sms_provider == "end-user-messaging":
             number = normalise_phone(sms.from_number)
             if result.intent == "opt_out":
-                self.sms().mirror_opt_out(number)
+                self.mirror().mirror_opt_out(number)
             elif result.intent == "opt_in":
-                self.sms().mirror_opt_in(number)
+                self.mirror().mirror_opt_in(number)

@@ -158,7 +158,10 @@ def _sms_keywords(settings: SmsKeywordSettings, twilio_auth_token: Callable[[], 
         _suppressions(settings.suppression_table),
         pepper=lambda: secrets.pepper(settings.pepper_secret),
         book=_keyword_book(settings.sms_keywords_file),
-        sms=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
+        # Replies are provider sends: botocore never retries them (a lost answer would text twice);
+        # mirroring an opt-out into End User Messaging is idempotent, so its client may retry
+        sms=cache(lambda: sms_channel(settings.sms_provider, clients.provider, settings)),
+        mirror=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
         twilio_auth_token=twilio_auth_token,
     )
 
