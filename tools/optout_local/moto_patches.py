@@ -14,6 +14,8 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+from optout_local import ses_emulation
+
 _state = threading.local()
 _applied = False
 
@@ -69,6 +71,7 @@ def apply() -> None:
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _size_items_once()
+    ses_emulation.apply()  # SES v2 SendBulkEmail and the email template operations
     _applied = True
 
 
