@@ -409,6 +409,21 @@ def test_an_ses_send_uses_the_verified_identity_and_its_condition_keys() -> None
                             "ses:Recipients": ["a@example.org", "b@example.org"]}  # fmt: skip
 
 
+def test_a_bulk_send_names_every_entrys_recipients_in_ses_recipients() -> None:
+    # Given a bulk send to two entries, with inline content
+    call = sent("sesv2", "send_bulk_email", FromEmailAddress="noreply@example.com",
+                DefaultContent={"Template": {"TemplateContent": {"Subject": "s", "Text": "t"}}},
+                BulkEmailEntries=[
+                    {"Destination": {"ToAddresses": ["a@example.org"]}},
+                    {"Destination": {"ToAddresses": ["b@example.org"], "CcAddresses": ["c@example.org"]}},
+                ])  # fmt: skip
+    # When it is mapped
+    [send] = call_checks(call, account=ACCOUNT, resources=NoResources())
+    # Then one check on the identity (no stored template), with every destination's recipients
+    assert send.action == "ses:SendBulkEmail" and send.resource == SES + "identity/noreply@example.com"
+    assert send.context["ses:Recipients"] == ["a@example.org", "b@example.org", "c@example.org"]
+
+
 def test_a_secret_named_by_name_is_checked_on_its_full_arn() -> None:
     # Given a lookup that resolves the name to the secret's full ARN
     call = sent("secretsmanager", "get_secret_value", SecretId="optout/pepper", VersionStage="AWSCURRENT")

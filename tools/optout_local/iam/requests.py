@@ -488,8 +488,12 @@ def _ses_send(action: str, content: str) -> _Mapping:
         display = parseaddr(str(params.get("FromEmailAddress") or ""))[0]
         if display:
             context["ses:FromDisplayName"] = display
-        destination = params.get("Destination") or {}
-        recipients = [a for kind in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(kind) or []]
+        # SendEmail names one Destination; SendBulkEmail one per entry: ses:Recipients holds them all
+        destinations = [params.get("Destination") or {}] + [
+            entry.get("Destination") or {} for entry in params.get("BulkEmailEntries") or []
+        ]
+        kinds = ("ToAddresses", "CcAddresses", "BccAddresses")
+        recipients = [a for d in destinations for kind in kinds for a in d.get(kind) or []]
         if recipients:
             context["ses:Recipients"] = [address for _, address in getaddresses(recipients)]
         if params.get("FeedbackForwardingEmailAddress"):
