@@ -249,32 +249,29 @@ def test_first_available_falls_back_when_a_held_text_is_blocked_by_morning(pipel
 
 
 def test_a_send_whose_answer_was_lost_is_never_made_again(pipeline: Pipeline, monkeypatch) -> None:
-    # Given SES that takes every third mail and then loses its answer (the connection drops)
+    # Given SES that takes the bulk call for the batch and then loses its answer (the connection drops)
     from botocore.exceptions import ReadTimeoutError
 
     manifest = pipeline.manifest(users(6))
     notice = pipeline.create("policy_change", POLICY, manifest)
     client = wiring.sender().email().client
-    real, calls = client.send_email, []
+    real, calls = client.send_bulk_email, []
 
-    def send_email(**request: Any) -> Any:
-        calls.append(request["Destination"]["ToAddresses"][0])
-        answer = real(**request)  # SES has taken it
-        if len(calls) % 3 == 0:
-            raise ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com")
-        return answer
+    def send_bulk_email(**request: Any) -> Any:
+        calls.append([e["Destination"]["ToAddresses"][0] for e in request["BulkEmailEntries"]])
+        real(**request)  # SES has taken it: every destination was mailed
+        raise ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com")
 
-    monkeypatch.setattr(client, "send_email", send_email)
+    monkeypatch.setattr(client, "send_bulk_email", send_bulk_email)
     # When the notice goes out, redeliveries and all
     pipeline.run(notice["id"])
-    # Then each address got exactly one SendEmail and one mail: none was repeated
-    assert sorted(calls) == sorted(set(calls)) and len(calls) == 6
+    # Then the one call carried all six, was never repeated, and each address got one mail
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(set(calls[0])) and len(calls[0]) == 6
     assert len(pipeline_mail()) == 6
-    # And the two whose answer was lost are listed failed, outcome unknown (they need a check)
+    # And its six recipients, whose outcome the lost answer hides, are listed failed, outcome unknown
     records = list(wiring.notice_admin().store.all_deliveries(notice["id"]))
     unknown = [r for r in records if r.reason and "outcome unknown" in r.reason]
-    assert len(unknown) == 2 and all(r.decision == "failed" for r in unknown)
-    assert sum(r.decision == "sent" for r in records) == 4, records
+    assert len(unknown) == 6 and all(r.decision == "failed" for r in unknown)
 
 
 def test_a_checkpoint_whose_answer_was_lost_does_not_stop_the_notice(pipeline: Pipeline, monkeypatch) -> None:
@@ -301,3 +298,40 @@ def test_a_checkpoint_whose_answer_was_lost_does_not_stop_the_notice(pipeline: P
     assert pipeline.get(notice["id"])["status"] == "sending"
     time.sleep(2.1)  # the finalize message is queued with a 2 s delay
     assert [json.loads(r["body"])["action"] for r in pipeline.receive("DispatchQueue")] == ["finalize"]
+
+
+def test_each_bulk_entry_is_decided_by_its_own_result(pipeline: Pipeline, monkeypatch) -> None:
+    # Given SES that takes the bulk call but throttles one destination and rejects another
+    manifest = pipeline.manifest(users(4))
+    notice = pipeline.create("product", {"subject": "News", "body": "Hello."}, manifest)
+    client = wiring.sender().email().client
+    real, calls = client.send_bulk_email, []
+
+    def send_bulk_email(**request: Any) -> Any:
+        calls.append(request)
+        answer = real(**request)
+        if len(calls) == 1:  # the first call: u1 throttled, u2 rejected, the rest sent
+            answer["BulkEmailEntryResults"][0] = {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate"}
+            answer["BulkEmailEntryResults"][1] = {"Status": "MESSAGE_REJECTED", "Error": "Content rejected"}
+        return answer
+
+    monkeypatch.setattr(client, "send_bulk_email", send_bulk_email)
+    # When the notice goes out
+    pipeline.run(notice["id"])
+    records = {r.recipient_id: r for r in wiring.notice_admin().store.all_deliveries(notice["id"])}
+    # users(n) lists "u<i>,user<i>@example.com": the recipient of each entry of the first call
+    order = ["u" + e["Destination"]["ToAddresses"][0].split("@")[0].removeprefix("user")
+             for e in calls[0]["BulkEmailEntries"]]  # fmt: skip
+    throttled, rejected, *others = order
+    # Then the throttled one waits for a later try (queued with SQS's delay), the rejected one
+    # failed, the rest were sent, all in one call for the four
+    assert records[throttled].decision == "deferred" and records[throttled].reason == "provider throttled; will retry"
+    assert records[rejected].decision == "failed" and "MESSAGE_REJECTED" in (records[rejected].reason or "")
+    assert {records[rid].decision for rid in others} == {"sent"}
+    assert [len(c["BulkEmailEntries"]) for c in calls] == [4]
+    # And every entry carried its own link, in the header order Gmail reads (List-Unsubscribe first)
+    for entry in calls[0]["BulkEmailEntries"]:
+        names = [h["Name"] for h in entry["ReplacementHeaders"]]
+        assert names.index("List-Unsubscribe") < names.index("List-Unsubscribe-Post")
+        data = json.loads(entry["ReplacementEmailContent"]["ReplacementTemplate"]["ReplacementTemplateData"])
+        assert f"<{data['url']}>" in [h["Value"] for h in entry["ReplacementHeaders"]]

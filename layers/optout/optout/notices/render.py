@@ -180,17 +180,35 @@ def render_email(
     return b"".join(part if isinstance(part, bytes) else values[part] for part in parts)
 
 
-def _render(
-    notice: Notice,
-    recipient: Recipient,
-    brand: str,
-    sender: str,
-    preferences_url: str,
-    unsubscribe_url: str | None,
-    now: datetime,
-    message_id: str | None = None,
-) -> bytes:
-    language = _language(recipient)
+BULK_URL = "{{url}}"  # SES's substitution: each recipient's own link (ReplacementTemplateData)
+
+
+def bulk_template(notice: Notice, language: str, brand: str, optional: bool) -> RenderedEmail | None:
+    """The notice in ``language`` as an SES template (subject, text, HTML) with ``{{url}}`` for each
+    recipient's link, for SendBulkEmail; None where SES's substitution would change the content
+    (the notice's own text holds ``{{`` or ``}}``), which then goes one SendEmail per recipient."""
+    language = language if language in NOTICE_LANGUAGES else "en"
+    key = (notice.model_dump_json(include={"id", "kind", "topic", "variables"}), language, brand, str(optional))
+    if key in _templates:
+        return _templates[key]
+    subject, text, html_body = _parts(notice, language, brand, BULK_URL, BULK_URL if optional else None)
+    found = None
+    if all(part.replace(BULK_URL, "").count("{{") == 0 and "}}" not in part.replace(BULK_URL, "")
+           for part in (subject, text, html_body)):  # fmt: skip
+        found = RenderedEmail(subject, text, html_body)
+    if len(_templates) > 256:
+        _templates.clear()
+    _templates[key] = found
+    return found
+
+
+_templates: dict[tuple[str, ...], RenderedEmail | None] = {}
+
+
+def _parts(
+    notice: Notice, language: str, brand: str, preferences_url: str, unsubscribe_url: str | None
+) -> tuple[str, str, str]:
+    """Subject, text and HTML of the notice in ``language``."""
     w = wording(language)
     subject, heading, blocks, cta_url, cta = _content(notice, language, brand)
     required = unsubscribe_url is None
@@ -203,11 +221,24 @@ def _render(
         "preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url,
     }  # fmt: skip
     env = _environment()
-    text = env.get_template("notice.txt").render(**context)
-    html_body = env.get_template("notice.html").render(**context)
+    return subject, env.get_template("notice.txt").render(**context), env.get_template("notice.html").render(**context)
+
+
+def _render(
+    notice: Notice,
+    recipient: Recipient,
+    brand: str,
+    sender: str,
+    preferences_url: str,
+    unsubscribe_url: str | None,
+    now: datetime,
+    message_id: str | None = None,
+) -> bytes:
+    language = _language(recipient)
+    subject, text, html_body = _parts(notice, language, brand, preferences_url, unsubscribe_url)
+    message = EmailMessage(policy=MAIL_POLICY)
     # Headers are not folded below 998 characters: a folded List-Unsubscribe URL is written as
     # RFC 2047 encoded-words, which mail clients do not follow for one-click unsubscribe.
-    message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = recipient.email or ""
     message["Subject"] = subject

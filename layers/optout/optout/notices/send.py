@@ -12,6 +12,7 @@ is recorded failed (outcome unknown, never re-sent) and the rest as it was plann
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import logging
 from collections import Counter
@@ -20,11 +21,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from optout.channels.email import PermanentSendError, SesEmail
+from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEmail
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
-from optout.notices.render import render_email, render_sms
+from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
 from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
 from optout.notices.store import BatchTaken, NoticeStore
 from optout.settings import SenderSettings
@@ -193,6 +194,7 @@ class Sender:
         self, notice: Notice, batch: SendBatch, plans: list[Plan], duplicates: int, stop_at: datetime | None = None
     ) -> BatchResult:
         ring = self.key_ring()  # once a batch, not once a recipient
+        mailed = self._send_bulk(notice, plans, ring, stop_at)
         done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
         last_sent: datetime | None = None
@@ -200,7 +202,10 @@ class Sender:
             records = []
             for outcome in plan.outcome.channels:
                 decision, reason, message_id = outcome.decision, outcome.reason, None
-                if decision == "sent" and stop_at is not None and self.now() >= stop_at:
+                bulk = mailed.get(plan.entry.recipient.recipient_id) if outcome.channel == "email" else None
+                if decision == "sent" and bulk is not None:
+                    decision, reason, message_id = bulk
+                elif decision == "sent" and stop_at is not None and self.now() >= stop_at:
                     decision, reason = "deferred", OUT_OF_TIME_REASON  # never started: queued again
                 elif decision == "sent":
                     decision, reason, message_id = self._send_one(notice, plan, outcome.channel, ring)
@@ -300,6 +305,79 @@ class Sender:
         self.notices.complete_batch(
             notice.id, batch.batch, records, dict(channels), dict(recipients), last_sent, self.now(), _later_refs(later)
         )
+
+    def _send_bulk(
+        self, notice: Notice, plans: Sequence[Plan], ring: KeyRing, stop_at: datetime | None
+    ) -> dict[str, tuple[Decision, str | None, str | None]]:
+        """Mail the batch's email recipients with SendBulkEmail, up to 50 who share a language a call.
+
+        Returns each mailed recipient's (decision, reason, message id). Each entry's result decides
+        its recipient alone: SUCCESS is sent; a permanent status failed; any other status is tried
+        again later. A call that SES refused is tried again later for all its recipients; a call
+        whose outcome is unknown is never repeated, and its recipients are recorded failed with
+        the reason "outcome unknown". Recipients left out (an address SES cannot take, content
+        SES's substitution would change) are mailed one by one by ``_send_one``.
+        """
+        optional = notice.topic in self.optional_topics
+        groups: dict[str, list[tuple[Plan, BulkEntry]]] = {}
+        for plan in plans:
+            recipient = plan.entry.recipient
+            wants_mail = any(o.channel == "email" and o.decision == "sent" for o in plan.outcome.channels)
+            if not wants_mail or not (recipient.email or "").isascii():
+                continue
+            language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
+            if bulk_template(notice, language, self.settings.brand_name, optional) is None:
+                continue
+            token = issue(ring, "email", plan.keys.get("email", ""), notice.topic)
+            url = f"{self.links_base_url}/unsubscribe?token={token}"
+            if html.escape(url) != url:  # the HTML part would need it escaped: SES puts it in as it is
+                continue
+            headers = [("X-Optout-Notice", notice.id)]
+            if optional:  # RFC 8058, List-Unsubscribe first (Gmail reads them in that order)
+                headers += [("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+            groups.setdefault(language, []).append((plan, BulkEntry(recipient.email or "", url, tuple(headers))))
+        results: dict[str, tuple[Decision, str | None, str | None]] = {}
+        for language, members in groups.items():
+            template = bulk_template(notice, language, self.settings.brand_name, optional)
+            assert template is not None
+            for start in range(0, len(members), BULK_MAX):
+                chunk = members[start : start + BULK_MAX]
+                ids = [plan.entry.recipient.recipient_id for plan, _ in chunk]
+                if stop_at is not None and self.now() >= stop_at:
+                    results.update(dict.fromkeys(ids, ("deferred", OUT_OF_TIME_REASON, None)))
+                    continue
+                for _ in chunk:  # SES's quota counts recipients, not calls
+                    self.buckets["email"].take()
+                entries = [entry for _, entry in chunk]
+                results.update(zip(ids, self._bulk_call(notice, template, entries), strict=True))
+        return results
+
+    def _bulk_call(
+        self, notice: Notice, template: RenderedEmail, entries: list[BulkEntry]
+    ) -> list[tuple[Decision, str | None, str | None]]:
+        n = len(entries)
+        try:
+            answered = send_at_most_once(lambda: self.email().send_bulk(template, entries))
+        except Transient:
+            return [("deferred", RETRY_REASON, None)] * n
+        except OutcomeUnknown as exc:  # it may have gone out: never sent again, listed
+            log.warning("bulk send outcome unknown", extra={"notice_id": notice.id, "recipients": n, "error": str(exc)})
+            return [("failed", f"{LOST_ANSWER_REASON} ({exc})", None)] * n
+        except PermanentSendError as exc:
+            return [("failed", f"rejected by provider: {exc}", None)] * n
+        except Exception as exc:  # anything else: this call's recipients failed, the batch goes on
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            log.exception("bulk send failed", extra={"notice_id": notice.id, "error": code})
+            return [("failed", f"send error: {code}", None)] * n
+        out: list[tuple[Decision, str | None, str | None]] = []
+        for result in answered:
+            if result.status == "SUCCESS":
+                out.append(("sent", None, result.message_id))
+            elif result.permanent:
+                out.append(("failed", f"rejected by provider: {result.status} {result.error or ''}".strip(), None))
+            else:
+                out.append(("deferred", RETRY_REASON, None))
+        return out
 
     def _send_one(
         self, notice: Notice, plan: Plan, channel: ChannelName, ring: KeyRing
