@@ -66,6 +66,25 @@ def test_product_notice_end_to_end_with_one_click_from_the_mail(local_stack, tmp
     assert len(lines) == 3 and any(",suppressed,opted out of product," in line for line in lines)
 
 
+def test_text_that_ses_would_substitute_goes_out_as_written(local_stack, tmp_path: Path) -> None:
+    # Given a notice whose own text holds SES's template braces
+    manifest = tmp_path / "braces.csv"
+    manifest.write_text("recipient_id,email\ne2e-b1,e2e-braces@example.com\n")
+    body = tmp_path / "braces.md"
+    body.write_text("Write {{name}} in your template to greet people.")
+    # When it is sent (by SendEmail: a bulk template would substitute it)
+    result = local_stack.cli(
+        "notice", "send", "product", "--manifest", str(manifest), "--subject", "Templates {{101}}",
+        "--body-file", str(body), "--wait", "--json",
+    )  # fmt: skip
+    assert json.loads(result.stdout)["counts"]["recipients"] == {"sent": 1}
+    # Then the mail reads exactly as written, and still carries its own one-click headers
+    (mail,) = mails_to(local_stack, "e2e-braces@example.com")
+    assert mail["Subject"] == "Templates {{101}}"
+    assert "Write {{name}} in your template" in mail.get_body(("plain",)).get_content()
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
 def test_policy_change_dry_run_then_send(local_stack, tmp_path: Path) -> None:
     manifest = tmp_path / "policy.jsonl"
     manifest.write_text(
