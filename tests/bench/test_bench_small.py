@@ -13,19 +13,22 @@ def test_notice_pipeline_meets_the_call_bars_at_a_small_size() -> None:
     result = notice_throughput(200)
     assert result["status"] == "complete"
     assert result["counts"]["recipients"] == {"sent": 180, "unreachable": 20}
-    # Counted from what moto received, not inside the functions: one SES call per mail sent ...
-    assert result["aws_calls"]["sesv2:SendEmail"] == 180
-    # ... at most 1.1 AWS calls per recipient in all ...
-    assert result["aws_calls_per_recipient"] <= 1.1
+    # Counted from what moto received, not inside the functions: one SendBulkEmail per batch of up
+    # to 50 (180 mailed in 4 batches), no SendEmail ...
+    assert result["aws_calls"]["sesv2:SendBulkEmail"] == 4 and "sesv2:SendEmail" not in result["aws_calls"]
+    # ... at most 0.2 AWS calls per recipient in all at this size (the fixed costs of a notice
+    # weigh on 200 recipients; make bench measures 10,000 against the bar of 0.1) ...
+    assert result["aws_calls_per_recipient"] <= 0.2
     # ... and at most one suppression read per 100 recipients
     assert result["suppression_reads_per_100"] <= 1.0
     # Each delivery record is written once, in its batch's transaction (2 units), beside one mark
     # and one counts update per batch: about 2.1 write units a recipient, never the old 3
     units = sum(result["dynamodb_write_units"].values()) / 200
     assert 2.0 <= units <= 2.3, result["dynamodb_write_units"]
-    # The floor replayed exactly the mails the pipeline sent, in an environment of its own
-    assert result["bare_ses_calls"] == 180 and result["ratio_of_each_run"] == [result["ratio_to_bare_ses"]]
-    assert result["bare_ses_calls_received"] == {"sesv2:SendEmail": 180}
+    # The floor replayed exactly the calls the pipeline made, in an environment of its own
+    assert result["bare_ses_calls"] == 4 and result["bare_ses_recipients"] == 180
+    assert result["ratio_of_each_run"] == [result["ratio_to_bare_ses"]]
+    assert result["bare_ses_calls_received"] == {"sesv2:SendBulkEmail": 4}
     assert result["function_invocations"]["sender"] == 2  # two 50-recipient batches an invocation
     cost = cost_per_million(result)
     assert 0 < cost["pipeline_total_usd_per_million"] < cost["ses_usd_per_million"]

@@ -139,10 +139,12 @@ def run(
             finished = threading.Event()
 
             def kill_one_sender() -> None:
-                threshold = max(5, recipients // 3)
+                # Mail goes out in bulk calls of up to 50 (SendEmail one by one where bulk cannot):
+                # a third of the way through the calls, an invocation is between two of them
+                threshold = max(1, recipients // 50 // 3)
                 last = 0
                 while not finished.is_set():
-                    sends = proxy.ledger.calls["sesv2:SendEmail"]
+                    sends = proxy.ledger.calls["sesv2:SendBulkEmail"] + proxy.ledger.calls["sesv2:SendEmail"]
                     if sends >= threshold and sends > last:  # mails going out right now: mid-invocation
                         pids = harness.environment_pids(sender_name)
                         if pids:
@@ -206,10 +208,8 @@ def run(
                 if not ok:
                     not_stored.append(address)
             early = {a for ch, a, when in acknowledged if ch == "email" and when < notice_created}
-            # SendEmail requests moto applied whose answers the proxy dropped: the function never knew
-            lost_sends = Counter(
-                a for c in plan.lost if c.name == "sesv2:SendEmail" for a in c.json()["Destination"]["ToAddresses"]
-            )
+            # Sends moto applied whose answers the proxy dropped: the function never knew
+            lost_sends = Counter(a for c in plan.lost for a in _addressed(c))
             counts = final["counts"]
             result = {
                 "recipients": recipients,
@@ -253,3 +253,12 @@ def run(
         shutil.rmtree(folder, ignore_errors=True)
     echo(json.dumps(result, indent=2))
     return result
+
+
+def _addressed(call: Any) -> list[str]:
+    """The addresses a SendEmail or SendBulkEmail request mailed (none for any other call)."""
+    if call.name == "sesv2:SendEmail":
+        return list(call.json()["Destination"]["ToAddresses"])
+    if call.name == "sesv2:SendBulkEmail":
+        return [a for e in call.json()["BulkEmailEntries"] for a in e["Destination"]["ToAddresses"]]
+    return []
