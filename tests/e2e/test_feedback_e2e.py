@@ -62,7 +62,8 @@ def test_a_bounce_makes_email_unreachable_and_sms_takes_over(local_stack, tmp_pa
         local_stack, "policy-change", manifest, *POLICY, "--channels", "email,sms", "--mode", "first_available"
     )
     assert notice["counts"]["recipients"] == {"sent": 1, "unreachable": 1}
-    assert notice["counts"]["by_channel"]["email"] == {"suppressed": 1, "unreachable": 1}
+    # b2's email is b1's: a duplicate, dropped by the dispatcher; b2 is reached by text
+    assert notice["counts"]["by_channel"]["email"] == {"duplicate": 1, "unreachable": 1}
     assert notice["counts"]["by_channel"]["sms"] == {"sent": 1, "unreachable": 1}  # b1 has no phone
 
 

@@ -164,6 +164,9 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
         click.echo("by recipient " + ", ".join(f"{k} {v}" for k, v in sorted(counts["recipients"].items()) if v))
     for channel, by in sorted(counts.get("by_channel", {}).items()):
         click.echo(f"  {channel:<6} " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()) if v))
+    duplicates = _duplicates_line(counts)
+    if duplicates:
+        click.echo(duplicates)
     dry = document.get("dry_run_result")
     if dry:
         click.echo("would: " + ", ".join(f"{k} {v}" for k, v in sorted(dry.get("recipients", {}).items())))
@@ -180,6 +183,18 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
     breach = document.get("breach")
     if breach:
         click.echo("breach      " + ", ".join(f"{k} {v}" for k, v in breach.items()))
+
+
+def _duplicates_line(counts: dict[str, Any]) -> str | None:
+    """What the dispatcher dropped: recipients listed again (by id or every address) and channels
+    whose address an earlier recipient had; the latter are rows of ``optout notice report``."""
+    recipients = counts.get("recipients", {}).get("duplicate", 0)
+    channels = {c: by.get("duplicate", 0) for c, by in sorted(counts.get("by_channel", {}).items())}
+    if not recipients and not any(channels.values()):
+        return None
+    parts = ", ".join(f"{c} {n}" for c, n in channels.items() if n)
+    line = f"duplicates  {recipients} recipients dropped"
+    return line + (f"; addresses listed before: {parts} (decision duplicate in the report)" if parts else "")
 
 
 @notice.command("status")

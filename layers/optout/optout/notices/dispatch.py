@@ -4,25 +4,61 @@ It reads from the last checkpoint (a byte offset), writes batches of at most 50 
 SendMessageBatch (10 batches a call), and checkpoints after every call, atomically with the
 rows and bad rows it read. Near the end of its time it queues a continuation of itself, so a
 manifest of millions of rows never dies at Lambda's 15-minute limit. A dry run reads the same
-way but decides instead of sending. A recipient listed twice is dropped here and counted as a
-duplicate: the dispatcher reads the manifest in one pass, so it alone sees every row (a
-continuation rebuilds what it had seen from the rows before its checkpoint). A ``finalize``
-message closes the notice once every dispatched recipient has a final decision.
+way but decides instead of sending. A ``finalize`` message closes the notice once every
+dispatched recipient has a final decision.
+
+One notice reaches an address once. The dispatcher reads the manifest in one pass, so it alone
+sees every row, and it drops (see ``Dispatcher._classify``):
+
+- a recipient id listed again: the whole row, counted as a duplicate recipient (the id already
+  has its decision; its delivery records are the first listing's);
+- a channel whose normalised address an earlier recipient has on that channel (one person under
+  two ids): that channel only. It gets a delivery record with decision ``duplicate`` (recipient
+  id, channel, address key; never the address) and counts as ``<channel>.duplicate``; the
+  recipient keeps the channels whose address is new, and is decided on those by the sender. A
+  recipient with no new address left is a duplicate recipient, with a record per channel.
+
+What it has seen (ids, and addresses per channel) is a set of 8-byte keyed digests (SeenKeys),
+saved beside the checkpoint in segments (NoticeStore.save_seen_segment) whenever it stops and
+every SNAPSHOT_KEYS new digests: a continuation loads them and never reads the manifest before
+its checkpoint again, except the rows since the last save after a crash (at most SNAPSHOT_KEYS
+digests' worth).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import sys
+from array import array
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from optout.identity import address_key
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
-from optout.notices.model import FINAL_STATUSES, BadRow, BatchEntry, ChannelName, Notice, Recipient, SendBatch, Status
-from optout.notices.rules import address_keys, decide
-from optout.notices.store import MAX_BAD_ROW_SAMPLES, CheckpointMoved, DispatchRead, NoticeStore
+from optout.notices.model import (
+    FINAL_STATUSES,
+    BadRow,
+    BatchEntry,
+    ChannelName,
+    DeliveryRecord,
+    Notice,
+    Recipient,
+    SendBatch,
+    Status,
+)
+from optout.notices.rules import address_keys, address_of, decide
+from optout.notices.store import (
+    DUPLICATE_REASON,
+    MAX_BAD_ROW_SAMPLES,
+    CheckpointMoved,
+    DispatchRead,
+    NoticeStore,
+)
 from optout.settings import DispatcherSettings
 from optout.suppression_store import SuppressionStore
 
@@ -30,6 +66,7 @@ BATCH_MAX = 50
 RECORDS_MAX = 98  # claims per batch transaction (100 items less the marker and the counts)
 MESSAGES_PER_CALL = 10
 STOP_WHEN_LEFT_MS = 60_000
+SNAPSHOT_KEYS = 1_000_000  # new seen digests that make a checkpoint save them (8 MB, 21 chunk items)
 
 
 @dataclass
@@ -43,6 +80,8 @@ class Tally:
     duplicates: int = 0
     bad_rows: int = 0
     bad: list[BadRow] = field(default_factory=list)  # samples of them
+    channel_duplicates: Counter[str] = field(default_factory=Counter)  # duplicate channels, by channel
+    records: list[DeliveryRecord] = field(default_factory=list)  # theirs, to write before the checkpoint
 
     def bad_row(self, row: BadRow) -> None:
         self.bad_rows += 1
@@ -52,32 +91,136 @@ class Tally:
 
     def reset(self, since: int) -> None:
         self.since, self.rows, self.recipients, self.duplicates, self.bad_rows, self.bad = since, 0, 0, 0, 0, []
+        self.channel_duplicates, self.records = Counter(), []
 
 
 @dataclass
 class Reading:
-    """A manifest being read: where from, its bytes, and the recipients read before."""
+    """A manifest being read: where from, its bytes, and what was read before."""
 
     cursor: Cursor
     stream: Iterator[bytes]
-    seen: SeenRecipients
+    seen: SeenKeys
 
 
-class SeenRecipients:
-    """The recipient ids read so far, as 16-byte digests: about 100 bytes of memory a recipient."""
+BUCKET_BITS = 17
+_SHIFT = 64 - BUCKET_BITS
+_LITTLE = sys.byteorder == "little"
 
-    def __init__(self) -> None:
-        self._digests: set[bytes] = set()
 
-    def first_time(self, recipient_id: str) -> bool:
-        digest = hashlib.blake2b(recipient_id.encode(), digest_size=16).digest()
-        if digest in self._digests:
+class SeenKeys:
+    """The recipient ids and addresses a notice's dispatch has read, as 8-byte digests.
+
+    A digest is BLAKE2b-64 keyed with a secret derived from the pepper and the notice id: the
+    stored set can neither be read back nor tested for an address without the pepper, and two
+    values that collide in one notice do not collide in another. Exact otherwise; a collision
+    would drop a real recipient as a duplicate (visibly: it is recorded ``duplicate``), with a
+    chance of about n^2 / 2^65: 1.6e-5 for the 24 million digests of 8 million recipients with
+    an email and a phone.
+
+    Digests live in 2^17 buckets (bytearrays, by their top 17 bits), searched in C: about 11
+    bytes of memory a digest, so 8 million recipients (ids, emails, phones: 24 million digests)
+    take about 260 MB and a lookup scans about 1.5 KB. The digests added since the last save
+    also wait in ``pending`` (8 bytes each) until take_pending writes them out as a segment.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._buckets: list[bytearray | None] = [None] * (1 << BUCKET_BITS)
+        self._pending = bytearray()
+        self._count = 0
+
+    @classmethod
+    def for_notice(cls, pepper: bytes, notice_id: str) -> SeenKeys:
+        return cls(hmac.new(pepper, f"seen:{notice_id}".encode(), hashlib.sha256).digest())
+
+    def digest(self, kind: str, value: str) -> bytes:
+        """``kind``: "id" for a recipient id, else the channel of an address."""
+        return hashlib.blake2b(f"{kind}:{value}".encode(), key=self._secret, digest_size=8).digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        bucket = self._buckets[int.from_bytes(digest, "little") >> _SHIFT]
+        if bucket is None:
             return False
-        self._digests.add(digest)
-        return True
+        at = bucket.find(digest)
+        while at >= 0 and at & 7:  # a match across two digests: look on
+            at = bucket.find(digest, at + 1)
+        return at >= 0
+
+    def add(self, digest: bytes) -> None:
+        """Add a digest not in the set (the caller checked)."""
+        index = int.from_bytes(digest, "little") >> _SHIFT
+        bucket = self._buckets[index]
+        if bucket is None:
+            self._buckets[index] = bytearray(digest)
+        else:
+            bucket += digest
+        self._pending += digest
+        self._count += 1
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return self._count
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) // 8
+
+    def take_pending(self) -> bytes:
+        """The digests added since the last call, sorted (as little-endian integers), and forget them."""
+        values = _u64(bytes(self._pending))
+        self._pending = bytearray()
+        ordered = array("Q", sorted(values))
+        if not _LITTLE:
+            ordered.byteswap()
+        return ordered.tobytes()
+
+    def load(self, segment: bytes) -> None:
+        """Add a saved segment (sorted, as take_pending gave it): no digest in it is in the set yet."""
+        values = _u64(segment)
+        count = len(values)
+        view = memoryview(segment)
+        if count < len(self._buckets) // 2:
+            for start in range(0, len(segment), 8):
+                self._append(int.from_bytes(view[start : start + 8], "little") >> _SHIFT, view[start : start + 8])
+        else:  # sorted: each bucket's digests are one slice, found by bisection
+            low = 0
+            for index in range(len(self._buckets)):
+                high = bisect_left(values, (index + 1) << _SHIFT, low) if index + 1 < len(self._buckets) else count
+                if high > low:
+                    self._append(index, view[low * 8 : high * 8])
+                    low = high
+        self._count += count
+
+    def _append(self, index: int, digests: memoryview) -> None:
+        bucket = self._buckets[index]
+        if bucket is None:
+            self._buckets[index] = bytearray(digests)
+        else:
+            bucket += digests
+
+    def memory(self) -> int:
+        """Bytes the buckets and pending digests take (for the bench)."""
+        return (
+            sys.getsizeof(self._buckets)
+            + sys.getsizeof(self._pending)
+            + sum(sys.getsizeof(b) for b in self._buckets if b is not None)
+        )
+
+
+def _u64(data: bytes) -> array[int]:
+    values = array("Q")
+    values.frombytes(data)
+    if not _LITTLE:
+        values.byteswap()
+    return values
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A recipient to decide: ``only`` its channels with a new address, if some were duplicates."""
+
+    recipient: Recipient
+    only: list[ChannelName] | None = None
 
 
 @dataclass
@@ -141,7 +284,7 @@ class Dispatcher:
         notice = self.notices.get(notice_id)
         if notice.status in FINAL_STATUSES:
             return "already final"
-        cursor, dispatched = self.notices.cursor(notice_id)
+        cursor, dispatched = self.notices.cursor(notice_id)  # with the seen set saved with it
         if dispatched:  # read to the end before: only what followed its last checkpoint may be missing
             self._finish(notice)
             return "already dispatched"
@@ -156,7 +299,7 @@ class Dispatcher:
             else:
                 self.notices.set_status(notice_id, "failed", self.now(), error=f"cannot read the manifest: {code}")
                 return "failed"
-        seen = SeenRecipients()
+        seen = SeenKeys.for_notice(self.pepper(), notice.id)
         if cursor.line == 0:
             chunks = _chunks(body)
             head = next(chunks, b"")
@@ -164,7 +307,7 @@ class Dispatcher:
             stream: Iterator[bytes] = _prepend(head, chunks)
         else:
             stream = _chunks(body)
-            self._replay(bucket, key, cursor, seen)
+            self._restore(notice, bucket, key, cursor, seen)
         try:
             if notice.dry_run:
                 return self._dry_run(notice, Reading(cursor, stream, seen), remaining_ms)
@@ -174,20 +317,65 @@ class Dispatcher:
             # carries on; what this one queued repeats its batches, which the sender sends once.
             return "superseded"
 
-    def _replay(self, bucket: str, key: str, cursor: Cursor, seen: SeenRecipients) -> None:
-        """A continuation: learn the recipients before the checkpoint by reading those rows again."""
-        if cursor.offset == 0:
+    def _restore(self, notice: Notice, bucket: str, key: str, cursor: Cursor, seen: SeenKeys) -> None:
+        """A continuation: load the seen set saved with the checkpoints, then read again only the
+        rows between its last save and the checkpoint (none, unless a dispatch died between them)."""
+        saved = cursor.saved
+        for segment in saved.segments:
+            seen.load(self.notices.load_seen_segment(notice.id, segment))
+        if saved.offset >= cursor.offset:
             return
-        prefix = self.s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{cursor.offset - 1}")["Body"]
-        replay = Cursor(fmt=cursor.fmt)
-        for raw, number, _ in lines(_chunks(prefix), replay):
+        if saved.offset == 0:
+            replay = Cursor(fmt=cursor.fmt)
+        else:
+            replay = Cursor(offset=saved.offset, line=saved.line, header=cursor.header, fmt=cursor.fmt)
+        rows = self.s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={saved.offset}-{cursor.offset - 1}")["Body"]
+        for raw, number, _ in lines(_chunks(rows), replay):
             parsed = parse_line(raw, number, replay)
             if isinstance(parsed, Recipient):
-                seen.first_time(parsed.recipient_id)
+                self._classify(notice, parsed, seen)
 
-    def _recipients(self, reading: Reading, tally: Tally) -> Iterator[Recipient]:
-        """The manifest's recipients from the cursor on, each once; the rest is counted in ``tally``."""
+    def _classify(self, notice: Notice, recipient: Recipient, seen: SeenKeys) -> tuple[str, list[ChannelName]]:
+        """Whether the recipient is "new", "duplicate" (its id, or every address it has on the
+        notice's channels, was read before) or "partial" (some channels' addresses were), and the
+        channels whose address was read before; adds what is new to ``seen``.
+
+        Two recipient ids with one email and different phones: the second keeps its phone. Each
+        address is sent the notice once, by the first recipient that lists it on a channel, and
+        no address is dropped unsent: the phone may be another person's (a family sharing an
+        email), and for a breach alert it is the only way to reach them. The email channel of the
+        second is recorded ``duplicate`` and the recipient gets one final decision, from the
+        channels it keeps. (In first_available mode the first recipient may end up using
+        another channel, by the state of its addresses at send time: the address stays theirs,
+        and the second recipient's fallback to it is a duplicate.)
+
+        A repeated id is dropped whole, addresses included: the id already has its decision.
+        """
+        id_digest = seen.digest("id", recipient.recipient_id)
+        if id_digest in seen:
+            return "duplicate", []
+        seen.add(id_digest)
+        new: list[ChannelName] = []
+        repeated: list[ChannelName] = []
+        for channel in notice.channels:
+            address = address_of(recipient, channel)
+            if address is None:
+                continue
+            digest = seen.digest(channel, address)
+            if digest in seen:
+                repeated.append(channel)
+            else:
+                seen.add(digest)
+                new.append(channel)
+        if not repeated:
+            return "new", []
+        return ("partial" if new else "duplicate"), repeated
+
+    def _recipients(self, notice: Notice, reading: Reading, tally: Tally) -> Iterator[Entry]:
+        """The manifest's recipients from the cursor on, each once and each address once; the rest
+        is counted in ``tally`` (with the records of duplicate channels, for a notice that sends)."""
         cursor = reading.cursor
+        pepper = self.pepper()
         for raw, number, offset in lines(reading.stream, cursor):
             parsed = parse_line(raw, number, cursor)
             cursor.line, cursor.offset = number, offset
@@ -197,23 +385,66 @@ class Dispatcher:
             if isinstance(parsed, BadRow):
                 tally.bad_row(parsed)
                 continue
-            if not reading.seen.first_time(parsed.recipient_id):
+            kind, repeated = self._classify(notice, parsed, reading.seen)
+            for channel in repeated:
+                tally.channel_duplicates[channel] += 1
+                if not notice.dry_run:
+                    tally.records.append(self._duplicate_record(notice, parsed, channel, pepper))
+            if kind == "duplicate":
                 tally.duplicates += 1
                 continue
             tally.recipients += 1
-            yield parsed
+            if kind == "partial":
+                yield Entry(parsed, [ch for ch in notice.channels if ch not in repeated])
+            else:
+                yield Entry(parsed)
+
+    def _duplicate_record(
+        self, notice: Notice, recipient: Recipient, channel: ChannelName, pepper: bytes
+    ) -> DeliveryRecord:
+        return DeliveryRecord(
+            notice_id=notice.id,
+            recipient_id=recipient.recipient_id,
+            channel=channel,
+            address_key=address_key(pepper, channel, address_of(recipient, channel) or ""),
+            decision="duplicate",
+            reason=DUPLICATE_REASON,
+            at=self.now(),
+        )
 
     def _checkpoint(
-        self, notice: Notice, cursor: Cursor, tally: Tally, done: bool, dry_run: DryRun | None = None
+        self,
+        notice: Notice,
+        reading: Reading,
+        tally: Tally,
+        done: bool,
+        dry_run: DryRun | None = None,
+        stopping: bool = False,
     ) -> None:
+        cursor, seen = reading.cursor, reading.seen
+        if tally.records:  # before the checkpoint past their rows: a retry writes the same again
+            self.notices.record_duplicates(tally.records)
+        saved = None
+        if not done and (stopping or seen.pending >= SNAPSHOT_KEYS):
+            # What the continuation (or a retry) will need, so that it reads no row twice
+            segment = self.notices.save_seen_segment(notice.id, seen.take_pending(), cursor.offset)
+            saved = (segment, cursor.offset, cursor.line)
         self.notices.checkpoint(
             notice.id,
             cursor,
-            DispatchRead(tally.rows, tally.recipients, tally.duplicates, tally.bad_rows, tally.bad),
+            DispatchRead(
+                tally.rows,
+                tally.recipients,
+                tally.duplicates,
+                tally.bad_rows,
+                tally.bad,
+                dict(tally.channel_duplicates),
+            ),
             since=tally.since,
             done=done,
             now=self.now(),
             dry_run_result=dry_run.to_json() if dry_run is not None else None,
+            seen=saved,
         )
         tally.reset(since=cursor.offset)
 
@@ -228,44 +459,42 @@ class Dispatcher:
         self.notices.set_status(notice.id, "sending", self.now(), only_from=("dispatching",))
         self.requeue({"notice_id": notice.id, "action": "finalize", "attempt": 0}, 2)
 
-    def _continue_later(self, notice: Notice, remaining_ms: Callable[[], int]) -> bool:
-        if remaining_ms() >= STOP_WHEN_LEFT_MS:
-            return False
+    def _continue_later(self, notice: Notice) -> str:
         # Whatever was read after the last checkpoint was not sent: the continuation reads it again.
         self.requeue({"notice_id": notice.id}, 0)
-        return True
+        return "continued"
 
     def _send(self, notice: Notice, reading: Reading, remaining_ms: Callable[[], int]) -> str:
-        cursor = reading.cursor
         width = len(notice.channels)
-        batch: list[Recipient] = []
+        batch: list[Entry] = []
         messages: list[dict[str, Any]] = []
-        tally = self._tally(notice, cursor)
-        for recipient in self._recipients(reading, tally):
-            batch.append(recipient)
+        tally = self._tally(notice, reading.cursor)
+        for entry in self._recipients(notice, reading, tally):
+            batch.append(entry)
             if len(batch) >= BATCH_MAX or (len(batch) + 1) * width > RECORDS_MAX:
                 messages.append(self._message(notice, batch))
                 batch = []
             if len(messages) >= MESSAGES_PER_CALL:
                 self.send_batches(messages)
                 messages = []
-                self._checkpoint(notice, cursor, tally, done=False)
-                if self._continue_later(notice, remaining_ms):
-                    return "continued"
+                stopping = remaining_ms() < STOP_WHEN_LEFT_MS
+                self._checkpoint(notice, reading, tally, done=False, stopping=stopping)
+                if stopping:
+                    return self._continue_later(notice)
         if batch:
             messages.append(self._message(notice, batch))
         if messages:
             self.send_batches(messages)
-        self._checkpoint(notice, cursor, tally, done=True)
+        self._checkpoint(notice, reading, tally, done=True)
         self._finish(notice)
         return "dispatched"
 
-    def _message(self, notice: Notice, recipients: list[Recipient]) -> dict[str, Any]:
+    def _message(self, notice: Notice, entries: Sequence[Entry]) -> dict[str, Any]:
         # The batch id is where it starts in the manifest: the same rows always make the same batch.
         batch = SendBatch(
             notice_id=notice.id,
-            batch=f"L{recipients[0].line}",
-            entries=[BatchEntry(recipient=r) for r in recipients],
+            batch=f"L{entries[0].recipient.line}",
+            entries=[BatchEntry(recipient=e.recipient, only=e.only) for e in entries],
         )
         # Defaults left out: a third of the bytes, for SQS to carry and the sender to parse
         return batch.model_dump(mode="json", exclude_defaults=True)
@@ -273,39 +502,44 @@ class Dispatcher:
     # --- dry run -------------------------------------------------------------------------
 
     def _dry_run(self, notice: Notice, reading: Reading, remaining_ms: Callable[[], int]) -> str:
-        cursor = reading.cursor
         result = DryRun.from_json(notice.dry_run_result)
-        chunk: list[Recipient] = []
-        tally = self._tally(notice, cursor)
-        for recipient in self._recipients(reading, tally):
-            chunk.append(recipient)
+        chunk: list[Entry] = []
+        tally = self._tally(notice, reading.cursor)
+        for entry in self._recipients(notice, reading, tally):
+            chunk.append(entry)
             if len(chunk) >= BATCH_MAX:
                 self._evaluate(notice, chunk, result)
                 chunk = []
                 if tally.recipients >= BATCH_MAX * MESSAGES_PER_CALL:
-                    self._save_dry_run(notice, cursor, tally, result, done=False)
-                    if self._continue_later(notice, remaining_ms):
-                        return "continued"
+                    stopping = remaining_ms() < STOP_WHEN_LEFT_MS
+                    self._save_dry_run(notice, reading, tally, result, done=False, stopping=stopping)
+                    if stopping:
+                        return self._continue_later(notice)
         if chunk:
             self._evaluate(notice, chunk, result)
-        self._save_dry_run(notice, cursor, tally, result, done=True)
+        self._save_dry_run(notice, reading, tally, result, done=True)
         self._finish(notice)
         return "dry run complete"
 
-    def _save_dry_run(self, notice: Notice, cursor: Cursor, tally: Tally, result: DryRun, done: bool) -> None:
+    def _save_dry_run(
+        self, notice: Notice, reading: Reading, tally: Tally, result: DryRun, done: bool, stopping: bool = False
+    ) -> None:
         # The result so far and the checkpoint in one write: a retry never counts a row twice
         if tally.duplicates:
             result.recipients["duplicate"] += tally.duplicates
-        self._checkpoint(notice, cursor, tally, done=done, dry_run=result)
+        for channel, amount in tally.channel_duplicates.items():
+            result.channels.setdefault(channel, Counter())["duplicate"] += amount
+        self._checkpoint(notice, reading, tally, done=done, dry_run=result, stopping=stopping)
 
-    def _evaluate(self, notice: Notice, chunk: list[Recipient], result: DryRun) -> None:
-        keys = address_keys(self.pepper(), ((recipient, notice.channels) for recipient in chunk))
+    def _evaluate(self, notice: Notice, chunk: list[Entry], result: DryRun) -> None:
+        keys = address_keys(self.pepper(), ((e.recipient, e.only or notice.channels) for e in chunk))
         states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
         now = self.now()
-        for recipient in chunk:
-            channel_states = {ch: states.get(keys.get((recipient.recipient_id, ch), "")) for ch in notice.channels}
+        for entry in chunk:
+            recipient, channels = entry.recipient, entry.only or notice.channels
+            channel_states = {ch: states.get(keys.get((recipient.recipient_id, ch), "")) for ch in channels}
             outcome = decide(
-                recipient, notice.topic, self.settings.optional_topics, notice.channels, notice.mode, channel_states,
+                recipient, notice.topic, self.settings.optional_topics, channels, notice.mode, channel_states,
                 now, hold_optional_sms=notice.kind != "breach_alert", default_timezone=self.settings.default_timezone,
             )  # fmt: skip
             result.recipients[outcome.decision] += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,14 +33,45 @@ def format_of(key: str, first_bytes: bytes = b"") -> Format:
     return "jsonl" if first_bytes.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "csv"
 
 
+@dataclass(frozen=True)
+class SeenSegment:
+    """Digests added to the seen set between two saves: ``chunks`` items under one segment id."""
+
+    id: str
+    chunks: int
+    keys: int
+
+    def encode(self) -> str:
+        return f"{self.id}:{self.chunks}:{self.keys}"
+
+    @classmethod
+    def decode(cls, value: str) -> SeenSegment:
+        segment_id, chunks, keys = value.rsplit(":", 2)
+        return cls(segment_id, int(chunks), int(keys))
+
+
+@dataclass(frozen=True)
+class SeenState:
+    """The dispatcher's saved seen set (the ids and addresses it read): its segments, and the
+    manifest position (byte, line) they cover up to, at or before the checkpoint's."""
+
+    offset: int = 0
+    line: int = 0
+    segments: tuple[SeenSegment, ...] = ()
+
+
 @dataclass
 class Cursor:
-    """Where reading stopped: the next byte, the last line number read, and the CSV header."""
+    """Where reading stopped: the next byte, the last line number read, and the CSV header.
+
+    A checkpoint read back also says what of the seen set was saved with it (``saved``).
+    """
 
     offset: int = 0
     line: int = 0
     header: list[str] | None = None
     fmt: Format = "csv"
+    saved: SeenState = field(default_factory=lambda: SeenState())
 
 
 def lines(chunks: Iterable[bytes], cursor: Cursor) -> Iterator[tuple[bytes, int, int]]:

@@ -10,9 +10,11 @@ from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, TypeAdapte
 Kind = Literal["policy_change", "breach_alert", "product", "marketing"]
 ChannelName = Literal["email", "sms"]
 Mode = Literal["all", "first_available"]
-Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed"]
+# "duplicate": the dispatcher dropped it, the recipient id or the address on that channel was
+# listed before in the manifest (DESIGN §4); the sender never decides it.
+Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed", "duplicate"]
 Status = Literal["queued", "dispatching", "sending", "complete", "complete_with_failures", "failed"]
-DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed")
+DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicate")
 FINAL_STATUSES: tuple[Status, ...] = ("complete", "complete_with_failures", "failed")
 
 TOPIC_OF: dict[Kind, str] = {

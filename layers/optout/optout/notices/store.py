@@ -6,29 +6,44 @@ Items (pk / sk):
     notice#<id> / batch#<batch>                 a send batch's mark: taken (with its plan), then done
     notice#<id> / delivery#<recipient>#<channel> a delivery record, written once with its final decision
     idem#<key>  / idem                          an Idempotency-Key and the hash of its request
+    seen#<id>#<segment>#<n> / seen              a chunk of the dispatcher's seen set (sorted 8-byte digests)
 
 A send batch is marked taken before anything of it is sent, so a redelivered batch never sends
 twice; its records and counts are written with the mark set done, in one transaction. A recipient
-listed twice in a manifest is dropped by the dispatcher, which reads the manifest in one pass.
+listed twice in a manifest, or at an address an earlier recipient has on that channel, is dropped
+by the dispatcher, which reads the manifest in one pass: an address duplicate gets a delivery
+record with decision ``duplicate`` (its recipient id, channel and address key, never the address).
+
+The dispatcher's seen set (the digests of the ids and addresses read so far) is saved beside its
+checkpoint, append-only, as segments: each the digests added since the previous one, sorted, in
+chunks of at most SEEN_CHUNK_KEYS digests (384 KB, under DynamoDB's 400 KB item limit), each chunk
+its own partition key so that writing and reading a large set spreads over partitions. A segment
+counts only once a checkpoint names it (the notice's ``seen_segments``, with ``seen_offset``: the
+byte the segments cover up to): a dispatch that lost its checkpoint race leaves chunks no
+checkpoint names, which are never read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from optout.clients import DynamoTable
 from optout.errors import OptoutError
-from optout.notices.manifest import Cursor
+from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, Counts, DeliveryRecord, Notice, Status
 
 NOTICE_SK = "notice"
 DELIVERY_PREFIX = "delivery#"
 BATCH_PREFIX = "batch#"
 MAX_BAD_ROW_SAMPLES = 1000
+SEEN_PREFIX = "seen#"
+SEEN_CHUNK_KEYS = 48_000  # 8-byte digests a chunk item: 384,000 bytes
+DUPLICATE_REASON = "an earlier recipient in the manifest has this address on this channel"
 _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_run", "created_by", "created_at")
 
 
@@ -74,6 +89,7 @@ class DispatchRead:
     duplicates: int
     bad_rows: int
     samples: Sequence[BadRow]  # of the bad rows, as many as the notice may still keep
+    channel_duplicates: Mapping[str, int] = field(default_factory=dict)  # duplicate channels, by channel
 
 
 class IdempotencyConflict(OptoutError):
@@ -163,24 +179,39 @@ class NoticeStore(DynamoTable):
         return _notice(notice_id, item)
 
     def cursor(self, notice_id: str) -> tuple[Cursor, bool]:
+        """The checkpoint, with the seen set saved with it (``Cursor.saved``), in one consistent read."""
         item = self.client.get_item(
             TableName=self.table,
             Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
             ConsistentRead=True,
-            ProjectionExpression="#o, #line, #header, #fmt, #dispatched",
+            ProjectionExpression="#o, #line, #header, #fmt, #dispatched, #so, #sl, #segs",
             ExpressionAttributeNames={
                 "#o": "offset",
                 "#line": "line",
                 "#header": "header",
                 "#fmt": "fmt",
                 "#dispatched": "dispatched",
+                "#so": "seen_offset",
+                "#sl": "seen_line",
+                "#segs": "seen_segments",
             },
         ).get("Item")
         if item is None:
             raise NoticeNotFound("no notice with this id")
         header = json.loads(item["header"]["S"]) if "header" in item else None
         fmt = item.get("fmt", {}).get("S", "csv")
-        cursor = Cursor(offset=int(item["offset"]["N"]), line=int(item["line"]["N"]), header=header, fmt=fmt)  # type: ignore[arg-type]
+        saved = SeenState(
+            offset=int(item.get("seen_offset", {"N": "0"})["N"]),
+            line=int(item.get("seen_line", {"N": "0"})["N"]),
+            segments=tuple(SeenSegment.decode(v["S"]) for v in item.get("seen_segments", {}).get("L", [])),
+        )
+        cursor = Cursor(
+            offset=int(item["offset"]["N"]),
+            line=int(item["line"]["N"]),
+            header=header,
+            fmt=fmt,  # type: ignore[arg-type]
+            saved=saved,
+        )
         return cursor, bool(item.get("dispatched", {}).get("BOOL"))
 
     def set_status(
@@ -218,13 +249,16 @@ class NoticeStore(DynamoTable):
         done: bool,
         now: datetime,
         dry_run_result: dict[str, Any] | None = None,
+        seen: tuple[SeenSegment | None, int, int] | None = None,
     ) -> None:
         """Record how far dispatch got, atomically with what it read since its last checkpoint.
 
         Only if the last checkpoint is still the one at byte ``since``: a second dispatch of the
         same notice (SQS delivers at least once) gets CheckpointMoved and stops. A duplicate (a
         recipient listed again) is settled here: it counts towards the total and as a recipient
-        decision. A dry run's result so far is written in the same update.
+        decision; so is each duplicate channel, by channel. A dry run's result so far is written in
+        the same update. ``seen``: (segment saved with save_seen_segment or None, byte, line): the
+        seen set now covers the manifest up to there, with that segment added.
         """
         values: dict[str, Any] = {
             ":o": _n(cursor.offset),
@@ -260,6 +294,13 @@ class NoticeStore(DynamoTable):
             names["#dup"] = "c__" + _counter("r.duplicate")
             values[":dup"] = _n(read.duplicates)
             adds.append("#dup :dup")
+        for i, (channel, amount) in enumerate(sorted(read.channel_duplicates.items())):
+            if amount:
+                names[f"#cdup{i}"] = "c__" + _counter(f"{channel}.duplicate")
+                values[f":cdup{i}"] = _n(amount)
+                adds.append(f"#cdup{i} :cdup{i}")
+        if seen is not None:
+            self._seen_commit(seen, sets, names, values)
         if done:
             sets.append("#total = if_not_exists(#queued, :zero) + :q")
             names["#total"] = "total"
@@ -277,6 +318,78 @@ class NoticeStore(DynamoTable):
             if self._checkpoint_is(notice_id, cursor.offset, now):
                 return  # our own update, applied before its answer was lost and retried: done
             raise CheckpointMoved(notice_id) from exc
+
+    # --- the dispatcher's seen set and duplicate records ------------------------------------
+
+    @staticmethod
+    def _seen_commit(
+        seen: tuple[SeenSegment | None, int, int], sets: list[str], names: dict[str, str], values: dict[str, Any]
+    ) -> None:
+        segment, offset, line = seen
+        sets += ["#so = :so", "#sl = :sl"]
+        names.update({"#so": "seen_offset", "#sl": "seen_line"})
+        values.update({":so": _n(offset), ":sl": _n(line)})
+        if segment is not None:
+            sets.append("#segs = list_append(if_not_exists(#segs, :nosegs), :seg)")
+            names["#segs"] = "seen_segments"
+            values[":nosegs"] = {"L": []}
+            values[":seg"] = {"L": [_s(segment.encode())]}
+
+    def save_seen_segment(self, notice_id: str, digests: bytes, offset: int) -> SeenSegment | None:
+        """Write a segment of the seen set (sorted 8-byte digests), not yet named by a checkpoint.
+
+        The segment id is new each time (the offset, for reading, and a random part): a second
+        dispatch of the notice never writes over the chunks of the first.
+        """
+        if not digests:
+            return None
+        segment_id = f"{offset}.{uuid.uuid4().hex[:12]}"
+        size = SEEN_CHUNK_KEYS * 8
+        chunks = 0
+        for chunks, start in enumerate(range(0, len(digests), size), start=1):
+            # UpdateItem creates the item: the dispatcher's role has no PutItem
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(_seen_pk(notice_id, segment_id, chunks - 1)), "sk": _s("seen")},
+                UpdateExpression="SET #k = :k",
+                ExpressionAttributeNames={"#k": "keys"},
+                ExpressionAttributeValues={":k": {"B": digests[start : start + size]}},
+            )
+        return SeenSegment(segment_id, chunks, len(digests) // 8)
+
+    def load_seen_segment(self, notice_id: str, segment: SeenSegment) -> bytes:
+        parts = []
+        for n in range(segment.chunks):
+            item = self.client.get_item(
+                TableName=self.table,
+                Key={"pk": _s(_seen_pk(notice_id, segment.id, n)), "sk": _s("seen")},
+                ConsistentRead=True,
+            ).get("Item")
+            if item is None:
+                raise RuntimeError(f"seen set chunk {segment.id}#{n} of notice {notice_id} is missing")
+            parts.append(bytes(item["keys"]["B"]))
+        data = b"".join(parts)
+        if len(data) != segment.keys * 8:
+            raise RuntimeError(f"seen set segment {segment.id} of notice {notice_id} has the wrong size")
+        return data
+
+    def record_duplicates(self, records: Sequence[DeliveryRecord]) -> None:
+        """Write the delivery records of duplicate channels (idempotent: the same rows give the same records).
+
+        One UpdateItem each, which creates the item: the dispatcher's role has neither PutItem nor
+        BatchWriteItem. The dispatcher writes them before the checkpoint past their rows.
+        """
+        for record in records:
+            item = _delivery_item(record)
+            key = {"pk": item.pop("pk"), "sk": item.pop("sk")}
+            names = {f"#a{i}": name for i, name in enumerate(item)}
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(item))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":a{i}": value for i, value in enumerate(item.values())},
+            )
 
     def _checkpoint_is(self, notice_id: str, offset: int, now: datetime) -> bool:
         """Whether the stored checkpoint is the one this dispatcher wrote at ``now`` (to the microsecond)."""
@@ -461,6 +574,10 @@ class NoticeStore(DynamoTable):
             yield from records
             if start is None:
                 return
+
+
+def _seen_pk(notice_id: str, segment_id: str, chunk: int) -> str:
+    return f"{SEEN_PREFIX}{notice_id}#{segment_id}#{chunk}"
 
 
 def _delivery_sk(recipient_id: str, channel: str) -> str:
