@@ -339,7 +339,8 @@ class Sender:
         results: dict[str, tuple[Decision, str | None, str | None]] = {}
         for language, members in groups.items():
             template = bulk_template(notice, language, self.settings.brand_name, optional)
-            assert template is not None
+            if template is None:  # cannot happen (grouped only with one); were it to, mailed one by one
+                continue
             for start in range(0, len(members), BULK_MAX):
                 chunk = members[start : start + BULK_MAX]
                 ids = [plan.entry.recipient.recipient_id for plan, _ in chunk]
