@@ -26,6 +26,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from typing import Any
 FUNCTION_TAG = "optout:function"  # on each role: the logical id of the function it serves
 TEMPLATE_TAG = "optout:template"  # and the digest of the template it was expanded from
 ADMIN_KEYS = frozenset({"testing"})
-SECURE = "aws:SecureTransport"  # the stack's own credentials (stack.LOCAL_KEY)
+SECURE = "aws:SecureTransport"
+DECISION_SECONDS = 60.0  # the stack's own credentials (stack.LOCAL_KEY)
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _QUERY_CREDENTIAL = re.compile(r"(?:^|&)X-Amz-Credential=([^%&/]+)(?:%2F|/)")
 
@@ -133,6 +135,7 @@ class Enforcer:
 
     def __init__(self, account: str, usage: Usage) -> None:
         self.account, self.usage = account, usage
+        self.decisions: dict[tuple[str, Any], tuple[float, Any]] = {}
 
     def caller(self, access_key: str, token: str | None) -> Caller | None:
         """The caller behind ``access_key``, or None if no such key (or the wrong session token)."""
@@ -188,17 +191,26 @@ class Enforcer:
         tags = self.role_tags(role)
         function, template = tags.get(FUNCTION_TAG, ""), tags.get(TEMPLATE_TAG, "")
         for check in checks:
-            policy, is_key = resource_policy(check.resource)
-            decision = evaluate(
-                # The SDKs reach AWS over TLS; locally the endpoint is plain HTTP, which no
-                # policy should see (the template's TLS-only bucket statement would deny it all)
-                Request(caller.principal, check.action, check.resource, {SECURE: "true", **check.context}),
-                identity,
-                policy,
-                self.account,
-                role_arn=caller.role_arn,
-                key_policy=is_key,
-            )
+            # The same question from the same session gets the same answer until the
+            # administrator changes something (then ``decisions`` is cleared) or a minute passes
+            # (for a condition on the time of day)
+            key = (caller.principal, check.key)
+            found = self.decisions.get(key)
+            if found is not None and time.monotonic() - found[0] < DECISION_SECONDS:
+                decision = found[1]
+            else:
+                policy, is_key = resource_policy(check.resource)
+                decision = evaluate(
+                    # The SDKs reach AWS over TLS; locally the endpoint is plain HTTP, which no
+                    # policy should see (the template's TLS-only bucket statement would deny it all)
+                    Request(caller.principal, check.action, check.resource, {SECURE: "true", **check.context}),
+                    identity,
+                    policy,
+                    self.account,
+                    role_arn=caller.role_arn,
+                    key_policy=is_key,
+                )
+                self.decisions[key] = (time.monotonic(), decision)
             by, index = "", -1
             if decision.allowed and decision.statement is not None:
                 ref = decision.statement
@@ -235,6 +247,34 @@ def _status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
 
+class _Remembered:
+    """A lookup whose answers are kept until ``forget()``: roles, policies and resource facts.
+
+    Only the account's administrator changes them (the functions' roles grant no IAM, policy or
+    attribute writes), so the gatekeeper forgets everything on each administrator's request;
+    the functions' own calls, nearly all of the traffic, are then authorized from memory.
+    """
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._answers: dict[tuple[str, tuple[Any, ...]], Any] = {}
+
+    def forget(self) -> None:
+        self._answers = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+        answers = self._answers
+
+        def remembered(*args: Any) -> Any:
+            key = (name, args)
+            if key not in answers:
+                answers[key] = method(*args)
+            return answers[key]
+
+        return remembered
+
+
 class Gatekeeper:
     """The WSGI side: read a request (and put its body back), authorize it, answer a denial."""
 
@@ -243,7 +283,13 @@ class Gatekeeper:
 
         self.region, self.account = region, account
         self.enforcer = Enforcer(account, usage)
-        self.resources = MotoResources(region, account)
+        self.resources = _Remembered(MotoResources(region, account))
+        from types import SimpleNamespace
+
+        own = SimpleNamespace(role_policies=self.enforcer.role_policies, role_tags=self.enforcer.role_tags)
+        self.roles = _Remembered(own)
+        self.enforcer.role_policies = self.roles.role_policies  # type: ignore[method-assign]
+        self.enforcer.role_tags = self.roles.role_tags  # type: ignore[method-assign]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes] | None:
         """None when the request may go on to moto; otherwise the denial, already started."""
@@ -275,7 +321,10 @@ class Gatekeeper:
             )
             start_response(_status(status), answer_headers)
             return [payload]
-        if caller.role_name is None:
+        if caller.role_name is None:  # the administrator may change roles, policies, attributes
+            self.resources.forget()
+            self.roles.forget()
+            self.enforcer.decisions = {}
             return None
         checks = requests.call_checks(call, account=self.account, resources=self.resources, region=self.region)
         denied = self.enforcer.decide(caller, checks, self.resources.resource_policy)
