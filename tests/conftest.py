@@ -54,7 +54,7 @@ def _aws_credentials(monkeypatch: pytest.MonkeyPatch, xray_daemon: XRayDaemon) -
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """moto in this process with every resource of template.yaml, and the functions' environment set.
 
-    In-process for speed: the integration tests call handlers directly, with tracing off. That is
+    In-process for speed: the integration tests call handlers directly (traced, as above). That is
     not how a function runs in AWS, so it never stands in for it: tests/integration/
     test_lambda_runtime.py and the e2e tests run functions on the local Lambda runtime.
     """

@@ -136,6 +136,7 @@ class Enforcer:
     def __init__(self, account: str, usage: Usage) -> None:
         self.account, self.usage = account, usage
         self.decisions: dict[tuple[str, Any], tuple[float, Any]] = {}
+        self._roles: dict[str, tuple[dict[str, dict[str, Any]], dict[str, str]]] = {}
 
     def caller(self, access_key: str, token: str | None) -> Caller | None:
         """The caller behind ``access_key``, or None if no such key (or the wrong session token)."""
@@ -154,6 +155,17 @@ class Enforcer:
             assumed.role_arn,
             assumed.session_name,
         )
+
+    def forget(self) -> None:
+        """Drop what is remembered of roles and decisions (the administrator may have changed them)."""
+        self.decisions = {}
+        self._roles = {}
+
+    def role(self, role_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The role's policies and tags, read from moto's IAM once until ``forget()``."""
+        if role_name not in self._roles:
+            self._roles[role_name] = (self.role_policies(role_name), self.role_tags(role_name))
+        return self._roles[role_name]
 
     def role_policies(self, role_name: str) -> dict[str, dict[str, Any]]:
         """The role's policy documents as IAM holds them, by name: inline ones, then attached managed ones by ARN."""
@@ -186,9 +198,8 @@ class Enforcer:
         if caller.role_name is None:  # the account's administrator
             return None
         role = caller.role_name
-        named = self.role_policies(role)
+        named, tags = self.role(role)
         names, identity = list(named), list(named.values())
-        tags = self.role_tags(role)
         function, template = tags.get(FUNCTION_TAG, ""), tags.get(TEMPLATE_TAG, "")
         for check in checks:
             # The same question from the same session gets the same answer until the
@@ -248,7 +259,7 @@ def _status(code: int) -> str:
 
 
 class _Remembered:
-    """A lookup whose answers are kept until ``forget()``: roles, policies and resource facts.
+    """A lookup whose answers are kept until ``forget()``: the resources' facts and policies.
 
     Only the account's administrator changes them (the functions' roles grant no IAM, policy or
     attribute writes), so the gatekeeper forgets everything on each administrator's request;
@@ -284,12 +295,6 @@ class Gatekeeper:
         self.region, self.account = region, account
         self.enforcer = Enforcer(account, usage)
         self.resources = _Remembered(MotoResources(region, account))
-        from types import SimpleNamespace
-
-        own = SimpleNamespace(role_policies=self.enforcer.role_policies, role_tags=self.enforcer.role_tags)
-        self.roles = _Remembered(own)
-        self.enforcer.role_policies = self.roles.role_policies  # type: ignore[method-assign]
-        self.enforcer.role_tags = self.roles.role_tags  # type: ignore[method-assign]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes] | None:
         """None when the request may go on to moto; otherwise the denial, already started."""
@@ -323,8 +328,7 @@ class Gatekeeper:
             return [payload]
         if caller.role_name is None:  # the administrator may change roles, policies, attributes
             self.resources.forget()
-            self.roles.forget()
-            self.enforcer.decisions = {}
+            self.enforcer.forget()
             return None
         checks = requests.call_checks(call, account=self.account, resources=self.resources, region=self.region)
         denied = self.enforcer.decide(caller, checks, self.resources.resource_policy)

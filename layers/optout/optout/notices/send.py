@@ -319,6 +319,7 @@ class Sender:
         SES's substitution would change) are mailed one by one by ``_send_one``.
         """
         optional = notice.topic in self.optional_topics
+        templates: dict[str, RenderedEmail | None] = {}  # per language, once a batch
         groups: dict[str, list[tuple[Plan, BulkEntry]]] = {}
         for plan in plans:
             recipient = plan.entry.recipient
@@ -326,7 +327,9 @@ class Sender:
             if not wants_mail or not (recipient.email or "").isascii():
                 continue
             language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
-            if bulk_template(notice, language, self.settings.brand_name, optional) is None:
+            if language not in templates:
+                templates[language] = bulk_template(notice, language, self.settings.brand_name, optional)
+            if templates[language] is None:
                 continue
             token = issue(ring, "email", plan.keys.get("email", ""), notice.topic)
             url = f"{self.links_base_url}/unsubscribe?token={token}"
@@ -338,7 +341,7 @@ class Sender:
             groups.setdefault(language, []).append((plan, BulkEntry(recipient.email or "", url, tuple(headers))))
         results: dict[str, tuple[Decision, str | None, str | None]] = {}
         for language, members in groups.items():
-            template = bulk_template(notice, language, self.settings.brand_name, optional)
+            template = templates[language]
             if template is None:  # cannot happen (grouped only with one); were it to, mailed one by one
                 continue
             for start in range(0, len(members), BULK_MAX):
