@@ -210,3 +210,52 @@ def test_a_mapping_polls_with_as_many_pollers_as_the_function_may_have_environme
     # ScalingConfig.MaximumConcurrency caps them where the template sets it
     capped = QueueSource("Fn", "arn:aws:sqs:us-east-1:123456789012:q", 10, 0, True, True, maximum_concurrency=2)
     assert len(QueuePoller(capped, "url", None, lambda *_: None, "us-east-1", concurrency=4).threads) == 2
+
+
+def _raw_exchange(sock, request: bytes) -> bytes:  # type: ignore[no-untyped-def]
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_the_local_aws_keeps_connections_open_and_drains_unread_bodies() -> None:
+    # Why in process: the handler class is the unit; the whole moto process is covered by every e2e test.
+    import socket
+    import threading
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    from optout_local.moto_process import keep_alive
+
+    seen: list[bytes] = []
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ["PATH_INFO"] == "/read":  # an application that reads the body; "/skip" does not
+            seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    # Given the local AWS's request handler and one client connection
+    server = make_server("127.0.0.1", 0, app, True, request_handler=keep_alive(MotoRequestHandler))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
+            # When a request's body is left unread, and two more requests follow on the same connection
+            heads = [
+                _raw_exchange(sock, b"POST /%s HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\nGET /evil 12" % path)
+                for path in (b"skip", b"read", b"read")
+            ]
+        # Then every request is answered on that one connection, none asks to close it, and the unread
+        # body was never taken for a request of its own
+        assert all(h.startswith(b"HTTP/1.1 200") and b"connection: close" not in h.lower() for h in heads)
+        assert seen == [b"GET /evil 12", b"GET /evil 12"]
+    finally:
+        server.shutdown()

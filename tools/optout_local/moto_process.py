@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -419,6 +420,91 @@ def _restore(snapshot: Path) -> list[str]:
         raise SystemExit(2) from exc
 
 
+def keep_alive(handler: type[Any]) -> type[Any]:
+    """``handler`` keeping HTTP/1.1 connections open, as AWS endpoints do.
+
+    Werkzeug's server closes every connection after one response: after each request it reads
+    whatever else the socket holds, which with keep-alive would swallow the next request. The
+    SDKs keep connections in a pool, so against it every AWS call paid a TCP connect and a new
+    server thread, a third of the CPU an environment spent on a STOP. This handler runs the WSGI
+    call itself, drains exactly the body the application left unread, and lets http.server keep
+    or close the connection as the request asks. A chunked request body (none of the SDK calls
+    the stack makes) still closes it.
+    """
+    from werkzeug.wsgi import LimitedStream
+
+    class KeepAlive(handler):  # type: ignore[misc]
+        def setup(self) -> None:
+            super().setup()
+            # a kept connection must not hold a response's last segment back for the client's ACK
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def run_wsgi(self) -> None:
+            if self.headers.get("Expect", "").lower().strip() == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            environ: dict[str, Any] = self.make_environ()
+            body = None
+            if environ.get("wsgi.input_terminated"):  # chunked: where it ends is the parser's business
+                self.close_connection = True
+            else:
+                body = environ["wsgi.input"] = LimitedStream(self.rfile, int(environ.get("CONTENT_LENGTH") or 0))
+            response: list[Any] = []  # status, headers, chunked
+            sent = False
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                if exc_info and sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+                response[:] = [status, headers, False]
+                return write
+
+            def write(data: bytes) -> None:
+                nonlocal sent
+                if not sent:
+                    status, headers, _ = response
+                    code_text, _, reason = status.partition(" ")
+                    code = int(code_text)
+                    self.send_response(code, reason)
+                    names = set()
+                    for name, value in headers:
+                        self.send_header(name, value)
+                        names.add(name.lower())
+                    bodiless = self.command == "HEAD" or code < 200 or code in (204, 304)
+                    if "content-length" not in names and not bodiless:
+                        response[2] = True
+                        self.send_header("Transfer-Encoding", "chunked")
+                    self._headers_buffer.append(b"\r\n")  # end_headers, with the body's first part in the same write
+                    sent = True
+                if data:
+                    self._headers_buffer.append(b"%x\r\n%s\r\n" % (len(data), data) if response[2] else data)
+                self.flush_headers()
+
+            try:
+                chunks = self.server.app(environ, start_response)
+                try:
+                    for data in chunks:
+                        write(data)
+                    write(b"")
+                    if response[2]:
+                        self.wfile.write(b"0\r\n\r\n")
+                finally:
+                    if hasattr(chunks, "close"):
+                        chunks.close()
+                if body is not None:
+                    body.exhaust()  # what the application left unread is not the next request
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True
+                return
+            except Exception:
+                self.close_connection = True
+                if not sent:
+                    self.send_error(500)
+                logging.getLogger(__name__).exception("error on request")
+                return
+            self.wfile.flush()
+
+    return KeepAlive
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -477,8 +563,9 @@ def main(argv: list[str] | None = None) -> None:
     usage_dir = os.environ.get("OPTOUT_IAM_USAGE")
     usage = Usage(Path(usage_dir) if usage_dir else None)
     server = make_server(
-        args.host, args.port, application(args.region, gate, state, usage), True, request_handler=MotoRequestHandler
-    )
+        args.host, args.port, application(args.region, gate, state, usage), True,
+        request_handler=keep_alive(MotoRequestHandler),
+    )  # fmt: skip
     stopping = threading.Event()
 
     def shut_down(*_: Any) -> None:
