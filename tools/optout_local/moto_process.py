@@ -439,6 +439,9 @@ def keep_alive(handler: type[Any]) -> type[Any]:
             # a kept connection must not hold a response's last segment back for the client's ACK
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass  # Werkzeug formats a line per request, then drops it (its logger is at WARNING)
+
         def run_wsgi(self) -> None:
             if self.headers.get("Expect", "").lower().strip() == "100-continue":
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
