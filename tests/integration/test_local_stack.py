@@ -212,6 +212,25 @@ def test_a_mapping_polls_with_as_many_pollers_as_the_function_may_have_environme
     assert len(QueuePoller(capped, "url", None, lambda *_: None, "us-east-1", concurrency=4).threads) == 2
 
 
+def test_a_queue_whose_visibility_timeout_is_below_the_function_timeout_stops_the_start(tmp_path: Path) -> None:
+    # Given a copy of the poller fixture whose queue hides a batch for less time than the function may run
+    copy = tmp_path / "template.yaml"
+    copy.write_text(FIXTURE.read_text().replace("VisibilityTimeout: 6", "VisibilityTimeout: 2"))
+    (tmp_path / "echo").symlink_to(FIXTURE.parent / "echo")
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), template=copy, stack_name="refused")
+    stack = LocalStack(config)
+    # When the stack starts, Then it refuses the mapping as Lambda's CreateEventSourceMapping does
+    from optout_local.pollers import MappingRefused
+
+    try:
+        with pytest.raises(
+            MappingRefused, match="Queue visibility timeout: 2 seconds is less than Function timeout: 6"
+        ):
+            stack.start()
+    finally:
+        stack.stop()
+
+
 def _raw_exchange(sock, request: bytes) -> bytes:  # type: ignore[no-untyped-def]
     sock.sendall(request)
     data = b""

@@ -59,11 +59,23 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
     }
 
 
+class MappingRefused(Exception):
+    """An event source mapping that Lambda would not create."""
+
+
 class QueuePoller:
     def __init__(
-        self, source: QueueSource, queue_url: str, sqs: Any, invoke: Invoke, region: str, concurrency: int = 1
+        self,
+        source: QueueSource,
+        queue_url: str,
+        sqs: Any,
+        invoke: Invoke,
+        region: str,
+        concurrency: int = 1,
+        function_timeout: int | None = None,
     ) -> None:
         self.source = source
+        self.function_timeout = function_timeout
         self.queue_url = queue_url
         self.sqs = sqs
         self.invoke = invoke
@@ -80,14 +92,26 @@ class QueuePoller:
         # Lambda reads the queue's attributes with the function's role when it enables the
         # mapping, and refuses a role that may not ("...does not have permissions to call
         # GetQueueAttributes on SQS"); an access denial here stops the stack's start the same way.
-        self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"]
+        ).get("Attributes", {})
+        # Lambda refuses a mapping whose queue could show a batch again while the function still
+        # runs: CreateEventSourceMapping answers InvalidParameterValueException "Queue visibility
+        # timeout: 30 seconds is less than Function timeout: 60 seconds" (the deploy fails there).
+        visibility = int(attributes.get("VisibilityTimeout", 30))
+        if self.function_timeout is not None and visibility < self.function_timeout:
+            raise MappingRefused(
+                f"{self.source.function}: InvalidParameterValueException: Queue visibility timeout: "
+                f"{visibility} seconds is less than Function timeout: {self.function_timeout} seconds"
+            )
         for thread in self.threads:
             thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
         for thread in self.threads:
-            thread.join(timeout=5)
+            if thread.ident is not None:  # a refused mapping never started its pollers
+                thread.join(timeout=5)
 
     def _receive_batch(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []

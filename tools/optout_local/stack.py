@@ -184,7 +184,9 @@ class LocalStack:
                 concurrency = functions.concurrency(source.function)
                 # An event source mapping reads its queue with the function's own role, as in AWS
                 sqs = RoleClient(sessions, source.function, lambda c: config.client("sqs", c))
-                self.pollers.append(QueuePoller(source, queue_url, sqs, functions.invoke, config.region, concurrency))
+                timeout = stack.function(source.function).timeout
+                poller = QueuePoller(source, queue_url, sqs, functions.invoke, config.region, concurrency, timeout)
+                self.pollers.append(poller)
         self.gateway.start()
         for poller in self.pollers:
             poller.start()
