@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from optout_local.iam import in_process
 from optout_local.lambda_runtime import trace_header
 from optout_local.provision import Stack
 from optout_local.runtime import LOCAL_PUBLIC_URL, LambdaContext, in_process_stack
@@ -56,10 +57,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
     In-process for speed: the integration tests call handlers directly (traced, as above). That is
     not how a function runs in AWS, so it never stands in for it: tests/integration/
-    test_lambda_runtime.py and the e2e tests run functions on the local Lambda runtime.
+    test_lambda_runtime.py and the e2e tests run functions on the local Lambda runtime. What it
+    does keep: a handler from ``load_handler`` calls AWS with its function's role, authorized by
+    the local IAM as the local stack authorizes it; the test's own calls are the administrator's.
     """
     with in_process_stack({"OPTOUT_EMAIL_RATE_PER_SECOND": "1000"}, REGION) as stack:
         yield stack
+        # a handler's call signed with other keys than its role's went unauthorized: fail for it
+        assert not in_process.installed().stray, in_process.installed().stray
 
 
 @pytest.fixture

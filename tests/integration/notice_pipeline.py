@@ -17,7 +17,7 @@ from optout.settings import get_settings
 from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
-from optout_local.pollers import sqs_record
+from optout_local.iam import in_process
 from optout_local.provision import ACCOUNT_ID, Route, Stack
 from optout_local.runtime import LambdaContext, context_for, load_handler
 
@@ -44,7 +44,6 @@ class Pipeline:
         self.admin = load_handler(stack.function("AdminApi"))
         self.dispatcher = load_handler(stack.function("Dispatcher"))
         self.sender = load_handler(stack.function("Sender"))
-        self.sqs = boto3.client("sqs")
         self.bucket = stack.ref("ManifestBucket")
 
     def sender_context(self) -> LambdaContext:
@@ -90,14 +89,8 @@ class Pipeline:
         return body
 
     def receive(self, queue: str) -> list[dict[str, Any]]:
-        url = self.stack.ref(queue)
-        arn = self.stack.resolver.attrs[(queue, "Arn")]
-        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-            "Messages", []
-        )
-        for m in messages:
-            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return [sqs_record(m, arn, "us-east-1") for m in messages]
+        """A batch as the queue's event source mapping receives it (with its function's role), deleted."""
+        return in_process.installed().poll(queue, delete=True)
 
     def run(self, notice_id: str, remaining_ms: int = 900_000) -> None:
         """Play the event source mappings until both queues are empty, then finalize."""
@@ -114,7 +107,8 @@ class Pipeline:
                 assert self.sender({"Records": [record]}, self.sender_context()) == {"batchItemFailures": []}
             if not records and not sends:
                 break
-        wiring.dispatcher().finalize(notice_id, 0)
+        with in_process.installed().running("DispatcherFunction"):  # finalizing is the dispatcher's, with its role
+            wiring.dispatcher().finalize(notice_id, 0)
 
 
 def sent_mail() -> list[email.message.EmailMessage]:

@@ -13,8 +13,8 @@ from optout import wiring
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
-from optout_local.pollers import sqs_record
-from optout_local.provision import Stack
+from optout_local.iam import in_process
+from optout_local.provision import ACCOUNT_ID, Stack
 from optout_local.runtime import load_handler
 from tests.conftest import sample_event
 
@@ -53,14 +53,15 @@ def ses_event(kind: str = "bounce", **changes: Any) -> dict[str, Any]:
 
 
 def drain(aws: Stack) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    url, arn = aws.ref("FeedbackQueue"), aws.resolver.attrs[("FeedbackQueue", "Arn")]
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-    return [sqs_record(m, arn, "us-east-1") for m in messages]
+    """A batch as the queue's event source mapping receives it, with its function's role; left on the queue."""
+    return in_process.installed().poll("FeedbackQueue")
 
 
 def test_a_permanent_bounce_published_to_the_topic_blocks_email(aws, feedback, lambda_context, store) -> None:
-    boto3.client("sns").publish(TopicArn=aws.ref("SesEventsTopic"), Message=json.dumps(ses_event("bounce")))
+    # As SES publishes its events: from the configuration set, under the topic's policy
+    source = f"arn:aws:ses:us-east-1:{ACCOUNT_ID}:configuration-set/{aws.ref('SesConfigurationSet')}"
+    delivered = in_process.installed().deliver("ses.amazonaws.com", source, "SesEventsTopic", json.dumps(ses_event()))
+    assert delivered["delivered"], delivered
     records = drain(aws)
     assert len(records) == 1
     assert feedback({"Records": records}, lambda_context) == {"batchItemFailures": []}

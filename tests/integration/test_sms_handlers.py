@@ -18,8 +18,8 @@ from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
 from optout.twilio import signature
-from optout_local.pollers import sqs_record
-from optout_local.provision import Stack
+from optout_local.iam import in_process
+from optout_local.provision import ACCOUNT_ID, Stack
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import PUBLIC_BASE_URL, sample_event, sent_sms
 
@@ -200,18 +200,18 @@ def two_way(body: str, message_id: str | None = None, number: str = NUMBER) -> d
 
 
 def drain(aws: Stack) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    queue_url = aws.ref("InboundSmsQueue")
-    arn = aws.resolver.attrs[("InboundSmsQueue", "Arn")]
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-        "Messages", []
-    )
-    return [sqs_record(m, arn, "us-east-1") for m in messages]
+    """A batch as the queue's event source mapping receives it, with its function's role; left on the queue."""
+    return in_process.installed().poll("InboundSmsQueue")
 
 
 def test_sns_to_queue_to_function_with_envelope_and_raw_messages(aws, inbound, lambda_context, store) -> None:
     # Given STOP published to the topic (SNS envelope) and START sent raw, later
-    boto3.client("sns").publish(TopicArn=aws.ref("InboundSmsTopic"), Message=json.dumps(two_way("STOP")))
+    # As End User Messaging publishes an inbound SMS: from our number, under the topic's policy
+    source = f"arn:aws:sms-voice:us-east-1:{ACCOUNT_ID}:phone-number/{OURS.lstrip('+')}"
+    delivered = in_process.installed().deliver(
+        "sms-voice.amazonaws.com", source, "InboundSmsTopic", json.dumps(two_way("STOP"))
+    )
+    assert delivered["delivered"], delivered
     records = drain(aws)
     assert len(records) == 1 and json.loads(records[0]["body"])["Type"] == "Notification"
     # When the function takes the batch

@@ -164,8 +164,8 @@ class Provisioner:
         and secret values above all, stay as they are. Roles and resource policies are brought up
         to date with the template.
 
-        ``roles=False`` leaves out the functions' IAM roles: only for moto in the caller's own
-        process, which authorizes nothing (see ``runtime.in_process_stack``).
+        ``roles=False`` leaves out the functions' IAM roles, for a caller that creates them itself
+        (``runtime.in_process_stack``, whose moto holds only the managed policies they attach).
         """
         if locate and ensure:
             raise ValueError("locate and ensure exclude each other")

@@ -6,6 +6,9 @@ AWS: that is :mod:`optout_local.lambda_runtime`, which every path claiming "the 
 uses (``make run``, the e2e tests, ``optout invoke``, the bench and the soak). What stays here is
 one fake context, the functions' environment from the template, and handler modules loaded from
 ``functions/<name>/app.py``, so integration tests can call a handler a thousand times a second.
+
+What it does hold to: each handler called here makes its calls with its own function's role, and
+the local IAM authorizes each as the local stack does (:mod:`optout_local.iam.in_process`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -73,32 +77,45 @@ def apply_environment(stack: Stack, extra: Mapping[str, str]) -> None:
 
 
 @contextmanager
-def in_process_stack(extra: Mapping[str, str] | None = None, region: str = "us-east-1") -> Iterator[Stack]:
+def in_process_stack(
+    extra: Mapping[str, str] | None = None, region: str = "us-east-1", template: Path | None = None
+) -> Iterator[Stack]:
     """moto in this process, every resource of template.yaml in it, the functions' environment set.
 
-    For the tests, the bench, the soak and the OpenAPI document. The process environment and the
-    layer's caches are put back afterwards.
+    For the tests, the bench, the soak and the OpenAPI document. Each function's role is created
+    from the template as the local stack creates it, and a handler loaded with ``load_handler``
+    makes its calls with it, authorized by the local IAM. The process environment and the layer's
+    caches are put back afterwards.
     """
     import boto3
     from moto import mock_aws
 
+    from optout import clients
     from optout_local import moto_patches
+    from optout_local.iam.in_process import InProcessIam, create_roles
     from optout_local.provision import Provisioner
 
     moto_patches.apply()
     saved = dict(os.environ)
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=region)  # noqa: S106  # nosec B106
     os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    iam: InProcessIam | None = None
     try:
         with mock_aws():
-            # No roles: moto in this process authorizes nothing, so this path proves no permission;
-            # the local stack (moto_process) does, and the e2e tests run on it.
-            stack = Provisioner(boto3.session.Session(region_name=region), None, region, roles=False).provision()
+            session = boto3.session.Session(region_name=region)
+            provisioner = Provisioner(session, None, region, template_path=template, roles=False)
+            stack = provisioner.provision()
+            create_roles(provisioner, ACCOUNT_ID)
             apply_environment(
                 stack, {"AWS_REGION": region, "OPTOUT_PUBLIC_BASE_URL": LOCAL_PUBLIC_URL, **(extra or {})}
             )
+            iam = InProcessIam(stack, region, ACCOUNT_ID, session.client("sts"))
+            iam.install(reset_layer_caches, clients._session)  # the layer's one session (private: tools only)
             yield stack
     finally:
+        if iam is not None:
+            iam.uninstall()
         os.environ.clear()
         os.environ.update(saved)
         reset_layer_caches()
@@ -115,6 +132,9 @@ def reset_layer_caches() -> None:
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
+    """The function's handler, called as the function: with its role, in an ``in_process_stack`` only."""
+    from optout_local.iam.in_process import running_as
+
     module_name, _, attribute = spec.handler.rpartition(".")
     key = f"optout_fn_{spec.logical_id}"
     with _lock:
@@ -129,7 +149,7 @@ def load_handler(spec: FunctionSpec) -> Handler:
             import_spec.loader.exec_module(module)
             _modules[key] = module
     handler: Handler = getattr(module, attribute)
-    return handler
+    return running_as(spec.logical_id, handler)
 
 
 def invoke(stack: Stack, logical_id: str, event: dict[str, Any]) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from optout_local.iam.enforce import Usage, Used
@@ -55,8 +56,11 @@ def check_delivery(
     return None
 
 
-def patch_sns_to_sqs(region: str, account: str, usage: Usage) -> None:
-    """Check SNS's permission on each SQS subscription's queue (and key) before moto delivers to it."""
+def patch_sns_to_sqs(region: str, account: str, usage: Usage, active: Callable[[], bool] | None = None) -> None:
+    """Check SNS's permission on each SQS subscription's queue (and key) before moto delivers to it.
+
+    ``active``: whether to check now (moto in a test's process checks while its local IAM is in).
+    """
     if _patched:
         return
     from moto.sns.models import Subscription
@@ -64,7 +68,7 @@ def patch_sns_to_sqs(region: str, account: str, usage: Usage) -> None:
     original = Subscription.publish
 
     def publish(self: Any, *args: Any, **kwargs: Any) -> None:
-        if self.protocol == "sqs":
+        if self.protocol == "sqs" and (active is None or active()):
             denied = check_delivery("sns.amazonaws.com", self.topic.arn, "sqs", self.endpoint, region, account, usage)
             if denied is not None:
                 sys.stderr.write(f"optout local: SNS dropped a message for {self.endpoint}: {denied}\n")

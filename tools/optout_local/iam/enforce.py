@@ -133,14 +133,14 @@ def access_key_of(headers: dict[str, str], query: str) -> tuple[str, str, str] |
 class Enforcer:
     """The local AWS's authorizer: identity from moto's STS, policies from moto's IAM."""
 
-    def __init__(self, account: str, usage: Usage) -> None:
-        self.account, self.usage = account, usage
+    def __init__(self, account: str, usage: Usage, admin_keys: frozenset[str] = ADMIN_KEYS) -> None:
+        self.account, self.usage, self.admin_keys = account, usage, admin_keys
         self.decisions: dict[tuple[str, Any], tuple[float, Any]] = {}
         self._roles: dict[str, tuple[dict[str, dict[str, Any]], dict[str, str]]] = {}
 
     def caller(self, access_key: str, token: str | None) -> Caller | None:
         """The caller behind ``access_key``, or None if no such key (or the wrong session token)."""
-        if access_key in ADMIN_KEYS:
+        if access_key in self.admin_keys:
             return Caller(access_key, "admin")
         from moto.sts.models import sts_backends
 
@@ -287,48 +287,60 @@ class _Remembered:
 
 
 class Gatekeeper:
-    """The WSGI side: read a request (and put its body back), authorize it, answer a denial."""
+    """Read a request, authorize it, answer a denial: for the moto process (WSGI) and moto in a test's process."""
 
-    def __init__(self, region: str, account: str, usage: Usage) -> None:
+    def __init__(self, region: str, account: str, usage: Usage, admin_keys: frozenset[str] = ADMIN_KEYS) -> None:
+        """``admin_keys``: the access keys of the account's administrator (the stack's own)."""
         from optout_local.iam.requests import MotoResources
 
         self.region, self.account = region, account
-        self.enforcer = Enforcer(account, usage)
+        self.enforcer = Enforcer(account, usage, admin_keys)
         self.resources = _Remembered(MotoResources(region, account))
+
+    def forget(self) -> None:
+        self.resources.forget()
+        self.enforcer.forget()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes] | None:
         """None when the request may go on to moto; otherwise the denial, already started."""
         import io
 
-        from optout_local import wire
-        from optout_local.iam import requests
-
         headers = _headers(environ)
         query = str(environ.get("QUERY_STRING") or "")
-        found = access_key_of(headers, query)
-        if found is None:
+        if access_key_of(headers, query) is None:
             return None  # unsigned (moto's own API, a presigned URL's redirect): nothing to authorize
-        access_key = found[0]
-        caller = self.enforcer.caller(access_key, headers.get("x-amz-security-token"))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        call = wire.classify(
-            str(environ.get("REQUEST_METHOD", "GET")),
-            str(environ.get("PATH_INFO", "/")) + (f"?{query}" if query else ""),
-            headers,
-            body,
-        )
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        target = str(environ.get("PATH_INFO", "/")) + (f"?{query}" if query else "")
+        denied = self.authorize(method, target, headers, body)
+        if denied is None:
+            return None
+        status, answer_headers, payload = denied
+        start_response(_status(status), answer_headers)
+        return [payload]
+
+    def authorize(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """None when the request may go on; otherwise the (status, headers, body) AWS would answer.
+
+        ``headers`` with lower-case names; ``target`` the path and query string.
+        """
+        from optout_local import wire
+        from optout_local.iam import requests
+
+        found = access_key_of(headers, target.partition("?")[2])
+        if found is None:
+            return None
+        caller = self.enforcer.caller(found[0], headers.get("x-amz-security-token"))
+        call = wire.classify(method, target, headers, body)
         if caller is None:
             message = "The security token included in the request is invalid."
-            status, answer_headers, payload = requests.access_denied(
-                call.model_name, call.operation, message, protocol=call.protocol
-            )
-            start_response(_status(status), answer_headers)
-            return [payload]
+            return requests.access_denied(call.model_name, call.operation, message, protocol=call.protocol)
         if caller.role_name is None:  # the administrator may change roles, policies, attributes
-            self.resources.forget()
-            self.enforcer.forget()
+            self.forget()
             return None
         checks = requests.call_checks(call, account=self.account, resources=self.resources, region=self.region)
         denied = self.enforcer.decide(caller, checks, self.resources.resource_policy)
@@ -339,8 +351,4 @@ class Gatekeeper:
             call.model_name, caller.principal, check.action, check.resource, decision.reason
         )
         kms = check.action.startswith("kms:") and call.model_name != "kms"
-        status, answer_headers, payload = requests.access_denied(
-            call.model_name, call.operation, message, protocol=call.protocol, kms=kms
-        )
-        start_response(_status(status), answer_headers)
-        return [payload]
+        return requests.access_denied(call.model_name, call.operation, message, protocol=call.protocol, kms=kms)

@@ -57,8 +57,22 @@ def _sam_input(template: Mapping[str, Any]) -> dict[str, Any]:
     return fragment
 
 
+_translated: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+
 def translate(template: Mapping[str, Any], parameters: Mapping[str, str], region: str, account: str) -> dict[str, Any]:
-    """The CloudFormation template SAM makes of ``template`` (aws-sam-translator, AWS's managed policy map)."""
+    """The CloudFormation template SAM makes of ``template`` (aws-sam-translator, AWS's managed policy map).
+
+    Kept per template, parameters, region and account: every in-process test provisions the same
+    template again, and a translation costs more than the rest of its provisioning.
+    """
+    key = (template_digest(template), json.dumps(dict(parameters), sort_keys=True), region, account)
+    if key not in _translated:
+        _translated[key] = _translate(template, parameters, region, account)
+    return copy.deepcopy(_translated[key])
+
+
+def _translate(template: Mapping[str, Any], parameters: Mapping[str, str], region: str, account: str) -> dict[str, Any]:
     import importlib.resources
 
     from samtranslator.parser.parser import Parser
@@ -130,17 +144,20 @@ def create(iam: Any, roles: Mapping[str, FunctionRole]) -> None:
             {"Key": FUNCTION_TAG, "Value": role.function},
             {"Key": TEMPLATE_TAG, "Value": role.template},
         ]
+        existing: set[str] = set()
+        attached: set[str] = set()
         try:
             iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(role.trust), Tags=tags)
         except iam.exceptions.EntityAlreadyExistsException:  # a restored stack: the template may have changed
             iam.update_assume_role_policy(RoleName=role.name, PolicyDocument=json.dumps(role.trust))
             iam.tag_role(RoleName=role.name, Tags=tags)
-        existing = set(iam.list_role_policies(RoleName=role.name)["PolicyNames"])
+            existing = set(iam.list_role_policies(RoleName=role.name)["PolicyNames"])
+            listed = iam.list_attached_role_policies(RoleName=role.name)["AttachedPolicies"]
+            attached = {p["PolicyArn"] for p in listed}
         for name, document in role.inline.items():
             iam.put_role_policy(RoleName=role.name, PolicyName=name, PolicyDocument=json.dumps(document))
         for name in existing - set(role.inline):
             iam.delete_role_policy(RoleName=role.name, PolicyName=name)
-        attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role.name)["AttachedPolicies"]}
         for arn in set(role.managed) - attached:
             iam.attach_role_policy(RoleName=role.name, PolicyArn=arn)
         for arn in attached - set(role.managed):
