@@ -101,7 +101,7 @@ lock:
 	# botocore comes into the layer with aws-xray-sdk and shadows the runtime's: pin it to the runtime's
 	grep -viE '^(boto3|botocore|s3transfer|urllib3|jmespath|python-dateutil|six)==' requirements/dev.txt > /tmp/optout-lock/dev-constraints.txt
 	/tmp/optout-lock/layer/bin/pip install -q -r requirements/layer.in -c requirements/lambda-runtime.txt -c /tmp/optout-lock/dev-constraints.txt
-	(echo "# Built into the Lambda layer by \`sam build\` (BuildMethod python3.13). Pinned; regenerate with \`make lock\`."; \
+	(echo "# Built into the Lambda layer by \`sam build\` (layers/optout/Makefile). Pinned; regenerate with \`make lock\`."; \
 	  echo "# botocore comes in as a dependency of aws-xray-sdk and shadows the runtime's own (layers come first"; \
 	  echo "# on the path), so it is pinned to the runtime's version (requirements/lambda-runtime.txt)."; \
 	  /tmp/optout-lock/layer/bin/pip freeze) > layers/optout/requirements.txt

@@ -250,6 +250,47 @@ def test_layer_and_runtime_sdk_builds_are_reused_until_the_pins_change(tmp_path:
     assert not (rebuilt.layers[0].packages / "six-1.17.0.dist-info").exists()
 
 
+def _pyc_flags(pyc: Path) -> int:
+    """PEP 552: 0 is checked against the source's mtime, 1 is hash-based and never checked, 3 is checked."""
+    return int.from_bytes(pyc.read_bytes()[4:8], "little")
+
+
+def test_the_layer_ships_bytecode_and_an_environment_writes_none(tmp_path: Path) -> None:
+    # Given a layer with a pinned package and a module of its own, and a function that imports both
+    layer = tmp_path / "layer"
+    (layer / "shared").mkdir(parents=True)
+    (layer / "shared" / "__init__.py").write_text("WORD = 'layer'\n")
+    (layer / "requirements.txt").write_text("six==1.17.0\n")
+    code = tmp_path / "function"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "import sys\nimport shared\nimport six\n\n\n"
+        "def handler(event, context):\n"
+        "    return {'word': shared.WORD, 'six': six.__version__, 'writes': not sys.dont_write_bytecode}\n"
+    )
+    # When the layer is built and the function runs on it
+    runtime = build_runtime([layer], tmp_path / "build")
+    spec = FunctionSpec("BytecodeFunction", "bytecode", code, "app.handler", timeout=10, layers=[layer])
+    probe = FunctionPool(spec, runtime, lambda_variables(spec, "us-east-1", None), logs=(tmp_path / "log").open("w"))
+    try:
+        assert probe.invoke({}).value == {"word": "layer", "six": "1.17.0", "writes": False}
+    finally:
+        probe.close()
+    # Then every module of the pinned packages has its .pyc, hash-based and never checked (a built
+    # folder never changes), as the layer's Makefile ships it to Lambda's read-only /opt
+    packages = runtime.layers[0].packages
+    modules = sorted(packages.rglob("*.py"))
+    assert modules
+    for module in modules:
+        pyc = module.parent / "__pycache__" / f"{module.stem}.cpython-313.pyc"
+        assert pyc.is_file() and _pyc_flags(pyc) == 1, module
+    # And the layer's own source is compiled where it lies, checked against its mtime (it is edited)
+    assert _pyc_flags(layer / "shared" / "__pycache__" / "__init__.cpython-313.pyc") == 0
+    # And the environment wrote no bytecode: the function's code is compiled in every cold start, as in Lambda
+    assert not (code / "__pycache__").exists()
+    shutil.rmtree(tmp_path / "build", ignore_errors=True)
+
+
 def test_a_response_over_6_mb_fails_as_in_lambda(probe_stack: LocalStack) -> None:
     with pytest.raises(InvocationError) as failed:
         pool(probe_stack, "ProbeFunction").invoke({"action": "big"})

@@ -70,7 +70,8 @@ def test_functions_run_python313_on_arm64_with_tracing_and_the_layer(template) -
     assert function_globals["Tracing"] == "Active"
     assert function_globals["Layers"] == [{"Ref": "OptoutLayer"}]
     layer = template["Resources"]["OptoutLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"  # layers/optout/Makefile: pinned wheels and bytecode
+    assert "build-OptoutLayer:" in (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
     assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
     for name, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":

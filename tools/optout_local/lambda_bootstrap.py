@@ -139,6 +139,8 @@ class InitError(Exception):
 
 
 def main() -> None:
+    # Lambda's disk is read-only: nothing an import compiles is kept for the next cold start
+    sys.dont_write_bytecode = True
     in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
     die_with_parent(int(sys.argv[4]))
     sys.path[:0] = json.loads(sys.argv[3])
