@@ -278,3 +278,33 @@ def test_the_local_aws_keeps_connections_open_and_drains_unread_bodies() -> None
         assert seen == [b"GET /evil 12", b"GET /evil 12"]
     finally:
         server.shutdown()
+
+
+def test_concurrent_dynamodb_updates_to_one_item_are_all_applied() -> None:
+    # Given the local AWS, and 8 clients adding to one counter at once (as 6 senders add to a
+    # notice's counts)
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
+    stack = LocalStack(config)
+    aws = stack.start_aws()
+    try:
+        table = aws.ref("NoticesTable")
+        key = {"pk": {"S": "notice#race"}, "sk": {"S": "counts"}}
+
+        def add(_: int) -> None:
+            ddb = config.client("dynamodb")
+            for _ in range(40):
+                ddb.update_item(
+                    TableName=table, Key=key, UpdateExpression="ADD sent :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )  # fmt: skip
+
+        # When each adds 40
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(add, range(8)))
+        # Then none of the 320 was lost
+        item = config.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+        assert item["sent"] == {"N": "320"}
+    finally:
+        stack.stop()

@@ -371,6 +371,7 @@ def application(
     gate = gate or Gate()
     usage = usage or Usage(None)
     authorize = Gatekeeper(region, ACCOUNT_ID, usage)
+    dynamodb_turn = threading.Lock()
     deliveries.patch_sns_to_sqs(region, ACCOUNT_ID, usage)
 
     def reply(body: bytes, start_response: Callable[..., Any], status: str = "200 OK") -> list[bytes]:
@@ -397,6 +398,12 @@ def application(
             denied = authorize(environ, start_response)
             if denied is not None:
                 return denied
+            if "/dynamodb/aws4_request" in environ.get("HTTP_AUTHORIZATION", ""):
+                # DynamoDB applies each request atomically; moto's tables are plain dicts that two
+                # threads can change at once (a 500 "dictionary changed size during iteration", or
+                # an ADD to the notice's counts lost), so its requests take turns
+                with dynamodb_turn:
+                    return moto_app(environ, start_response)  # type: ignore[no-any-return]
             return moto_app(environ, start_response)  # type: ignore[no-any-return]
 
     return app
