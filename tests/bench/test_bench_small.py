@@ -1,12 +1,26 @@
 """The benchmark at a small size, so it cannot rot; its deterministic bars are asserted here.
 
-Every part runs on the local Lambda runtime (each function in environments of its own). Timings
-are reported by `make bench`, not asserted: a timed test on a shared machine is noise.
+Every part runs on the local Lambda runtime (each function in environments of its own), but the
+quota run, whose sender runs in the test's process (``quota_run`` says why). Timings are reported
+by `make bench`, not asserted: a timed test on a shared machine is noise. The one exception is
+the quota run's bar at its cheapest point (20 ms a call, 500 recipients/s): at its share of that
+quota an instance has 1.2 s for each invocation of 100 recipients and needs a fraction of it,
+so a busy machine does not fail it.
 """
 
 from __future__ import annotations
 
-from optout_local.bench import cold_start, cost_per_million, notice_throughput, optout_latency
+import pytest
+
+from optout_local.bench import (
+    cold_start,
+    cost_per_million,
+    notice_throughput,
+    optout_latency,
+    quota_run,
+    shared_quota_run,
+    sustained,
+)
 
 
 def test_notice_pipeline_meets_the_call_bars_at_a_small_size() -> None:
@@ -53,3 +67,56 @@ def test_opt_out_latency_reports_first_requests_apart_from_the_steady_state() ->
     profile = result["profile"]["SmsWebhookFunction"]
     assert profile["cold_starts"] >= 1 and profile["requests"] > 0
     assert profile["aws_calls_per_request"] and all(v is not None for v in profile["mean_breakdown_ms"].values())
+
+
+def test_the_sender_sustains_the_ses_quota_beside_one_sendemail_a_recipient() -> None:
+    # The cheapest point of the quota run's grid: 20 ms a call, 500 recipients/s
+    result = quota_run(latencies_ms=(20,), quotas=(500,), seconds=4.0, old_seconds=2.0)
+    point = result["points"][0]
+    bulk, old = point["bulk"], point["one_by_one"]
+    instances = point["instances"]
+
+    # Every recipient went out, each instance at its share of the quota it read (GetAccount, auto)
+    assert bulk["errors"] == [] and bulk["results"] == {
+        "sent": point["recipients"],
+        "batches": point["recipients"] // 50,
+    }
+    assert bulk["recipients_taken"] == point["recipients"]  # counted by the SES, not by the sender
+    assert bulk["pace_per_instance"] == round(500 / instances, 2)
+    # ... in calls of 50, never throttled, at 95% of the quota or more
+    assert bulk["recipients_per_call"] == 50.0
+    assert bulk["throttled_calls"] == 0 and bulk["throttles_heard"] == 0
+    assert bulk["of_quota"] >= 0.95, bulk
+    # Side by side: one SendEmail a recipient, one after another in as many instances, is bound by
+    # the latency (at most instances / 20 ms), far under the quota
+    assert old["recipients_per_call"] == 1.0 and old["throttled_calls"] == 0
+    assert old["sustained_per_second"] <= instances / 0.020
+    assert old["of_quota"] < bulk["of_quota"]
+
+
+def test_the_sustained_rate_leaves_out_the_start_and_the_end() -> None:
+    # Two instances in step, 50 recipients each every 0.5 s (200/s), after a burst at the start
+    # and before a slow tail: the window spans whole rounds, so the rate is the pace's exactly
+    calls = [(0.0, 50), (0.01, 50), (0.02, 50)]  # the start's burst
+    calls += [(1.0 + k * 0.5 + d, 50) for k in range(20) for d in (0.0, 0.004)]
+    calls += [(12.0, 50), (14.0, 50)]  # the tail
+    assert sustained(calls, instances=2) == pytest.approx(200, rel=0.01)
+    assert sustained(calls[:3], instances=2) is None  # too few calls to tell
+
+
+def test_a_throttling_answer_slows_the_whole_pace() -> None:
+    # GetAccount answers 500/s, but SES throttles above 250/s: another sender shares the account
+    result = shared_quota_run(latency_ms=20, quota=500, share=0.5, rounds=4)
+    bulk = result["bulk"]
+
+    # SES throttled calls, and each throttle reached the pace of the instance it answered
+    assert bulk["errors"] == []
+    assert bulk["throttled_calls"] > 0 and bulk["throttles_heard"] == bulk["throttled_calls"]
+    # Throttled calls were refused, so tried again (never lost, never twice): what SES took is what
+    # the sender recorded sent, and the rest waits in the queue, deferred
+    results = bulk["results"]
+    assert bulk["recipients_taken"] == results.get("sent", 0)
+    assert results.get("sent", 0) + results.get("deferred", 0) == result["recipients"]
+    assert set(results) <= {"sent", "deferred", "batches"}
+    # The instances slowed down to what SES takes: close to it, not far under (of the 250/s allowed)
+    assert 0.8 <= bulk["of_quota"] <= 1.2, bulk

@@ -1,4 +1,4 @@
-"""optout.channels.pacing (token bucket, backoff) and optout.channels.email.SesEmail.
+"""optout.channels.pacing (token bucket, AIMD, the SES quota, backoff) and optout.channels.email.SesEmail.
 
 SES v2 runs as a real boto3 client under botocore's Stubber, which validates every request
 against the service model; no network, no waiting (clocks and sleeps are fakes).
@@ -6,6 +6,7 @@ against the service model; no network, no waiting (clocks and sleeps are fakes).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,9 +24,14 @@ from botocore.stub import Stubber
 
 from optout.channels.email import PermanentSendError, SesEmail
 from optout.channels.pacing import (
+    BURST_SECONDS,
+    QUOTA_MAX_AGE,
+    QUOTA_RETRY,
     OutcomeUnknown,
+    SesPace,
     TokenBucket,
     Transient,
+    email_pace,
     refused,
     send_at_most_once,
 )
@@ -374,3 +380,235 @@ def test_the_provider_client_makes_one_attempt() -> None:
     clients.reset()
     client = clients.provider("sesv2")
     assert client.meta.config.retries["total_max_attempts"] == 1
+
+
+# --- AIMD: a throttle slows the whole pace, which climbs back to its ceiling -----------------------
+
+
+def test_a_throttle_halves_the_pace_once_a_second_and_empties_the_bucket() -> None:
+    # Given a pace of 64/s with its burst spent
+    time = FakeTime()
+    bucket = TokenBucket(64, burst=8, clock=time.clock)
+    for _ in range(8):
+        bucket.take(sleep=time.sleep)
+
+    # When SES throttles three calls at once (all in flight when the first answer came)
+    bucket.throttled()
+    bucket.throttled()
+    bucket.throttled()
+
+    # Then the pace halved once, not three times, and nothing is left to send at once
+    assert (bucket.rate, bucket.throttles, bucket.tokens) == (32, 3, 0)
+    # ... and the next send waits at the halved pace (1/32 s, less what the climb gave back)
+    bucket.take(sleep=time.sleep)
+    assert time.sleeps[0] > 1 / 64
+
+    # When a second passes and SES throttles again, the pace halves again
+    time.advance(1.0)
+    bucket.throttled()
+    assert bucket.rate < 32
+
+
+def test_after_a_throttle_the_pace_climbs_back_to_its_ceiling_in_half_the_recovery() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(64, burst=8, clock=time.clock)
+    bucket.throttled()
+    assert bucket.rate == 32
+
+    # A tenth of the ceiling a second: half of it comes back in 5 s, and no further
+    time.advance(2.5)
+    bucket.take(sleep=time.sleep)
+    assert bucket.rate == pytest.approx(48)
+    time.advance(2.5)
+    bucket.take(sleep=time.sleep)
+    assert bucket.rate == 64
+    time.advance(60)
+    bucket.take(sleep=time.sleep)
+    assert bucket.rate == 64
+
+
+def test_sends_after_a_throttle_go_out_slower_then_at_the_ceiling_again() -> None:
+    # Given a pace of 64/s, throttled once at the start
+    time = FakeTime()
+    bucket = TokenBucket(64, burst=1, clock=time.clock)
+    bucket.take(sleep=time.sleep)
+    bucket.throttled()
+
+    # When 64 x 20 sends go out one by one
+    marks = []
+    for n in range(64 * 20):
+        bucket.take(sleep=time.sleep)
+        if n % 64 == 63:
+            marks.append(time.now)
+    per_second = [64 / (b - a) for a, b in zip([0.0, *marks], marks, strict=False)]
+
+    # Then the first second runs at about half the pace, and the last ones at the ceiling
+    assert per_second[0] < 40
+    assert per_second[-1] == pytest.approx(64)
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(per_second))  # climbing, never falling
+
+
+def test_the_pace_never_falls_below_a_sixteenth_of_its_ceiling() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(64, clock=time.clock)
+    for _ in range(10):
+        bucket.throttled()
+        time.advance(1.0)  # past the cool-down, and 6.4/s climbed back each time
+    assert bucket.rate >= 4
+
+
+def test_a_take_larger_than_the_bucket_waits_for_it_full_then_owes_the_rest() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(8, burst=4, clock=time.clock)
+    bucket.take(8, sleep=time.sleep)  # a full bucket is enough to start; it then owes 4
+    assert time.sleeps == [] and bucket.tokens == -4
+    bucket.take(sleep=time.sleep)  # 5 tokens to come back: 5/8 s
+    assert time.sleeps == [0.625]
+
+
+def test_a_call_carries_no_more_recipients_than_the_bucket_holds() -> None:
+    time = FakeTime()
+    assert TokenBucket(250, burst_seconds=0.5, clock=time.clock).most_per_call == 125
+    assert TokenBucket(0.25, burst_seconds=0.5, clock=time.clock).most_per_call == 1
+    assert TokenBucket(1000 / 6, burst_seconds=BURST_SECONDS).most_per_call == 100  # 6 instances at 1,000/s
+
+
+# --- SesPace: a fixed rate, or auto (GetAccount, spread over the instances) -----------------------
+
+QUOTA = {"Max24HourSend": 1_000_000.0, "MaxSendRate": 1000.0, "SentLast24Hours": 0.0}
+
+
+def account(max_send_rate: float = 1000.0) -> dict[str, Any]:
+    return {"SendQuota": {**QUOTA, "MaxSendRate": max_send_rate}, "SendingEnabled": True}
+
+
+BULK_REQUEST = {
+    "FromEmailAddress": SENDER,
+    "DefaultContent": {"Template": {"TemplateContent": {"Subject": "s", "Text": "t"}, "TemplateData": "{}"}},
+    "BulkEmailEntries": [{"Destination": {"ToAddresses": ["ana@example.com"]}}],
+}
+
+
+def test_auto_reads_the_quota_once_and_spreads_it_over_the_instances(ses: tuple[Any, Stubber]) -> None:
+    client, stubber = ses
+    stubber.add_response("get_account", account(1000.0), {})
+    time = FakeTime()
+
+    pace = SesPace(lambda: client, None, instances=4, clock=time.clock)
+    assert (pace.auto, pace.quota) == (True, None)  # nothing read before the first send
+
+    pace.take(sleep=time.sleep)
+    for _ in range(200):  # ... and not again within the hour (the stub would refuse a second call)
+        pace.take(sleep=time.sleep)
+
+    # A quarter of 1,000/s each, 0.6 s of it at once, so a call carries at most 150
+    assert (pace.quota, pace.ceiling, pace.rate, pace.capacity, pace.most_per_call) == (1000, 250, 250, 150, 150)
+
+
+def test_auto_reads_the_quota_again_after_an_hour(ses: tuple[Any, Stubber]) -> None:
+    client, stubber = ses
+    time = FakeTime()
+    stubber.add_response("get_account", account(200.0), {})
+    pace = SesPace(lambda: client, None, instances=2, clock=time.clock)
+    pace.take(sleep=time.sleep)
+    assert pace.ceiling == 100
+
+    # A lowered quota holds at once
+    time.advance(QUOTA_MAX_AGE)
+    stubber.add_response("get_account", account(100.0), {})
+    pace.take(sleep=time.sleep)
+    assert (pace.ceiling, pace.rate) == (50, 50)
+
+    # A raised one is climbed to, additively
+    time.advance(QUOTA_MAX_AGE)
+    stubber.add_response("get_account", account(400.0), {})
+    pace.take(sleep=time.sleep)
+    assert pace.ceiling == 200 and pace.rate == 50
+    time.advance(10.0)
+    pace.take(sleep=time.sleep)
+    assert pace.rate == 200
+
+
+def test_auto_without_a_readable_quota_paces_at_the_sandbox_rate_and_reads_again_soon(
+    ses: tuple[Any, Stubber], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a role without ses:GetAccount
+    client, stubber = ses
+    time = FakeTime()
+    stubber.add_client_error("get_account", "AccessDeniedException", http_status_code=403)
+    pace = SesPace(lambda: client, None, instances=4, clock=time.clock)
+
+    # When the first send is paced, it goes out at a quarter of SES's lowest quota (1/s), logged
+    pace.take(sleep=time.sleep)
+    assert (pace.quota, pace.ceiling, pace.most_per_call) == (None, 0.25, 1)
+    assert any(getattr(r, "error", None) == "AccessDeniedException" for r in caplog.records)
+
+    # Then the quota is read again a minute later, and once read, it holds
+    time.advance(QUOTA_RETRY)
+    stubber.add_response("get_account", account(1000.0), {})
+    pace.take(sleep=time.sleep)
+    assert pace.quota == 1000 and pace.ceiling == 250
+
+    # ... even when a later read fails: the quota it had is kept
+    time.advance(QUOTA_MAX_AGE)
+    stubber.add_client_error("get_account", "ServiceUnavailable", http_status_code=503)
+    pace.take(sleep=time.sleep)
+    assert pace.ceiling == 250
+
+
+def test_a_number_is_the_rate_of_each_instance_and_reads_no_quota(ses: tuple[Any, Stubber]) -> None:
+    client, _ = ses
+    time = FakeTime()
+    pace = SesPace(lambda: client, 14.0, instances=4, clock=time.clock)
+    pace.take(sleep=time.sleep)  # no get_account stubbed: a call would fail the test
+    assert not pace.auto and pace.ceiling == 14 and pace.capacity == pytest.approx(8.4)
+
+
+def test_the_settings_value_picks_the_pace() -> None:
+    assert email_pace("auto", 4, lambda: None).auto
+    fixed = email_pace(2.5, 4, lambda: None)
+    assert not fixed.auto and fixed.ceiling == 2.5
+
+
+@pytest.mark.parametrize(
+    ("answer", "throttled"),
+    [
+        (("ThrottlingException", 400), True),
+        (("TooManyRequestsException", 429), True),
+        (("LimitExceededException", 400), True),
+        (("MessageRejected", 400), False),
+        (("InternalFailure", 500), False),  # a 5xx says nothing about the rate (and its call is unknown)
+        ({"Status": "ACCOUNT_THROTTLED"}, True),
+        ({"Status": "SUCCESS", "MessageId": "m-1"}, False),
+    ],
+    ids=["throttling", "too-many-requests", "limit", "rejected", "5xx", "entry-throttled", "success"],
+)
+def test_the_pace_hears_throttling_in_ses_answers(
+    ses: tuple[Any, Stubber], answer: tuple[str, int] | dict[str, str], throttled: bool
+) -> None:
+    # Given an instance's pace of 64/s, listening to its client
+    client, stubber = ses
+    pace = SesPace(lambda: client, 64.0)
+    pace.take(sleep=FakeTime().sleep)
+
+    # When a bulk call is answered
+    if isinstance(answer, dict):
+        stubber.add_response("send_bulk_email", {"BulkEmailEntryResults": [answer]}, BULK_REQUEST)
+        client.send_bulk_email(**BULK_REQUEST)
+    else:
+        stubber.add_client_error("send_bulk_email", answer[0], http_status_code=answer[1])
+        with pytest.raises(ClientError):
+            client.send_bulk_email(**BULK_REQUEST)
+
+    # Then a throttling answer halved the pace, and nothing else touched it
+    assert (pace.throttles, pace.rate) == ((1, 32) if throttled else (0, 64))
+
+
+def test_a_throttled_quota_read_falls_back_and_slows_without_deadlock(ses: tuple[Any, Stubber]) -> None:
+    # The answer to GetAccount reaches the pace while it holds its own lock (the read is in a take)
+    client, stubber = ses
+    time = FakeTime()
+    stubber.add_client_error("get_account", "TooManyRequestsException", http_status_code=429)
+    pace = SesPace(lambda: client, None, instances=1, clock=time.clock)
+    pace.take(sleep=time.sleep)
+    assert (pace.quota, pace.ceiling, pace.throttles) == (None, 1.0, 1)

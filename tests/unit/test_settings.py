@@ -182,7 +182,8 @@ def test_the_shared_defaults_keep_their_values() -> None:
     assert (settings.token_ttl_days, settings.key_grace_days, settings.secrets_max_age_seconds) == (365, 365, 300)
     assert (settings.brand_name, settings.support_contact) == ("Example Co", "support@example.com")
     assert (settings.sms_provider, settings.sms_keywords_file, settings.max_form_bytes) == ("sns", "", 8192)
-    assert (settings.email_rate_per_second, settings.sms_rate_per_second, settings.send_retry_limit) == (14.0, 20.0, 5)
+    assert (settings.email_rate_per_second, settings.sender_concurrency) == ("auto", 1)
+    assert (settings.sms_rate_per_second, settings.send_retry_limit) == (20.0, 5)
     assert (settings.sender_address, settings.default_timezone) == ("notices@example.com", "America/New_York")
     assert (settings.transient_bounce_limit, settings.transient_bounce_window_days) == (3, 7)
     assert settings.suppression_table == settings.pepper_secret == settings.links_base_url == ""
@@ -226,7 +227,9 @@ BAD_VALUES = [
     ("sender", "OPTOUT_TOKEN_TTL_DAYS", "10", "greater than or equal to 60"),
     ("unsubscribe", "OPTOUT_KEY_GRACE_DAYS", "a year", "valid integer"),
     ("unsubscribe", "OPTOUT_MAX_FORM_BYTES", "12", "greater than or equal to 256"),
-    ("sender", "OPTOUT_EMAIL_RATE_PER_SECOND", "0", "greater than 0"),
+    ("sender", "OPTOUT_EMAIL_RATE_PER_SECOND", "0", "must be auto or greater than 0"),
+    ("sender", "OPTOUT_EMAIL_RATE_PER_SECOND", "fast", "must be auto or a number"),
+    ("sender", "OPTOUT_SENDER_CONCURRENCY", "0", "greater than or equal to 1"),
     ("sender", "OPTOUT_SMS_PROVIDER", "twilio", "'sns' or 'end-user-messaging'"),
     ("sms_inbound", "OPTOUT_SMS_PROVIDER", "SNS", "'sns' or 'end-user-messaging'"),
     ("feedback", "OPTOUT_TRANSIENT_BOUNCE_LIMIT", "0", "greater than or equal to 1"),

@@ -23,6 +23,10 @@ layer's pinned requirements, tracing on as the template says).
 4. Start time: ``optout local`` from process start to its ``ready:`` line, with the Lambda build
    folder missing (a temporary copy of the project) and present.
 5. Scale on paper: the pipeline's AWS cost per million notified recipients beside SES's own.
+6. The quota run: the sender at its default concurrency against an SES that answers each call
+   after 20, 50 or 100 ms and throttles above 100, 500 or 1,000 recipients/s, beside the old
+   sender of one SendEmail a recipient, in the same run (``quota_run``; the sender in this
+   process, which its docstring says why).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import statistics
 import subprocess  # nosec B404 - our own interpreter running our own modules
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode
@@ -797,6 +803,437 @@ def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- 6. the quota run -----------------------------------------------------------------------
+
+QUOTA_LATENCIES_MS = (20, 50, 100)  # what one SES call takes
+QUOTA_RATES = (100, 500, 1000)  # the account's MaxSendRate, recipients a second
+
+
+class QuotaSesProcess:
+    """The quota run's SES (:class:`optout_local.ses_emulation.QuotaSes`), in a process of its own."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # noqa: S603 - our interpreter, our module  # nosec B603
+            [sys.executable, "-m", "optout_local.ses_emulation", "--quota-port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._control()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("the quota run's SES did not start") from None
+                time.sleep(0.05)
+
+    def _control(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        from urllib.request import Request, urlopen
+
+        from optout_local.ses_emulation import QUOTA_CONTROL
+
+        data = json.dumps(config).encode() if config is not None else None
+        request = Request(self.url + QUOTA_CONTROL, data=data, method="POST" if data else "GET")  # noqa: S310
+        with urlopen(request, timeout=30) as answer:  # noqa: S310 - our own local endpoint  # nosec B310
+            result: dict[str, Any] = json.loads(answer.read())
+            return result
+
+    def configure(self, max_send_rate: float, latency: float, enforced_rate: float | None = None) -> None:
+        """A new quota and latency (throttling above ``enforced_rate`` if given), its bucket full, its ledger empty."""
+        self._control({"max_send_rate": max_send_rate, "latency": latency, "enforced_rate": enforced_rate})
+
+    def ledger(self) -> list[tuple[float, str, int, bool]]:
+        """Every call since ``configure``: (arrival, operation, recipients, taken)."""
+        return [(float(at), str(op), int(n), bool(ok)) for at, op, n, ok in self._control()["ledger"]]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def sustained(calls: list[tuple[float, int]], instances: int = 1, settle: float = 1.0) -> float | None:
+    """Recipients a second between the calls that pass 10% (and ``settle`` seconds) and 90% of those sent.
+
+    The start and the last tenth are left out: the start (environments reading their secrets and
+    the quota, buckets starting full) and the end (instances running out of batches one by one).
+    The window spans a whole number of rounds of ``instances`` calls: instances that send in step
+    would otherwise count a round's calls without its time.
+    """
+    if len(calls) < 2 * instances + 1:
+        return None
+    calls = sorted(calls)
+    total = sum(n for _, n in calls)
+    cumulative, first, last = 0, None, None
+    for i, (_, n) in enumerate(calls):
+        cumulative += n
+        if first is None and cumulative >= 0.1 * total and calls[i][0] - calls[0][0] >= settle:
+            first = i
+        if cumulative >= 0.9 * total:
+            last = i
+            break
+    if first is None or last is None or last - first < instances:
+        return None
+    last = first + (last - first) // instances * instances
+    sent = sum(n for _, n in calls[first + 1 : last + 1])
+    return sent / (calls[last][0] - calls[first][0])
+
+
+@contextlib.contextmanager
+def _functions_in_this_process(stack: Any, config: LocalConfig, ses_url: str) -> Iterator[None]:
+    """The template's function environment in this process: AWS is the local moto, SES the quota run's."""
+    from optout_local.runtime import apply_environment, reset_layer_caches
+    from optout_local.stack import LOCAL_KEY
+
+    saved = dict(os.environ)
+    try:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+        apply_environment(stack, {
+            "AWS_REGION": config.region, "AWS_DEFAULT_REGION": config.region, "AWS_ENDPOINT_URL": config.aws_url,
+            "AWS_ENDPOINT_URL_SESV2": ses_url, "AWS_ACCESS_KEY_ID": LOCAL_KEY, "AWS_SECRET_ACCESS_KEY": LOCAL_KEY,
+        })  # fmt: skip
+        reset_layer_caches()
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_layer_caches()
+
+
+def _dispatch_notice(config: LocalConfig, stack: Any, recipients: int, tag: str) -> str:
+    """A policy notice to ``recipients`` addresses, dispatched in this process into SendQueue; its id."""
+    from optout import wiring
+    from optout.notices.model import NOTICE_REQUEST
+
+    bucket = stack.ref("ManifestBucket")
+    body = "recipient_id,email\n" + "".join(f"{tag}-{i},{tag}-{i}@example.com\n" for i in range(recipients))
+    config.client("s3").put_object(Bucket=bucket, Key=f"{tag}.csv", Body=body.encode())
+    request = NOTICE_REQUEST.validate_python({
+        "kind": "policy_change", "manifest": f"s3://{bucket}/{tag}.csv",
+        "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
+                      "policy_url": "https://example.com/privacy"},
+    })  # fmt: skip
+    notice, _ = wiring.notice_admin().create(request, None, "bench")
+    sqs = config.client("sqs")
+    dispatch_url, send_url = stack.ref("DispatchQueue"), stack.ref("SendQueue")
+    expected = -(-recipients // 50)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=dispatch_url, MaxNumberOfMessages=1, WaitTimeSeconds=1).get("Messages", [])
+        for message in got:
+            wiring.dispatcher().handle(json.loads(message["Body"]), lambda: 900_000)
+            sqs.delete_message(QueueUrl=dispatch_url, ReceiptHandle=message["ReceiptHandle"])
+        queued = sqs.get_queue_attributes(QueueUrl=send_url, AttributeNames=["ApproximateNumberOfMessages"])
+        if int(queued["Attributes"]["ApproximateNumberOfMessages"]) >= expected:
+            return str(notice.id)
+    raise RuntimeError(f"the dispatcher did not queue {expected} batches within 300 s")
+
+
+def _send_at_concurrency(
+    config: LocalConfig, stack: Any, instances: int, batches: int, moto_pid: int | None
+) -> dict[str, Any]:
+    """``instances`` sender instances, each its own ``Sender`` (settings, clients, pace), send every batch.
+
+    The bench plays the event source mapping: it reads SendQueue's batches first (Lambda's pollers
+    read the queue beside the functions, not in their time), then each instance takes BatchSize of
+    them an invocation, as the template declares, with one prefetch for them, each processed with
+    the invocation's time left.
+    """
+    from optout import wiring
+    from optout.notices.send import batch_from_message
+
+    spec = stack.functions["SenderFunction"]
+    source = next(s for s in stack.queue_sources if s.function == "SenderFunction")
+    send_url = stack.ref("SendQueue")
+    sqs = config.client("sqs")
+    bodies: list[str] = []
+    while len(bodies) < batches:
+        got = sqs.receive_message(QueueUrl=send_url, MaxNumberOfMessages=10, VisibilityTimeout=900).get("Messages", [])
+        if not got:
+            raise RuntimeError(f"SendQueue holds {len(bodies)} batches, not {batches}")
+        bodies += [m["Body"] for m in got]
+        sqs.delete_message_batch(
+            QueueUrl=send_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        )
+    senders = []
+    for _ in range(instances):
+        wiring.reset()  # settings, clients, secrets and pace of its own, as an environment has
+        sender = wiring.sender()
+        sender.email()  # its SES client now, before the next reset: its pace hears its own answers only
+        senders.append(sender)
+    lock = threading.Lock()
+    tally: Counter[str] = Counter()
+    errors: list[str] = []
+
+    def instance(sender: Any) -> None:
+        while True:
+            with lock:
+                if not bodies or errors:
+                    return
+                taken, bodies[: source.batch_size] = bodies[: source.batch_size], []
+            invocation, deadline = str(uuid.uuid4()), time.monotonic() + spec.timeout
+            try:
+                parsed = [batch_from_message(body) for body in taken]
+                sender.prefetch(parsed)
+                for batch in parsed:
+                    result = sender.process(batch, owner=invocation,
+                                            remaining_ms=int((deadline - time.monotonic()) * 1000))  # fmt: skip
+                    with lock:
+                        tally.update({k: v for k, v in result.__dict__.items() if isinstance(v, int)})
+                        tally["batches"] += 1
+                sender.forget_prefetched()
+            except Exception as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                return
+
+    threads = [threading.Thread(target=instance, args=(s,), daemon=True) for s in senders]
+    cpu = _sender_cpu_seconds(moto_pid)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    used = {k: round(v - cpu[k], 2) for k, v in _sender_cpu_seconds(moto_pid).items()}
+    paces = [s.buckets["email"] for s in senders]
+    return {
+        "seconds": round(elapsed, 2),
+        "results": {k: v for k, v in tally.items() if v},
+        "errors": errors,
+        "pace_per_instance": round(paces[0].ceiling, 2),
+        "most_per_call": paces[0].most_per_call,
+        "throttles_heard": sum(p.throttles for p in paces),
+        "cpu_seconds": used,
+        "cpu_busy": {k: round(v / elapsed, 2) for k, v in used.items()},
+    }
+
+
+def _sender_cpu_seconds(moto_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of this process (the sender instances) and of the moto process."""
+    import resource
+
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    moto = 0.0
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{moto_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        moto = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {"senders": mine.ru_utime + mine.ru_stime, "moto": moto}
+
+
+def _moto_pid(port: int) -> int | None:
+    """This process's child serving the local AWS on ``port``, read from /proc as an operator would."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"optout_local.moto_process" in argv and str(port).encode() in argv:
+                    return int(entry.name)
+    return None
+
+
+def _one_by_one(notice_id: str, instances: int, share: float, seconds: float) -> dict[str, Any]:
+    """The sender as it was: one SendEmail a recipient, one after another in each instance, each paced
+    at its share of the quota.
+
+    Only its SES calls, as the floor above replays the pipeline's: each raw message is rendered
+    beforehand, so this is the most the old sender could do, not what it did.
+    """
+    from optout import clients, wiring
+    from optout.channels.email import SesEmail
+    from optout.channels.pacing import TokenBucket, send_at_most_once
+    from optout.notices.model import Recipient
+    from optout.notices.render import render_email
+
+    settings = wiring.sender_settings()
+    notice = wiring.sender().notice(notice_id)
+    url = f"{settings.links_base_url}/unsubscribe?token=bench"
+    messages = [
+        (f"old-{i}@example.com", render_email(notice, Recipient(recipient_id=f"old-{i}", email=f"old-{i}@example.com"),
+                                              settings.brand_name, settings.sender_address, url, None,
+                                              datetime.now(UTC)))
+        for i in range(50)
+    ]  # fmt: skip
+    email = SesEmail(clients.provider("sesv2"), settings.sender_address, None)
+    stop = time.monotonic() + seconds
+    sent: Counter[str] = Counter()
+
+    def instance(n: int) -> None:
+        bucket = TokenBucket(share, burst_seconds=0.5)
+        i = n
+        while time.monotonic() < stop:
+            bucket.take()
+            to, raw = messages[i % len(messages)]
+            send_at_most_once(lambda: email.send(to, raw))  # noqa: B023 - called at once, in this iteration
+            sent[str(n)] += 1
+            i += instances
+
+    threads = [threading.Thread(target=instance, args=(n,), daemon=True) for n in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"sent": sum(sent.values())}
+
+
+def _summary(
+    ledger: list[tuple[float, str, int, bool]], operation: str, quota: float, instances: int
+) -> dict[str, Any]:
+    mine = [row for row in ledger if row[1] == operation]
+    taken = [(at, n) for at, _, n, ok in mine if ok]
+    rate = sustained(taken, instances)
+    return {
+        "sustained_per_second": round(rate, 1) if rate is not None else None,
+        "of_quota": round(rate / quota, 3) if rate is not None else None,
+        "calls": len(mine),
+        "recipients_taken": sum(n for _, n in taken),
+        "throttled_calls": sum(1 for *_, ok in mine if not ok),
+        "recipients_per_call": round(sum(n for _, n in taken) / len(taken), 1) if taken else None,
+    }
+
+
+def quota_run(
+    latencies_ms: tuple[int, ...] = QUOTA_LATENCIES_MS,
+    quotas: tuple[int, ...] = QUOTA_RATES,
+    seconds: float = 8.0,
+    old_seconds: float = 4.0,
+    echo: Callable[[str], None] | None = None,
+    runs: int = 1,
+) -> dict[str, Any]:
+    """The sender at the SES quota (DESIGN §7), beside the sender of one SendEmail a recipient, in one run.
+
+    For each latency and quota: an SES that answers each call after the latency and refuses what
+    goes over the quota (``QuotaSes``); a policy notice to ``seconds`` of the quota in recipients,
+    dispatched into SendQueue first, so that the sender is measured alone; then the sender at its
+    default concurrency (the template's ReservedConcurrentExecutions, and ``auto`` pacing as the
+    template's default) drains it; then the old way for ``old_seconds``. Rates are counted by the
+    SES, from the calls it took. Each point is run ``runs`` times and its median run reported (by
+    the sender's share of the quota), beside every run's figures: a busy moment of a shared
+    machine slows one run, not the point.
+
+    The sender runs in this process, its instances as threads, against moto in a process of its
+    own (DynamoDB, SQS, S3, Secrets Manager): on the local Lambda runtime each invocation also
+    pays its worker pipe, tracing and the local IAM's checks, and six environments beside moto and
+    the SES on this 2-core machine would measure the machine at 1,000 recipients/s, not the pace.
+    The sender's code, settings (from the template) and calls are the ones the function runs.
+    """
+    from optout_local.stack import LocalStack
+
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
+    points: list[dict[str, Any]] = []
+    ses = QuotaSesProcess()
+    with _logs("quota") as logs:
+        stack = LocalStack(config, logs=logs)
+        try:
+            provisioned = stack.start_aws()
+            spec = provisioned.functions["SenderFunction"]
+            instances = int(spec.reserved_concurrency or 1)
+            moto = _moto_pid(config.aws_port)
+            source = next(s for s in provisioned.queue_sources if s.function == "SenderFunction")
+            with _functions_in_this_process(provisioned, config, ses.url):
+                for n, (latency_ms, quota) in enumerate(
+                    (latency, quota) for latency in latencies_ms for quota in quotas
+                ):
+                    # Whole rounds of every instance's invocations (BatchSize batches of 50 each), two at
+                    # least: a round that only some instances share would measure the tail, not the pace
+                    per_round = instances * source.batch_size * 50
+                    recipients = max(2, -(-int(quota * seconds) // per_round)) * per_round
+                    tried = []
+                    for run in range(runs):
+                        ses.configure(quota, latency_ms / 1000)
+                        notice_id = _dispatch_notice(config, provisioned, recipients, f"q{n}r{run}")
+                        ses.configure(quota, latency_ms / 1000)  # as the sending starts: its bucket full
+                        bulk = _send_at_concurrency(config, provisioned, instances, -(-recipients // 50), moto)
+                        bulk.update(_summary(ses.ledger(), "SendBulkEmail", quota, instances))
+                        ses.configure(quota, latency_ms / 1000)
+                        old = _one_by_one(notice_id, instances, quota / instances, old_seconds)
+                        old.update(_summary(ses.ledger(), "SendEmail", quota, instances))
+                        tried.append((bulk, old))
+                    tried.sort(key=lambda t: t[0]["of_quota"] or 0)
+                    bulk, old = tried[len(tried) // 2]
+                    point = {"latency_ms": latency_ms, "quota": quota, "instances": instances,
+                             "recipients": recipients, "bulk": bulk, "one_by_one": old,
+                             "of_quota_each_run": [t[0]["of_quota"] for t in tried],
+                             "throttled_calls_each_run": [t[0]["throttled_calls"] for t in tried]}  # fmt: skip
+                    points.append(point)
+                    if echo is not None:
+                        echo(_quota_line(point))
+        finally:
+            stack.stop()
+            ses.close()
+    return {
+        "points": points,
+        "instances": points[0]["instances"] if points else None,
+        "bar": "bulk sustained >= 0.95 of the quota, no throttled call",
+        "runs": runs,
+        "met": all(
+            (p["bulk"]["of_quota"] or 0) >= 0.95 and not any(p["throttled_calls_each_run"]) and not p["bulk"]["errors"]
+            for p in points
+        ),
+        "measured_at": "the quota run's SES: the calls it took, by their arrival",
+    }
+
+
+def shared_quota_run(latency_ms: int = 20, quota: int = 500, share: float = 0.5, rounds: int = 4) -> dict[str, Any]:
+    """AIMD at work: GetAccount answers ``quota``, but SES throttles above ``share`` of it (another sender
+    uses the rest), so the sender, paced at the quota, is throttled; each throttle halves the pace of
+    the instance it answered, which climbs back by a tenth of its share a second.
+
+    Reported: the throttled calls (from the SES's ledger), what the instances heard, and what SES
+    took a second beside what it allowed. Batches whose calls were throttled to the end are
+    deferred (queued again with a delay), and counted as such.
+    """
+    from optout_local.stack import LocalStack
+
+    config = LocalConfig(api_port=free_port(), aws_port=free_port(), state_dir=None)
+    ses = QuotaSesProcess()
+    with _logs("quota") as logs:
+        stack = LocalStack(config, logs=logs)
+        try:
+            provisioned = stack.start_aws()
+            instances = int(provisioned.functions["SenderFunction"].reserved_concurrency or 1)
+            source = next(s for s in provisioned.queue_sources if s.function == "SenderFunction")
+            recipients = rounds * instances * source.batch_size * 50
+            with _functions_in_this_process(provisioned, config, ses.url):
+                ses.configure(quota, latency_ms / 1000, quota * share)
+                _dispatch_notice(config, provisioned, recipients, "shared")
+                ses.configure(quota, latency_ms / 1000, quota * share)
+                bulk = _send_at_concurrency(
+                    config, provisioned, instances, recipients // 50, _moto_pid(config.aws_port)
+                )
+                bulk.update(_summary(ses.ledger(), "SendBulkEmail", quota * share, instances))
+        finally:
+            stack.stop()
+            ses.close()
+    return {"latency_ms": latency_ms, "quota": quota, "enforced": quota * share, "instances": instances,
+            "recipients": recipients, "bulk": bulk}  # fmt: skip
+
+
+def _quota_line(p: dict[str, Any]) -> str:
+    bulk, old = p["bulk"], p["one_by_one"]
+    runs = f" (runs {p['of_quota_each_run']})" if len(p.get("of_quota_each_run", [])) > 1 else ""
+    return (
+        f"  {p['latency_ms']:>4} ms {p['quota']:>5}/s  sender {bulk['sustained_per_second']}/s{runs} "
+        f"= {bulk['of_quota']} of the quota, {bulk['throttled_calls']} throttled, {bulk['calls']} calls of "
+        f"{bulk['recipients_per_call']}  |  one SendEmail a recipient {old['sustained_per_second']}/s "
+        f"= {old['of_quota']}, {old['throttled_calls']} throttled"
+    )
+
+
+def record(key: str, value: Any, out: Path = ROOT / "bench" / "results.json") -> None:
+    """Put one part's figures into ``out`` beside the others it holds (a part run on its own)."""
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result[key] = value
+    out.write_text(json.dumps(result, indent=2))
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -867,6 +1304,11 @@ def run(
             started = result["start_time"] = start_time()
             echo(f"optout local to ready: warm {started['warm_seconds']} s; cold (no build/lambda) "
                  f"{started['cold_seconds']} s")  # fmt: skip
+    with _section(echo, "quota run"):
+        echo("the quota run: the sender at its default concurrency (auto pacing) against an SES of a given latency "
+             "and quota, beside one SendEmail a recipient (bar: >= 0.95 of the quota, no throttled call)")  # fmt: skip
+        quota = result["quota_run"] = quota_run(echo=echo, runs=runs)
+        echo(f"  {quota['instances']} instances; bar met: {quota['met']}")
     cost = result["cost"] = cost_per_million(throughput)
     echo("scale on paper, per million notified recipients (USD): " + ", ".join(
         f"{k} {v}" for k, v in cost["pipeline_usd_per_million"].items()) +

@@ -47,6 +47,11 @@ What SES does, and where it is written:
 - Per entry (``BulkEmailStatus``): an address that is not ``local@domain`` in 7-bit ASCII (model,
   ``Destination``), no recipient, or over 50 recipients is ``INVALID_PARAMETER``; replacement data
   that is not a JSON object too.
+- ``GetAccount`` answers the account's sending quota (``SendQuota``): ``MaxSendRate`` and
+  ``Max24HourSend`` as set with ``set_send_quota`` (kept in the core backend, so snapshots keep it),
+  else from ``OPTOUT_LOCAL_SES_MAX_SEND_RATE`` / ``OPTOUT_LOCAL_SES_MAX_24_HOUR_SEND`` in the moto
+  process's environment, else ``DEFAULT_QUOTA``; ``SentLast24Hours`` is what moto counted sent.
+  moto enforces neither: the quota run's SES (``QuotaSes``, below) throttles.
 """
 
 from __future__ import annotations
@@ -95,7 +100,10 @@ SINGLE_HEADERS = frozenset(
         "Sensitivity", "Subject", "Thread-Index", "Thread-Topic", "User-Agent", "VBR-Info",
     )
 )  # fmt: skip
+# A production account after a quota increase; the local sender (auto) paces under it
+DEFAULT_QUOTA = {"MaxSendRate": 1000.0, "Max24HourSend": 10_000_000.0}
 ROUTES = (
+    "{0}/v2/email/account$",
     "{0}/v2/email/outbound-bulk-emails$",
     "{0}/v2/email/templates$",
     "{0}/v2/email/templates/(?P<TemplateName>[^/]+)$",
@@ -666,10 +674,54 @@ def send_bulk_email(backend: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"BulkEmailEntryResults": results}
 
 
+# --- GetAccount: the sending quota -------------------------------------------------------------
+
+
+def set_send_quota(account: str, region: str, max_send_rate: float, max_24_hour_send: float | None = None) -> None:
+    """The quota GetAccount answers in this process's moto (``mock_aws``, or the moto process itself)."""
+    from moto.ses.models import ses_backends
+
+    if not max_send_rate > 0:
+        raise ValueError(f"MaxSendRate must be positive, not {max_send_rate}")
+    core = ses_backends[account][region]
+    core.__dict__["send_quota"] = {
+        "MaxSendRate": float(max_send_rate),
+        "Max24HourSend": float(max_24_hour_send if max_24_hour_send is not None else DEFAULT_QUOTA["Max24HourSend"]),
+    }
+
+
+def _quota(core: Any) -> dict[str, float]:
+    import os
+
+    if "send_quota" in core.__dict__:
+        return dict(core.__dict__["send_quota"])
+    return {
+        "MaxSendRate": float(os.environ.get("OPTOUT_LOCAL_SES_MAX_SEND_RATE") or DEFAULT_QUOTA["MaxSendRate"]),
+        "Max24HourSend": float(os.environ.get("OPTOUT_LOCAL_SES_MAX_24_HOUR_SEND") or DEFAULT_QUOTA["Max24HourSend"]),
+    }
+
+
+def account(quota: dict[str, float], sent: float) -> dict[str, Any]:
+    """A GetAccount answer: a production account in good standing with this quota."""
+    return {
+        "DedicatedIpAutoWarmupEnabled": False,
+        "EnforcementStatus": "HEALTHY",
+        "ProductionAccessEnabled": True,
+        "SendingEnabled": True,
+        "SendQuota": {**quota, "SentLast24Hours": float(sent)},
+    }
+
+
+def get_account(backend: Any, params: dict[str, Any]) -> dict[str, Any]:
+    core = _core(backend)
+    return account(_quota(core), core.sent_message_count)
+
+
 # --- the patch -----------------------------------------------------------------------------------
 
 _OPERATIONS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any] | None]] = {
     "SendBulkEmail": send_bulk_email,
+    "GetAccount": get_account,
     "CreateEmailTemplate": create_email_template,
     "GetEmailTemplate": get_email_template,
     "UpdateEmailTemplate": update_email_template,
@@ -714,4 +766,181 @@ def rendering_failures(account: str, region: str) -> list[dict[str, Any]]:
     return list(ses_backends[account][region].__dict__.get("rendering_failures", []))
 
 
-__all__ = ["RenderingFailure", "apply", "render", "rendering_failures"]
+__all__ = ["QuotaSes", "RenderingFailure", "apply", "render", "rendering_failures", "set_send_quota"]
+
+
+# --- the quota run's SES: a latency and a per-second quota, nothing rendered -----------------------
+
+# POST {"max_send_rate", "latency", "max_24_hour_send", "enforced_rate"} starts afresh; GET: the ledger
+QUOTA_CONTROL = "/_quota"
+QUOTA_ROUTES = {
+    ("GET", "/v2/email/account"): "GetAccount",
+    ("POST", "/v2/email/outbound-bulk-emails"): "SendBulkEmail",
+    ("POST", "/v2/email/outbound-emails"): "SendEmail",
+}
+
+
+class QuotaSes:
+    """SES v2 for the bench's quota run: each call answered after ``latency`` seconds, recipients above
+    ``max_send_rate`` a second refused.
+
+    Why not moto: moto renders and stores each recipient's message as raw MIME, about 2.3 ms a
+    recipient on the 2-core machine the bench runs on (200 bulk calls of about 45 recipients
+    replayed bare took 20.8 s), so it cannot take 1,000 recipients a second: the quota run would
+    measure moto, not the sender. Here each request is still checked against botocore's model
+    (``request_params``), each address as SES checks it, and every call is kept in a ledger (when it
+    arrived, the operation, its recipients, whether it was taken): the provider's own count.
+
+    The quota is recipients per second (SES developer guide, "sending quotas"): a token bucket of
+    ``max_send_rate`` a second that holds one second of it and starts full. A call is taken whole, or
+    refused whole with ``ThrottlingException`` "Maximum sending rate exceeded." (the guide's
+    "Errors related to the sending quotas"), before its latency, as SES decides on arrival. With
+    ``enforced_rate`` it throttles above that instead, while GetAccount still answers the quota:
+    an account another sender shares.
+    """
+
+    def __init__(self, max_send_rate: float = DEFAULT_QUOTA["MaxSendRate"], latency: float = 0.0) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.configure({"max_send_rate": max_send_rate, "latency": latency})
+
+    def configure(self, config: dict[str, Any]) -> None:
+        import time
+
+        rate = float(config.get("max_send_rate") or DEFAULT_QUOTA["MaxSendRate"])
+        if not rate > 0:
+            raise ValueError(f"max_send_rate must be positive, not {rate}")
+        with self.lock:
+            self.quota = {
+                "MaxSendRate": rate,
+                "Max24HourSend": float(config.get("max_24_hour_send") or DEFAULT_QUOTA["Max24HourSend"]),
+            }
+            self.latency = float(config.get("latency") or 0.0)
+            # What it throttles above: the quota, unless told less (another sender shares the account)
+            self.enforced = float(config.get("enforced_rate") or rate)
+            self.tokens, self.updated = self.enforced, time.monotonic()
+            self.ledger: list[tuple[float, str, int, bool]] = []
+            self.sent = 0
+
+    def _admit(self, operation: str, recipients: int) -> bool:
+        import time
+
+        with self.lock:
+            now = time.monotonic()
+            rate = self.enforced
+            self.tokens = min(rate, self.tokens + (now - self.updated) * rate)
+            self.updated = now
+            taken = self.tokens >= recipients
+            if taken:
+                self.tokens -= recipients
+                self.sent += recipients
+            self.ledger.append((now, operation, recipients, taken))
+            return taken
+
+    def handle(self, operation: str, body: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """(status, headers, JSON body) for one request, its latency waited out."""
+        import time
+        import uuid
+
+        from moto.core.exceptions import ServiceException
+
+        arrived = time.monotonic()
+        try:
+            params = request_params(operation, body, {}, {})
+            if operation == "GetAccount":
+                return 200, {}, account(self.quota, self.sent)
+            if operation == "SendEmail":
+                destination = params.get("Destination") or {}
+                addresses = [
+                    a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(key) or []
+                ]
+            else:
+                addresses = [
+                    a
+                    for entry in params["BulkEmailEntries"]
+                    for key in ("ToAddresses", "CcAddresses", "BccAddresses")
+                    for a in entry["Destination"].get(key) or []
+                ]
+                if not 1 <= len(params["BulkEmailEntries"]) <= MAX_ENTRIES:
+                    raise bad_request(f"BulkEmailEntries must hold between 1 and {MAX_ENTRIES} entries.")
+            problem = next((p for p in map(_address_problem, addresses) if p), None)
+            if problem or not addresses:
+                raise bad_request(problem or "The destination has no recipients.")
+        except ServiceException as e:
+            return 400, {"x-amzn-ErrorType": e.code}, {"message": e.message}
+        taken = self._admit(operation, len(addresses))
+        time.sleep(max(0.0, arrived + self.latency - time.monotonic()))  # the latency includes the checks
+        if not taken:
+            return 400, {"x-amzn-ErrorType": "ThrottlingException"}, {"message": "Maximum sending rate exceeded."}
+        if operation == "SendEmail":
+            return 200, {}, {"MessageId": str(uuid.uuid4())}
+        results = [{"Status": "SUCCESS", "MessageId": str(uuid.uuid4())} for _ in params["BulkEmailEntries"]]
+        return 200, {}, {"BulkEmailEntryResults": results}
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve until killed, a thread a connection, so calls wait out their latency side by side."""
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        ses = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as SES's endpoint and botocore's pool use it
+            disable_nagle_algorithm = True  # else headers and body, written apart, wait for a delayed ACK (40 ms)
+
+            def _reply(self, status: int, headers: dict[str, str], body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?", 1)[0]
+                if path == QUOTA_CONTROL:
+                    if method == "POST":
+                        ses.configure(json.loads(body or b"{}"))
+                    with ses.lock:
+                        ledger = list(ses.ledger)
+                    self._reply(200, {}, {"quota": ses.quota, "latency": ses.latency, "ledger": ledger})
+                    return
+                operation = QUOTA_ROUTES.get((method, path))
+                if operation is None:
+                    self._reply(404, {"x-amzn-ErrorType": "NotFoundException"}, {"message": f"{method} {path}"})
+                    return
+                self._reply(*ses.handle(operation, body))
+
+            def do_GET(self) -> None:  # BaseHTTPRequestHandler's names
+                self._route("GET")
+
+            def do_POST(self) -> None:
+                self._route("POST")
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+                return
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        Server((host, port), Handler).serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m optout_local.ses_emulation --quota-port N``: the quota run's SES, in a process of its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=QuotaSes.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--quota-port", type=int, required=True)
+    args = parser.parse_args(argv)
+    _model()  # botocore's sesv2 model, loaded before the first call rather than in it
+    QuotaSes().serve(args.host, args.quota_port)
+
+
+if __name__ == "__main__":
+    main()

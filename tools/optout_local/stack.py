@@ -83,8 +83,8 @@ class LocalConfig:
         """Template parameters the local stack deploys with (as ``sam deploy --parameter-overrides``)."""
         return {
             "PublicBaseUrl": self.api_url,
-            # moto has no SES quota: pace at what a production account gets after a quota increase
-            "EmailRatePerSecond": "200",
+            # EmailRatePerSecond stays auto: the sender reads the quota moto's SES emulation answers
+            # (ses_emulation.DEFAULT_QUOTA); SNS has no quota to read, so SMS paces at a fixed rate
             "SmsRatePerSecond": "200",
         }
 

@@ -297,10 +297,30 @@ class NoticeSettings(BrandSettings, LinkSettings):
 
 
 class DeliverySettings(OptoutSettings):
-    """How the sender paces and retries."""
+    """How the sender paces and retries.
+
+    ``email_rate_per_second``: recipients a second per sender instance, or ``auto``: the account's
+    SES quota (GetAccount) spread over ``sender_concurrency`` instances, the sender's reserved
+    concurrency (``channels.pacing.SesPace``).
+    """
 
     ses_configuration_set: str = ""
-    email_rate_per_second: float = Field(default=14.0, gt=0)
+    email_rate_per_second: Literal["auto"] | float = "auto"
+    sender_concurrency: int = Field(default=1, ge=1)
+
+    @field_validator("email_rate_per_second", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be auto or a number of recipients a second") from None
+        if not rate > 0:  # NaN too
+            raise ValueError("must be auto or greater than 0")
+        return rate
+
     sms_rate_per_second: float = Field(default=20.0, gt=0)
     send_retry_limit: int = Field(default=5, ge=0)
 
