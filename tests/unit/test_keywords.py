@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from optout.keywords import INTENTS, KeywordBook, load_book, normalise_text
+from optout.keywords import INTENTS, KeywordBook, clauses, load_book, normalise_text
 from optout.settings import KeywordBookSettings
 
 BRAND = "Acme Widgets"
@@ -135,7 +135,6 @@ def test_keyword_matches(book: KeywordBook, message: str, intent: str, language:
 NON_MATCHES = [
     pytest.param("don't stop", id="keyword-not-first-dont-stop"),
     pytest.param("I can't end this", id="keyword-not-first-cant-end"),
-    pytest.param("please stop", id="keyword-not-first-please-stop"),
     pytest.param("Yes please", id="exact-only-yes-with-more"),
     pytest.param("Sí, por favor", id="exact-only-si-with-more"),
     pytest.param("oui merci", id="exact-only-oui-with-more"),
@@ -148,7 +147,6 @@ NON_MATCHES = [
     pytest.param("توقف", id="arabic-stop-word"),
     pytest.param("עצור", id="hebrew-stop-word"),
     pytest.param("\u202eqots", id="rtl-override-reversed-text"),
-    pytest.param("שלום STOP", id="hebrew-then-stop"),
     pytest.param("stopped", id="stopped-is-a-different-word"),
     pytest.param("stops", id="stops-is-a-different-word"),
     pytest.param("starting", id="starting-is-a-different-word"),
@@ -200,7 +198,7 @@ def test_normalise_text_examples(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("language", ["en", "es", "fr"])
-@pytest.mark.parametrize("intent", ["opt_out", "opt_in", "help"])
+@pytest.mark.parametrize("intent", ["opt_out", "opt_in", "help", "clarify"])
 def test_every_reply_names_the_brand(book: KeywordBook, language: str, intent: Any) -> None:
     reply = book.reply(intent, language, BRAND, CONTACT)
 
@@ -456,11 +454,6 @@ OPT_OUT_PREFIXES = [
     ("DÉSABONNER", "fr"),
     ("annuler", "fr"),
 ]
-FIRST_WORDS = {phrase[0] for phrase, *_ in KeywordBook.from_config(_packaged_config()).entries}
-VOCABULARY = [
-    "stop", "end", "quit", "yes", "help", "start", "please", "don't", "i", "can't", "want", "to",
-    "stopped", "starting", "helpful", "yesterday", "ending", "hello", "thanks", "ok", "🛑", "!!", "opt", "darse",
-]  # fmt: skip
 # Latin-1 plus emoji: the text an SMS actually carries (GSM-7 and common UCS-2)
 SMS_TEXT = st.text(
     st.one_of(st.characters(codec="latin-1"), st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF)),
@@ -516,20 +509,12 @@ def test_a_message_beginning_with_an_opt_out_keyword_opts_out(
     keyword: tuple[str, str], case: Callable[[str], str], rest: str
 ) -> None:
     word, language = keyword
+    # unless what follows negates it ("arrêt pas") or gives it an ordinary sense ("stop by")
+    grammar = PACKAGED.grammars[language]
+    opening = tuple(normalise_text(word).split())
+    following = clauses(case(word) + " " + rest)[0]
+    assume(not grammar.negated(following, 0, len(opening)) and not grammar.ordinary_after(following, len(opening)))
 
     match = PACKAGED.match(case(word) + " " + rest)
 
     assert (match.intent, match.language) == ("opt_out", language)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=8), st.sampled_from([" ", ", ", "  ", "\n"]))
-def test_a_keyword_after_the_first_word_does_not_count(words: list[str], separator: str) -> None:
-    # Given a message whose first word (emoji and punctuation are not words) begins no keyword phrase
-    message = separator.join(words)
-    first = normalise_text(message).split()[:1]
-    if first and first[0] in FIRST_WORDS:
-        message = "please " + message
-
-    # Then whatever follows, nothing matches
-    assert PACKAGED.match(message).intent == "none"

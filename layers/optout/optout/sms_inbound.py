@@ -2,7 +2,9 @@
 
 Every inbound message is processed once (keyed by the carrier's message id, claimed in the same
 transaction as its effect), settles out-of-order delivery by the time it was *sent*, and yields
-at most one reply: a confirmation when it changed the block, the help text for HELP.
+at most one reply: a confirmation when it changed the block, the help text for HELP, and for a
+message that might revoke but does not clearly do so, a clarification (at most one per number a
+day, never a block).
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ class SmsInbound:
         try:
             if match.intent in ("opt_out", "opt_in"):
                 return self._keyword(match.intent, match.language, sms, key, once_key, evidence, reply, replied_at)
+            if match.intent == "clarify":
+                return self._clarify(match.language, sms, key, once_key, evidence, reply, reply_in_response)
             action: Literal["help", "ignored"] = "help" if match.intent == "help" else "ignored"
             if action == "ignored":
                 evidence["reason"] = "not a keyword"
@@ -222,6 +226,52 @@ class SmsInbound:
         )  # fmt: skip
         self.store.record(key, [ignored], OnceMarker(once_key, None))
         return InboundResult(intent, language, None, False, False, once_key, key)
+
+    def _clarify(
+        self,
+        language: str,
+        sms: InboundSms,
+        key: str,
+        once_key: str,
+        evidence: dict[str, str],
+        reply: str | None,
+        reply_in_response: bool,
+    ) -> InboundResult:
+        """A message that might revoke: never a block, and at most one clarification per number a day.
+
+        The day's clarification is a once marker of its own, keyed by the number and the day the
+        message was sent (so a redelivery names the same day). Whichever message claims it carries
+        the reply; a redelivery finishes a reply that no delivery sent yet. A blocked number is
+        asked nothing: it gets no text but the one confirmation.
+        """
+        day_key = f"clarify#{key}#{sms.sent_at.astimezone(UTC).date().isoformat()}"
+        state = self.store.get(key)
+        pending: str | None = None
+        created = False
+        if state is not None and state.blocked is not None:
+            reason = "unclear; already blocked"
+        else:
+            try:
+                self.store.record(key, [], OnceMarker(day_key, reply, self.now() if reply_in_response else None))
+                pending, created, reason = reply, True, "unclear; clarification asked"
+            except AlreadyProcessed:
+                marker = self.store.once_get(day_key)
+                reason = "unclear; clarification already asked today"
+                if marker is not None and marker.replied_at is None:  # the delivery that claimed it did not send it
+                    pending = marker.reply
+        event = ConsentEvent(
+            action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
+            evidence={**evidence, "reason": reason},
+        )  # fmt: skip
+        duplicate = False
+        try:
+            self.store.record(key, [event], OnceMarker(once_key, None))
+        except AlreadyProcessed:
+            duplicate = True
+        if pending is not None and reply_in_response and not created and not duplicate:
+            # The webhook sends a first delivery's reply as it stands: claim this one here.
+            pending = pending if self.store.once_mark_replied(day_key, self.now()) else None
+        return InboundResult("clarify", language, pending, False, duplicate, day_key, key)
 
     def _duplicate(self, marker: OnceMarker, intent: Intent, language: str, key: str) -> InboundResult:
         """A redelivery: no second effect; the reply only if the first delivery never sent it."""
