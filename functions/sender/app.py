@@ -32,7 +32,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     except Exception:
         logger.exception("batch failed; it will be retried", extra={"notice_id": batch.notice_id, "batch": batch.batch})
         raise
-    for name in ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicates"):
+    for name in ("sent", "suppressed", "deferred", "unreachable", "failed", "unknown", "duplicates"):
         if getattr(result, name):
             metrics.add_metric(name=f"Recipients_{name}", unit=MetricUnit.Count, value=getattr(result, name))
     logger.info("batch processed", extra={"notice_id": batch.notice_id, "batch": batch.batch, **result.__dict__})

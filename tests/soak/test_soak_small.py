@@ -22,6 +22,9 @@ def test_invariants_hold_under_injected_faults() -> None:
         "sent_twice": 0,
         "duplicates_not_counted_once": 0,
         "notice_final": True,
+        "unknown_beyond_calls_hit_by_a_fault": 0,
+        "sent_records_without_their_message": 0,
+        "messages_without_a_record": 0,
     }, (
         f"{result['sent_twice_after_a_lost_send']} of the addresses sent twice had a SendEmail whose answer was "
         f"lost (applied by SES, then the connection dropped); logs: {result.get('function_logs')}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from optout.notices.model import DECISIONS, FINAL_STATUSES
+from optout_local.csv_export import ExportWriter
 from optout_local.target import Target, resolve_target
 
 KINDS = {
@@ -164,9 +164,9 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
         click.echo("by recipient " + ", ".join(f"{k} {v}" for k, v in sorted(counts["recipients"].items()) if v))
     for channel, by in sorted(counts.get("by_channel", {}).items()):
         click.echo(f"  {channel:<6} " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()) if v))
-    duplicates = _duplicates_line(counts)
-    if duplicates:
-        click.echo(duplicates)
+    for line in (_duplicates_line(counts), _unknown_line(counts, document["id"])):
+        if line:
+            click.echo(line)
     dry = document.get("dry_run_result")
     if dry:
         click.echo("would: " + ", ".join(f"{k} {v}" for k, v in sorted(dry.get("recipients", {}).items())))
@@ -197,6 +197,30 @@ def _duplicates_line(counts: dict[str, Any]) -> str | None:
     return line + (f"; addresses listed before: {parts} (decision duplicate in the report)" if parts else "")
 
 
+def _decision_of(row: dict[str, Any]) -> str:
+    """A delivery row's decision; a row stored before ``unknown`` was a decision of its own says
+    failed, with a reason that says the outcome is unknown: it is one of the unknown."""
+    decision = str(row.get("decision"))
+    if decision == "failed" and "outcome unknown" in (row.get("reason") or ""):
+        return "unknown"
+    return decision
+
+
+def _unknown_line(counts: dict[str, Any], notice_id: str) -> str | None:
+    """Sends whose outcome is unknown: a provider call that may or may not have delivered (its
+    answer lost, a 5xx, or the sender died while it was in flight). Never sent again, so a person
+    must follow them up: the report lists them."""
+    recipients = counts.get("recipients", {}).get("unknown", 0)
+    channels = {c: by.get("unknown", 0) for c, by in sorted(counts.get("by_channel", {}).items())}
+    if not recipients and not any(channels.values()):
+        return None
+    parts = ", ".join(f"{c} {n}" for c, n in channels.items() if n)
+    return (
+        f"unknown     {recipients} recipients may or may not have been sent ({parts}); never sent again: "
+        f"list them with optout notice report {notice_id} --decision unknown --out unknown.csv"
+    )
+
+
 @notice.command("status")
 @click.argument("notice_id")
 @click.option("--wait", is_flag=True, help="Show progress until the notice completes.")
@@ -213,8 +237,16 @@ def status(notice_id: str, wait: bool, stack_name: str | None, config_env: str |
 @notice.command("report")
 @click.argument("notice_id")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write.")
+@click.option(
+    "--decision",
+    "decisions",
+    type=click.Choice(list(DECISIONS)),
+    multiple=True,
+    help="Only rows with this decision (repeatable), e.g. unknown: the sends to follow up by hand.",
+)
 @with_target
-def report(notice_id: str, out: Path, stack_name: str | None, config_env: str | None, as_json: bool) -> None:
+def report(notice_id: str, out: Path, decisions: tuple[str, ...], stack_name: str | None, config_env: str | None,
+           as_json: bool) -> None:  # fmt: skip
     """Export the evidence: one row per recipient and channel."""
     target = _target(stack_name, config_env)
     document = target.admin().ok("GET", f"/admin/notices/{notice_id}")
@@ -222,18 +254,22 @@ def report(notice_id: str, out: Path, stack_name: str | None, config_env: str | 
     token: str | None = None
     columns = ["recipient_id", "address_key", "channel", "decision", "reason", "provider_message_id", "at"]
     with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
         writer.writeheader()
         while True:
             query = {"limit": 1000, **({"next_token": token} if token else {})}
             page = target.admin().ok("GET", f"/admin/notices/{notice_id}/deliveries", query=query)
             for item in page["items"]:
+                if decisions and _decision_of(item) not in decisions:
+                    continue
                 writer.writerow({c: item.get(c) or "" for c in columns})
                 rows += 1
             token = page.get("next_token")
             if not token:
                 break
     if as_json:
-        click.echo(json.dumps({**document, "report": {"path": str(out), "rows": rows}}, indent=2))
+        written = {"path": str(out), "rows": rows, **({"decisions": list(decisions)} if decisions else {})}
+        click.echo(json.dumps({**document, "report": written}, indent=2))
     else:
-        click.echo(f"{rows} delivery rows written to {out} (notice {notice_id}, {document['status']})")
+        which = f" ({', '.join(decisions)})" if decisions else ""
+        click.echo(f"{rows} delivery rows{which} written to {out} (notice {notice_id}, {document['status']})")

@@ -18,7 +18,12 @@ Then, with the faults off:
 - nobody who opted out before the notice was sent anything (counted from moto's outbox);
 - nobody was sent the notice twice (counted from moto's outbox, not from our records);
 - every repeated manifest row was counted once as a duplicate;
-- the notice reached a final status.
+- the notice reached a final status;
+- ``unknown`` is at most the recipients of the provider calls in flight when a fault hit them: the
+  sends the proxy failed after which they may have gone out (a 503, a reset, a lost answer), and
+  one bulk call (50) for the sender environment killed;
+- every ``sent`` record names a message in moto's outbox, and every message in the outbox is a
+  ``sent`` record's or went to a recipient recorded ``unknown``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +46,25 @@ import requests
 
 from optout_local import harness
 from optout_local.dlq import dead_letter_queues, depth, redrive_locally
-from optout_local.faults import KINDS, FaultPlan
+from optout_local.faults import KINDS, Call, FaultPlan
 from optout_local.stack import moto_outbox
 from optout_local.template import ROOT
 
 VISIBILITY = {"DispatchQueue": "20", "SendQueue": "5"}  # failed batches come back in seconds, not minutes
 STALL = 30.0  # seconds with nothing in the notice's queues or DLQs and the notice not final: its work was lost
+BULK_MAX = 50  # recipients of one SendBulkEmail: at most what a killed sender had in flight
+
+
+@dataclass
+class SoakPlan(FaultPlan):
+    """The fault plan, keeping each provider send it failed in a way that leaves its outcome unknown."""
+
+    unknowable: list[Call] = field(default_factory=list)
+
+    def count(self, call: Call, kind: str, detail: str) -> None:
+        super().count(call, kind, detail)
+        if kind != "throttle" and _addressed(call):  # a throttle says SES did not take it
+            self.unknowable.append(call)
 
 
 def run(
@@ -63,7 +82,7 @@ def run(
     from optout.twilio import signature
 
     started = time.perf_counter()
-    plan = FaultPlan(rate=0.0, seed=seed, kinds=kinds)
+    plan = SoakPlan(rate=0.0, seed=seed, kinds=kinds)
     folder = Path(tempfile.mkdtemp(prefix="optout-soak-"))
     logs = (folder / "functions.log").open("w", encoding="utf-8")
     result: dict[str, Any] = {}
@@ -198,7 +217,8 @@ def run(
             records = harness.deliveries(target, notice_id)
             by_recipient: Counter[str] = Counter(r["recipient_id"] for r in records)
             # moto's own outbox; a raw message lists its recipient twice (Destination and To): count messages
-            sent_to = Counter(a for m in moto_outbox(config, "email") for a in set(m.get("destinations", [])))
+            outbox = moto_outbox(config, "email")
+            sent_to = Counter(a for m in outbox for a in set(m.get("destinations", [])))
             not_stored = []
             for channel, address, _ in acknowledged:
                 state = target.store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
@@ -211,6 +231,14 @@ def run(
             # Sends moto applied whose answers the proxy dropped: the function never knew
             lost_sends = Counter(a for c in plan.lost for a in _addressed(c))
             counts = final["counts"]
+            unknown = {r["recipient_id"] for r in records if r["decision"] == "unknown"}
+            hit = sum(len(_addressed(c)) for c in plan.unknowable) + (BULK_MAX if killed else 0)
+            sent_ids = {r["provider_message_id"] for r in records if r["decision"] == "sent"}
+            outbox_ids = {m["message_id"] for m in outbox}
+            unknown_addresses = {f"user{rid.removeprefix('u')}@example.com" for rid in unknown}
+            unrecorded = [
+                m for m in outbox if m["message_id"] not in sent_ids and not set(m["destinations"]) & unknown_addresses
+            ]
             result = {
                 "recipients": recipients,
                 "listed_twice": len(repeated),
@@ -221,6 +249,9 @@ def run(
                 "faults_by_operation": dict(sorted(plan.by_code.items())),
                 "environment_killed": killed or None,
                 "sent_twice_after_a_lost_send": sum(1 for a, n in sent_to.items() if n > 1 and lost_sends.get(a)),
+                "unknown": len(unknown),
+                "unknown_delivered": len(unknown_addresses & set(sent_to)),  # of them, in moto's outbox after all
+                "unknown_bound": hit,  # recipients of sends hit by a fault that hides the outcome, and one kill
                 "status": final["status"],
                 "counts": counts,
                 "redriven_from_dlq": redriven,
@@ -239,6 +270,9 @@ def run(
                     "sent_twice": sum(1 for n in sent_to.values() if n > 1),
                     "duplicates_not_counted_once": abs(counts["recipients"].get("duplicate", 0) - len(repeated)),
                     "notice_final": final["status"] in ("complete", "complete_with_failures"),
+                    "unknown_beyond_calls_hit_by_a_fault": max(0, len(unknown) - hit),
+                    "sent_records_without_their_message": len(sent_ids - outbox_ids),
+                    "messages_without_a_record": len(unrecorded),
                 },
             }
     finally:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from optout.channels.pacing import OutcomeUnknown
+
 if TYPE_CHECKING:
     from optout.notices.render import RenderedEmail
 
@@ -66,12 +68,12 @@ class SesEmail:
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
         try:
-            message_id: str = self.client.send_email(**request)["MessageId"]
+            answer = self.client.send_email(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in PERMANENT_CODES:
                 raise PermanentSendError(exc.response["Error"].get("Code", "rejected")) from exc
             raise
-        return message_id
+        return answered_message_id(answer)
 
     def send_bulk(self, template: RenderedEmail, entries: list[BulkEntry]) -> list[BulkResult]:
         """One SendBulkEmail call: the results in the entries' order (BulkEmailEntryResults)."""
@@ -110,6 +112,15 @@ class SesEmail:
             BulkResult(str(r.get("Status", "FAILED")), r.get("MessageId"), r.get("Error"))
             for r in answer.get("BulkEmailEntryResults", [])
         ]
-        if len(results) != len(entries):  # SES answers one result per entry; anything else is unknown
-            raise RuntimeError(f"SES answered {len(results)} results for {len(entries)} entries")
+        if len(results) != len(entries):  # SES answers one result per entry: which went out is unknown
+            raise OutcomeUnknown(f"SES answered {len(results)} results for {len(entries)} entries")
         return results
+
+
+def answered_message_id(answer: Any) -> str:
+    """The message id of a provider's 200 answer to a send. Without one, the send may have gone
+    out all the same (the provider took the request): OutcomeUnknown, never sent again."""
+    message_id = answer.get("MessageId") if isinstance(answer, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise OutcomeUnknown("no message id in the answer")
+    return message_id

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from optout.channels.email import answered_message_id
+
 if TYPE_CHECKING:
     from optout.settings import SmsSettings
 
@@ -43,8 +45,7 @@ class SnsSms:
             attributes["AWS.MM.SMS.OriginationNumber"] = {"DataType": "String", "StringValue": origination}
         if self.sender_id:
             attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self.sender_id}
-        message_id: str = self.client.publish(PhoneNumber=to, Message=body, MessageAttributes=attributes)["MessageId"]
-        return message_id
+        return answered_message_id(self.client.publish(PhoneNumber=to, Message=body, MessageAttributes=attributes))
 
     def mirror_opt_out(self, number: str) -> None:
         """SNS keeps its own opt-out list from carrier STOPs; nothing to mirror."""
@@ -73,8 +74,7 @@ class EndUserMessagingSms:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        message_id: str = self.client.send_text_message(**request)["MessageId"]
-        return message_id
+        return answered_message_id(self.client.send_text_message(**request))
 
     def mirror_opt_out(self, number: str) -> None:
         if self.opt_out_list:

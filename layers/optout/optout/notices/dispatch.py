@@ -42,6 +42,7 @@ from optout.identity import address_key
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
 from optout.notices.model import (
     FINAL_STATUSES,
+    NEEDS_FOLLOW_UP,
     BadRow,
     BatchEntry,
     ChannelName,
@@ -578,8 +579,8 @@ class Dispatcher:
             return "already final"
         if progress.dispatched and progress.total is not None and progress.settled >= progress.total:
             notice = self.notices.get(notice_id)
-            failed = notice.counts.recipients.get("failed", 0)
-            status: Status = "complete_with_failures" if failed else "complete"
+            follow_up = sum(notice.counts.recipients.get(d, 0) for d in NEEDS_FOLLOW_UP)
+            status: Status = "complete_with_failures" if follow_up else "complete"
             self.notices.set_status(notice_id, status, self.now(), only_from=("sending", "dispatching"))
             return status
         self.requeue({"notice_id": notice_id, "action": "finalize", "attempt": attempt + 1}, min(60, 2 + 2 * attempt))

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
 Kind = Literal["policy_change", "breach_alert", "product", "marketing"]
 ChannelName = Literal["email", "sms"]
 Mode = Literal["all", "first_available"]
 # "duplicate": the dispatcher dropped it, the recipient id or the address on that channel was
 # listed before in the manifest (DESIGN §4); the sender never decides it.
-Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed", "duplicate"]
+# "unknown": the provider call that carried it may or may not have delivered (its answer was lost,
+# a 5xx, or the sender died while it was in flight). SES and SNS have no idempotency key, so it is
+# never sent again: it is final and listed for follow-up by hand. Records stored before "unknown"
+# existed say "failed" with a reason that contains "outcome unknown".
+Decision = Literal["sent", "suppressed", "deferred", "unreachable", "failed", "duplicate", "unknown"]
 Status = Literal["queued", "dispatching", "sending", "complete", "complete_with_failures", "failed"]
-DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicate")
+DECISIONS: tuple[Decision, ...] = ("sent", "suppressed", "deferred", "unreachable", "failed", "duplicate", "unknown")
+# A notice ends complete_with_failures when any recipient ended in one of these: each needs a person
+NEEDS_FOLLOW_UP: tuple[Decision, ...] = ("failed", "unknown")
 FINAL_STATUSES: tuple[Status, ...] = ("complete", "complete_with_failures", "failed")
 
 TOPIC_OF: dict[Kind, str] = {
@@ -32,11 +47,30 @@ DEFAULT_CHANNELS: dict[Kind, tuple[list[ChannelName], Mode]] = {
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _single_line(value: Any) -> Any:
+    """Refuse what would break or fold a mail header: every control (Cc: CR, LF, VT, FF, NEL, tab),
+    the line and paragraph separators (U+2028, U+2029) and lone surrogates, wherever they sit.
+
+    Checked before whitespace is stripped, so a trailing newline is refused too, not silently dropped.
+    """
+    if isinstance(value, str):
+        for char in value:
+            if unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs"):
+                raise ValueError(
+                    f"must be one line: control and line-separator characters are not allowed (found U+{ord(char):04X})"
+                )
+    return value
+
+
+# A field that is, or may be formatted into, a mail header (Subject)
+HeaderText = Annotated[ShortText, BeforeValidator(_single_line)]
 S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$", max_length=1024)]
 
 
 class PolicyChangeVariables(BaseModel, extra="forbid"):
-    policy_version: ShortText
+    policy_version: HeaderText  # offered to the subject's wording
     effective_date: date
     summary: Text
     policy_url: AnyHttpUrl
@@ -60,7 +94,7 @@ class BreachAlertVariables(BaseModel, extra="forbid"):
 
 
 class FreeContentVariables(BaseModel, extra="forbid"):
-    subject: ShortText
+    subject: HeaderText
     body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
     sms_text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)] | None = None
 

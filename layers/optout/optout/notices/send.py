@@ -1,12 +1,17 @@
 """The sender: one SendQueue batch, checked against suppressions at the moment of sending.
 
 In order: read the batch's suppression state in one strongly consistent BatchGetItem (shared by
-the invocation's batches); decide each recipient and channel (rules.py); mark the batch taken,
-with that plan; send, paced under the provider rate; then, in one transaction, write every
-delivery record with its final decision, add the counts and mark the batch done; re-enqueue what
-must wait (quiet hours, throttling) with a delay. A redelivered batch sends nothing twice: its
-mark says it was taken. If the last attempt died before its transaction, what it planned to send
-is recorded failed (outcome unknown, never re-sent) and the rest as it was planned.
+the invocation's batches); decide each recipient and channel (rules.py); work out the provider
+calls (bulk mails of up to 50, single mails, one text each); mark the batch taken, with that plan
+and its first call in flight; make the calls, paced under the provider rate, recording on the mark
+before each later call the previous call's results and that call in flight; then, in one
+transaction, write every delivery record with its final decision, add the counts and mark the
+batch done; re-enqueue what must wait (quiet hours, throttling) with a delay.
+
+A redelivered batch sends nothing twice: its mark says it was taken. If the last attempt died
+before its transaction, its mark tells its recipients apart: those of answered calls are recorded
+as answered; those of the one call in flight are ``unknown`` (it may have gone out: never sent
+again, listed); those never tried are queued again; the rest as planned.
 """
 
 from __future__ import annotations
@@ -17,17 +22,17 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEmail
-from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, send_at_most_once
+from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
 from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
-from optout.notices.store import BatchTaken, NoticeStore
+from optout.notices.store import BatchTaken, CallResult, NoticeStore
 from optout.settings import SenderSettings
 from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue
@@ -57,6 +62,31 @@ class Done:
         return _recipient_decision(decisions, self.plan.outcome.decision)
 
 
+@dataclass
+class Call:
+    """One provider call: a bulk mail to up to 50 recipients (``template`` and ``entries``), or one
+    mail or text to one recipient."""
+
+    channel: ChannelName
+    plans: list[Plan]
+    template: RenderedEmail | None = None
+    entries: list[BulkEntry] = field(default_factory=list)  # in the order of ``plans``
+
+    @property
+    def refs(self) -> list[tuple[str, ChannelName]]:
+        return [(plan.entry.recipient.recipient_id, self.channel) for plan in self.plans]
+
+
+@dataclass
+class Made:
+    """What the calls of a batch did: each recipient's result, and the last call made."""
+
+    last_at: datetime  # when the last call made was answered
+    results: dict[tuple[str, str], CallResult] = field(default_factory=dict)  # by (recipient, channel)
+    calls: int = 0  # how many calls were made (the first ``calls`` of the batch)
+    last: list[CallResult] = field(default_factory=list)  # the last call made: its results
+
+
 @dataclass(frozen=True)
 class BatchResult:
     sent: int
@@ -66,6 +96,7 @@ class BatchResult:
     failed: int
     duplicates: int
     redelivered: bool = False
+    unknown: int = 0
 
 
 class Sender:
@@ -91,7 +122,10 @@ class Sender:
         self.enqueue = enqueue
         self.now = now
         self.buckets = {
-            "email": TokenBucket(settings.email_rate_per_second),
+            # Its share of the SES quota; it hears SES's answers and slows down on throttling
+            "email": email_pace(
+                settings.email_rate_per_second, settings.sender_concurrency, lambda: self.email().client
+            ),
             "sms": TokenBucket(settings.sms_rate_per_second),
         }
         self._notices: dict[str, Notice] = {}
@@ -138,6 +172,9 @@ class Sender:
         its owner may still be sending raises BatchLeased, so the message goes back to the queue
         and nothing is recorded twice. Near the deadline no provider call is started: what is
         left is recorded deferred and queued again.
+
+        The calls are worked out before the mark, so that the mark itself puts the first in
+        flight: a batch of one bulk call (most email batches) costs no progress write at all.
         """
         notice = self.notice(batch.notice_id)
         now = self.now()
@@ -154,17 +191,25 @@ class Sender:
                 plans.append(self._plan(notice, entry, keys, states, now))
         duplicates = len(batch.entries) - len(plans)
         lease_until = deadline + LEASE_SLACK if deadline is not None else None
+        stop_at = deadline - SEND_MARGIN if deadline is not None else None
+        ring = self.key_ring()  # once a batch, not once a recipient
+        calls = self._calls(notice, plans, ring)
+        start = bool(calls) and not (stop_at is not None and self.now() >= stop_at)
+        if start:
+            self._pace(calls[0])  # before the mark puts the call in flight: the call follows at once
         try:
-            self.notices.claim_batch(notice.id, batch.batch, _planned(plans), now, owner, lease_until)
+            self.notices.claim_batch(
+                notice.id, batch.batch, _planned(plans), now, owner, lease_until, calls[0].refs if start else ()
+            )
         except BatchTaken as taken:
             if taken.done:  # recorded already; queue its later entries again in case that failed
                 self._enqueue_later(notice, batch, _later_again(batch, taken.later))
                 return BatchResult(0, 0, 0, 0, 0, 0, redelivered=True)
             if taken.leased(now):  # its owner may still be sending: leave the batch to it
                 raise BatchLeased(batch.batch, taken.owner, taken.lease_until) from taken
-            return self._recover(notice, batch, plans, taken.planned, duplicates)
-        stop_at = deadline - SEND_MARGIN if deadline is not None else None
-        return self._send_all(notice, batch, plans, duplicates, stop_at)
+            return self._recover(notice, batch, plans, taken, duplicates)
+        made = self._make_calls(notice, batch, calls, ring, stop_at, start)
+        return self._send_all(notice, batch, plans, made, duplicates)
 
     def _plan(
         self,
@@ -191,50 +236,76 @@ class Sender:
         return Plan(entry, outcome, own)
 
     def _send_all(
-        self, notice: Notice, batch: SendBatch, plans: list[Plan], duplicates: int, stop_at: datetime | None = None
+        self,
+        notice: Notice,
+        batch: SendBatch,
+        plans: list[Plan],
+        made: Made,
+        duplicates: int,
     ) -> BatchResult:
-        ring = self.key_ring()  # once a batch, not once a recipient
-        mailed = self._send_bulk(notice, plans, ring, stop_at)
+        results = made.results
         done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
         last_sent: datetime | None = None
         for plan in plans:
             records = []
+            rid = plan.entry.recipient.recipient_id
             for outcome in plan.outcome.channels:
                 decision, reason, message_id = outcome.decision, outcome.reason, None
-                bulk = mailed.get(plan.entry.recipient.recipient_id) if outcome.channel == "email" else None
-                if decision == "sent" and bulk is not None:
-                    decision, reason, message_id = bulk
-                elif decision == "sent" and stop_at is not None and self.now() >= stop_at:
-                    decision, reason = "deferred", OUT_OF_TIME_REASON  # never started: queued again
-                elif decision == "sent":
-                    decision, reason, message_id = self._send_one(notice, plan, outcome.channel, ring)
-                    if decision == "deferred" and plan.entry.attempt >= self.settings.send_retry_limit:
-                        decision, reason = "failed", GAVE_UP_REASON
+                if decision == "sent":  # every planned send was one call's, made or not
+                    decision, reason, message_id = self._final(plan, results[(rid, outcome.channel)])
                 records.append(self._record(notice, plan, outcome.channel, decision, reason, message_id))
                 if decision == "sent":
                     last_sent = records[-1].at
             done.append(Done(plan, records))
             later += self._later(notice, plan, records)
-        self._complete(notice, batch, done, later, last_sent)
+        try:
+            self._complete(notice, batch, done, later, last_sent)
+        except Exception:
+            self._leave_progress(notice, batch, made)
+            raise
         self._enqueue_later(notice, batch, later)
         return _result(done, duplicates)
 
+    def _leave_progress(self, notice: Notice, batch: SendBatch, made: Made) -> None:
+        """The batch could not be recorded: leave its last call's results on the mark, none in flight.
+
+        Else the redelivery would find that call still in flight and record its recipients
+        ``unknown``, though the provider answered (or, when its progress write had failed, though
+        no call after it went out). The lease goes too: this invocation gives the batch up.
+        """
+        if not made.calls:  # nothing went out: the mark says so already
+            return
+        try:
+            self.notices.record_call(notice.id, batch.batch, made.calls, made.last, made.last_at, (), release=True)
+        except Exception:  # the redelivery then goes by the mark as it is
+            log.warning("cannot leave send progress", exc_info=True, extra={"notice_id": notice.id})
+
+    def _final(self, plan: Plan, result: CallResult) -> tuple[Decision, str | None, str | None]:
+        throttled = result.decision == "deferred" and result.reason == RETRY_REASON
+        if throttled and plan.entry.attempt >= self.settings.send_retry_limit:
+            return "failed", GAVE_UP_REASON, None
+        return result.decision, result.reason, result.message_id
+
     def _later(self, notice: Notice, plan: Plan, records: Sequence[DeliveryRecord]) -> list[tuple[BatchEntry, int]]:
-        """One later entry for a recipient's deferred channels: throttled ones and quiet-hour ones.
+        """One later entry for a recipient's deferred channels: throttled, never started, quiet hours.
 
         It carries the decisions of the recipient's other channels, so the later batch can count
         the recipient right (a recipient already sent by email stays "sent" whatever SMS does).
         In first_available mode a text held for the morning brings the channels after it along,
         never tried yet: if the number is blocked by then, the next channel is used instead.
         """
-        retry = [r.channel for r in records if r.decision == "deferred" and r.reason == RETRY_REASON]
-        unstarted = [r.channel for r in records if r.decision == "deferred" and r.reason == OUT_OF_TIME_REASON]
+        # Tried again: what the provider throttled, and what an interrupted attempt never tried
+        # (counted as an attempt, so that a batch that keeps dying before its calls ends)
+        deferred_now = [r for r in records if r.decision == "deferred"]
+        retry = [r.channel for r in deferred_now if r.reason in (RETRY_REASON, NOT_TRIED_REASON)]
+        unstarted = [r.channel for r in deferred_now if r.reason in UNSTARTED_REASONS]
         waiting = [o for o in plan.outcome.channels if o.decision == "deferred" and o.defer_until is not None]
         if not retry and not waiting and not unstarted:
             return []
-        delays = [30 * 2 ** min(plan.entry.attempt, 4)] if retry else []
-        if unstarted:  # the last invocation ran out of time before trying: at once, no attempt counted
+        throttled = any(r.reason == RETRY_REASON for r in deferred_now)
+        delays = [30 * 2 ** min(plan.entry.attempt, 4) if throttled else 0] if retry else []
+        if unstarted:  # out of time, or progress unrecorded, before trying: at once, no attempt counted
             delays.append(0)
             retry = [*retry, *unstarted]
         if waiting:
@@ -263,6 +334,7 @@ class Sender:
         decision: Decision,
         reason: str | None,
         message_id: str | None,
+        at: datetime | None = None,
     ) -> DeliveryRecord:
         # Built from values this code produced, so not validated again (once per recipient)
         return DeliveryRecord.model_construct(
@@ -273,7 +345,7 @@ class Sender:
             decision=decision,
             reason=reason,
             provider_message_id=message_id,
-            at=self.now(),
+            at=at or self.now(),
         )
 
     def _complete(
@@ -283,6 +355,7 @@ class Sender:
         done: Sequence[Done],
         later: Sequence[tuple[BatchEntry, int]],
         last_sent: datetime | None,
+        step: int | None = None,
     ) -> None:
         channels: Counter[str] = Counter()
         recipients: Counter[str] = Counter()
@@ -303,20 +376,23 @@ class Sender:
                 recipients[item.decision] += 1
         records = [r for item in done for r in item.records]
         self.notices.complete_batch(
-            notice.id, batch.batch, records, dict(channels), dict(recipients), last_sent, self.now(), _later_refs(later)
+            notice.id,
+            batch.batch,
+            records,
+            dict(channels),
+            dict(recipients),
+            last_sent,
+            self.now(),
+            _later_refs(later),
+            step,
         )
 
-    def _send_bulk(
-        self, notice: Notice, plans: Sequence[Plan], ring: KeyRing, stop_at: datetime | None
-    ) -> dict[str, tuple[Decision, str | None, str | None]]:
-        """Mail the batch's email recipients with SendBulkEmail, up to 50 who share a language a call.
+    def _calls(self, notice: Notice, plans: Sequence[Plan], ring: KeyRing) -> list[Call]:
+        """The provider calls for the batch's planned sends, in the order they are made.
 
-        Returns each mailed recipient's (decision, reason, message id). Each entry's result decides
-        its recipient alone: SUCCESS is sent; a permanent status failed; any other status is tried
-        again later. A call that SES refused is tried again later for all its recipients; a call
-        whose outcome is unknown is never repeated, and its recipients are recorded failed with
-        the reason "outcome unknown". Recipients left out (an address SES cannot take, content
-        SES's substitution would change) are mailed one by one by ``_send_one``.
+        Email goes through SendBulkEmail, up to 50 recipients who share a language a call; a
+        recipient left out (an address SES cannot take, content SES's substitution would change)
+        is mailed alone with SendEmail, and each text is a call of its own.
         """
         optional = notice.topic in self.optional_topics
         templates: dict[str, RenderedEmail | None] = {}  # per language, once a batch
@@ -339,40 +415,107 @@ class Sender:
             if optional:  # RFC 8058, List-Unsubscribe first (Gmail reads them in that order)
                 headers += [("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
             groups.setdefault(language, []).append((plan, BulkEntry(recipient.email or "", url, tuple(headers))))
-        results: dict[str, tuple[Decision, str | None, str | None]] = {}
+        calls: list[Call] = []
+        in_bulk: set[str] = set()
         for language, members in groups.items():
             template = templates[language]
             if template is None:  # cannot happen (grouped only with one); were it to, mailed one by one
                 continue
-            for start in range(0, len(members), BULK_MAX):
-                chunk = members[start : start + BULK_MAX]
-                ids = [plan.entry.recipient.recipient_id for plan, _ in chunk]
-                if stop_at is not None and self.now() >= stop_at:
-                    results.update(dict.fromkeys(ids, ("deferred", OUT_OF_TIME_REASON, None)))
-                    continue
-                for _ in chunk:  # SES's quota counts recipients, not calls
-                    self.buckets["email"].take()
-                entries = [entry for _, entry in chunk]
-                results.update(zip(ids, self._bulk_call(notice, template, entries), strict=True))
-        return results
+            size = min(BULK_MAX, self.buckets["email"].most_per_call)  # a call fits the pace's burst
+            for start in range(0, len(members), size):
+                chunk = members[start : start + size]
+                calls.append(Call("email", [plan for plan, _ in chunk], template, [entry for _, entry in chunk]))
+                in_bulk.update(plan.entry.recipient.recipient_id for plan, _ in chunk)
+        for plan in plans:
+            for outcome in plan.outcome.to_send:
+                if outcome.channel != "email" or plan.entry.recipient.recipient_id not in in_bulk:
+                    calls.append(Call(outcome.channel, [plan]))
+        return calls
+
+    def _pace(self, call: Call) -> None:
+        for _ in call.plans:  # SES's quota counts recipients, not calls
+            self.buckets[call.channel].take()
+
+    def _make_calls(
+        self,
+        notice: Notice,
+        batch: SendBatch,
+        calls: Sequence[Call],
+        ring: KeyRing,
+        stop_at: datetime | None,
+        started: bool,
+    ) -> Made:
+        """Make the calls in order; each recipient's result, by (recipient, channel).
+
+        The mark put the first call in flight (``started``: it was paced and may go out). Before
+        each later call, one UpdateItem on the mark records the previous call's results and this
+        call in flight, so an interrupted batch leaves at most one call's recipients unknown. Near
+        the deadline, or when progress cannot be recorded, no more calls are started: what is left
+        is queued again.
+        """
+        made = Made(last_at=self.now())
+        stopped = None if started else OUT_OF_TIME_REASON
+        for step, call in enumerate(calls):
+            if stopped is None and step > 0:
+                stopped = self._before_call(notice, batch, step, call, made.last, made.last_at, stop_at)
+            if stopped is not None:
+                answered = [CallResult(rid, channel, "deferred", stopped) for rid, channel in call.refs]
+            else:
+                answered = self._call(notice, call, ring)
+                made.calls, made.last, made.last_at = step + 1, answered, self.now()
+            made.results.update(((r.recipient_id, r.channel), r) for r in answered)
+        return made
+
+    def _before_call(
+        self,
+        notice: Notice,
+        batch: SendBatch,
+        step: int,
+        call: Call,
+        answered: Sequence[CallResult],
+        answered_at: datetime,
+        stop_at: datetime | None,
+    ) -> str | None:
+        """Pace call ``step`` and put it in flight on the mark; or why it must not be started."""
+        if stop_at is not None and self.now() >= stop_at:
+            return OUT_OF_TIME_REASON
+        self._pace(call)
+        try:
+            self.notices.record_call(notice.id, batch.batch, step, answered, answered_at, call.refs)
+        except Exception:  # unrecorded, a call could not be told apart from the one before it: stop
+            log.warning("cannot record send progress", exc_info=True, extra={"notice_id": notice.id, "step": step})
+            return UNRECORDED_REASON
+        return None
+
+    def _call(self, notice: Notice, call: Call, ring: KeyRing) -> list[CallResult]:
+        if call.template is not None:
+            answers = self._bulk_call(notice, call.template, call.entries)
+        else:
+            answers = [self._send_one(notice, call.plans[0], call.channel, ring)]
+        return [CallResult(rid, channel, *answer) for (rid, channel), answer in zip(call.refs, answers, strict=True)]
 
     def _bulk_call(
         self, notice: Notice, template: RenderedEmail, entries: list[BulkEntry]
     ) -> list[tuple[Decision, str | None, str | None]]:
+        """One SendBulkEmail: each entry's result decides its recipient; SUCCESS is sent, a permanent
+        status failed, any other tried again later. A refused call is tried again later for all; a
+        call whose outcome is unknown is never repeated: all its recipients are ``unknown``."""
         n = len(entries)
+        try:  # before anything can go out: an error here is surely no send
+            email = self.email()
+        except Exception as exc:
+            return [_not_sent(notice, exc)] * n
         try:
-            answered = send_at_most_once(lambda: self.email().send_bulk(template, entries))
+            answered = send_at_most_once(lambda: email.send_bulk(template, entries))
         except Transient:
             return [("deferred", RETRY_REASON, None)] * n
         except OutcomeUnknown as exc:  # it may have gone out: never sent again, listed
             log.warning("bulk send outcome unknown", extra={"notice_id": notice.id, "recipients": n, "error": str(exc)})
-            return [("failed", f"{LOST_ANSWER_REASON} ({exc})", None)] * n
+            return [("unknown", f"{LOST_ANSWER_REASON} ({exc})", None)] * n
         except PermanentSendError as exc:
             return [("failed", f"rejected by provider: {exc}", None)] * n
-        except Exception as exc:  # anything else: this call's recipients failed, the batch goes on
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-            log.exception("bulk send failed", extra={"notice_id": notice.id, "error": code})
-            return [("failed", f"send error: {code}", None)] * n
+        except Exception as exc:  # anything else: unknown unless the provider surely refused it
+            return [_unexpected(notice, exc)] * n
         out: list[tuple[Decision, str | None, str | None]] = []
         for result in answered:
             if result.status == "SUCCESS":
@@ -386,31 +529,35 @@ class Sender:
     def _send_one(
         self, notice: Notice, plan: Plan, channel: ChannelName, ring: KeyRing
     ) -> tuple[Decision, str | None, str | None]:
-        recipient = plan.entry.recipient
+        try:  # before anything can go out: an error here is surely no send
+            send = self._one(notice, plan, channel, ring)
+        except Exception as exc:
+            return _not_sent(notice, exc)
         try:
-            self.buckets[channel].take()
-            if channel == "email":
-                raw = self._email(notice, recipient, plan.keys.get(channel, ""), ring)
-                message_id = send_at_most_once(lambda: self.email().send(recipient.email or "", raw))
-            else:
-                optional = notice.topic in self.optional_topics
-                text = render_sms(notice, recipient, self.settings.brand_name, optional)
-                message_type: MessageType = "PROMOTIONAL" if notice.kind == "marketing" else "TRANSACTIONAL"
-                message_id = send_at_most_once(
-                    lambda: self.sms().send(recipient.phone or "", text, message_type=message_type)
-                )
+            message_id = send_at_most_once(send)
         except Transient:
             return "deferred", RETRY_REASON, None
         except OutcomeUnknown as exc:  # it may have gone out: never sent again, listed as unknown
             log.warning("send outcome unknown", extra={"notice_id": notice.id, "channel": channel, "error": str(exc)})
-            return "failed", f"{LOST_ANSWER_REASON} ({exc})", None
+            return "unknown", f"{LOST_ANSWER_REASON} ({exc})", None
         except PermanentSendError as exc:
             return "failed", f"rejected by provider: {exc}", None
-        except Exception as exc:  # anything else: this recipient failed, the batch goes on
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-            log.exception("send failed", extra={"notice_id": notice.id, "channel": channel, "error": code})
-            return "failed", f"send error: {code}", None
+        except Exception as exc:  # anything else: unknown unless the provider surely refused it
+            return _unexpected(notice, exc)
         return "sent", None, message_id
+
+    def _one(self, notice: Notice, plan: Plan, channel: ChannelName, ring: KeyRing) -> Callable[[], str]:
+        """The send of one mail or text, rendered and with its client: the call is all that is left."""
+        recipient = plan.entry.recipient
+        if channel == "email":
+            raw = self._email(notice, recipient, plan.keys.get(channel, ""), ring)
+            email = self.email()
+            return lambda: email.send(recipient.email or "", raw)
+        optional = notice.topic in self.optional_topics
+        text = render_sms(notice, recipient, self.settings.brand_name, optional)
+        message_type: MessageType = "PROMOTIONAL" if notice.kind == "marketing" else "TRANSACTIONAL"
+        sms = self.sms()
+        return lambda: sms.send(recipient.phone or "", text, message_type=message_type)
 
     def _email(self, notice: Notice, recipient: Recipient, key: str, ring: KeyRing) -> bytes:
         token = issue(ring, "email", key, notice.topic)
@@ -447,33 +594,47 @@ class Sender:
     # --- a redelivered batch ----------------------------------------------------------------
 
     def _recover(
-        self, notice: Notice, batch: SendBatch, plans: list[Plan], planned: str | None, duplicates: int
+        self, notice: Notice, batch: SendBatch, plans: list[Plan], taken: BatchTaken, duplicates: int
     ) -> BatchResult:
-        """The last attempt died after its mark and before its records: what it meant to send may
-        have gone out, so it is recorded failed (outcome unknown) and never re-sent; the rest is
-        recorded as that attempt planned it, and what it deferred is queued again."""
-        was = _unplanned(planned)
+        """The last attempt died after its mark and before its records: record what its mark says.
+
+        The recipients of its answered calls as answered; of the call in flight, ``unknown`` (it
+        may have gone out: never sent again); of calls never tried, deferred and queued again at
+        once; the rest as that attempt planned them. A mark from before progress was recorded
+        per call cannot tell its calls apart: every send it planned is then ``unknown``.
+        """
+        was = _unplanned(taken.planned)
+        progress = taken.progress
         done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
+        last_sent: datetime | None = None
         for plan in plans:
-            before = was.get(plan.entry.recipient.recipient_id)
+            rid = plan.entry.recipient.recipient_id
+            before = was.get(rid)
             if before is None:  # not in the mark (cannot happen with marks this code writes): assume sent
                 channels = plan.entry.only or notice.channels
                 before = RecipientOutcome("sent", tuple(ChannelOutcome(ch, "sent") for ch in channels))
             then = Plan(plan.entry, before, plan.keys)
-            records = [
-                self._record(
-                    notice,
-                    then,
-                    o.channel,
-                    *(("failed", UNKNOWN_REASON) if o.decision == "sent" else (o.decision, o.reason)),
-                    None,
-                )
-                for o in before.channels
-            ]
+            records = []
+            for o in before.channels:
+                decision, reason, message_id, at = o.decision, o.reason, None, None
+                answered = progress.results.get((rid, o.channel)) if progress is not None else None
+                if decision != "sent":
+                    pass
+                elif answered is not None:
+                    (decision, reason, message_id), at = self._final(then, answered[0]), answered[1]
+                elif progress is None or (rid, o.channel) in progress.inflight:
+                    decision, reason = "unknown", UNKNOWN_REASON
+                elif plan.entry.attempt >= self.settings.send_retry_limit:
+                    decision, reason = "failed", KEPT_DYING_REASON
+                else:
+                    decision, reason = "deferred", NOT_TRIED_REASON
+                records.append(self._record(notice, then, o.channel, decision, reason, message_id, at))
+                if decision == "sent" and (last_sent is None or records[-1].at > last_sent):
+                    last_sent = records[-1].at
             done.append(Done(then, records))
             later += self._later(notice, then, records)
-        self._complete(notice, batch, done, later, None)
+        self._complete(notice, batch, done, later, last_sent, progress.step if progress is not None else None)
         self._enqueue_later(notice, batch, later)
         return replace(_result(done, duplicates), redelivered=True)
 
@@ -492,9 +653,41 @@ SEND_MARGIN = timedelta(seconds=15)
 LEASE_SLACK = timedelta(seconds=30)  # past its deadline, an invocation is gone: its lease with it
 RETRY_REASON = "provider throttled; will retry"
 OUT_OF_TIME_REASON = "not started before the invocation's deadline; queued again"
+UNRECORDED_REASON = "not started: its progress could not be recorded; queued again"
+UNSTARTED_REASONS = (OUT_OF_TIME_REASON, UNRECORDED_REASON)  # queued again at once, no attempt counted
+NOT_TRIED_REASON = "never tried: the invocation sending it was interrupted; queued again"
 GAVE_UP_REASON = "provider kept throttling; gave up after retries"
-UNKNOWN_REASON = "interrupted during sending; outcome unknown, not retried to avoid a duplicate"
+KEPT_DYING_REASON = "never tried: the invocations sending it kept being interrupted; gave up"
+# Both "unknown": the send may have gone out, so it is never made again
+UNKNOWN_REASON = "interrupted while its provider call was in flight; outcome unknown, not retried to avoid a duplicate"
 LOST_ANSWER_REASON = "the provider's answer was lost or it failed after taking the send; outcome unknown, not retried"
+UNEXPECTED_REASON = "an unexpected error once the send may have gone out; outcome unknown, not retried"
+
+
+def _error_code(exc: BaseException) -> str:
+    return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
+
+
+def _not_sent(notice: Notice, exc: BaseException) -> tuple[Decision, str | None, str | None]:
+    """An error before the provider call was made (rendering, building the client): failed, for sure."""
+    code = _error_code(exc)
+    # The code only: an error's message may quote an address
+    log.warning("send not made", extra={"notice_id": notice.id, "error": code})
+    return "failed", f"not sent: {code}", None
+
+
+def _unexpected(notice: Notice, exc: BaseException) -> tuple[Decision, str | None, str | None]:
+    """An error of the provider call none of the known kinds: ``failed`` only if it proves the send
+    was not taken (the provider answered a 4xx, or botocore refused the request before sending);
+    anything else may have come after the request went out, so ``unknown``, never sent again."""
+    from botocore.exceptions import ParamValidationError
+
+    code = _error_code(exc)
+    status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    log.warning("send failed", extra={"notice_id": notice.id, "error": code})  # the code only, as above
+    if (isinstance(status, int) and status < 500) or isinstance(exc, ParamValidationError):
+        return "failed", f"send error: {code}", None
+    return "unknown", f"{UNEXPECTED_REASON} ({code})", None
 
 
 def _planned(plans: Sequence[Plan]) -> str:
@@ -551,12 +744,19 @@ def _result(done: Sequence[Done], duplicates: int) -> BatchResult:
     # A recipient is reported by the batch that settles them; one sent before stays with that batch
     tally = Counter(item.decision for item in done if "sent" not in item.plan.entry.settled)
     return BatchResult(
-        tally["sent"], tally["suppressed"], tally["deferred"], tally["unreachable"], tally["failed"], duplicates
+        tally["sent"],
+        tally["suppressed"],
+        tally["deferred"],
+        tally["unreachable"],
+        tally["failed"],
+        duplicates,
+        unknown=tally["unknown"],
     )
 
 
 def _recipient_decision(decisions: Sequence[Decision], planned: Decision) -> Decision:
-    order: tuple[Decision, ...] = ("sent", "deferred", "failed")
+    # Sent on one channel is sent; else still waiting; else perhaps told (unknown) over surely not
+    order: tuple[Decision, ...] = ("sent", "deferred", "unknown", "failed")
     for decision in order:
         if decision in decisions:
             return decision

@@ -9,10 +9,18 @@ Items (pk / sk):
     seen#<id>#<segment>#<n> / seen              a chunk of the dispatcher's seen set (sorted 8-byte digests)
 
 A send batch is marked taken before anything of it is sent, so a redelivered batch never sends
-twice; its records and counts are written with the mark set done, in one transaction. A recipient
-listed twice in a manifest, or at an address an earlier recipient has on that channel, is dropped
-by the dispatcher, which reads the manifest in one pass: an address duplicate gets a delivery
-record with decision ``duplicate`` (its recipient id, channel and address key, never the address).
+twice; its records and counts are written with the mark set done, in one transaction. While it is
+sent, its mark records progress per provider call (one bulk mail, or one mail or text): the call
+in flight (``inflight``, written before the call goes out; the first rides on the mark itself) and
+each finished call's results (``call_<k>``, written with the next call's ``inflight`` in one
+UpdateItem; the last call's results are the batch's records). An interrupted batch thus shows
+which recipients were answered, which one call may or may not have gone out, and which were never
+tried.
+
+A recipient listed twice in a manifest, or at an address an earlier recipient has on that channel,
+is dropped by the dispatcher, which reads the manifest in one pass: an address duplicate gets a
+delivery record with decision ``duplicate`` (its recipient id, channel and address key, never the
+address).
 
 The dispatcher's seen set (the digests of the ids and addresses read so far) is saved beside its
 checkpoint, append-only, as segments: each the digests added since the previous one, sorted, in
@@ -26,17 +34,21 @@ checkpoint names, which are never read.
 from __future__ import annotations
 
 import json
+import logging
+import random
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from optout.clients import DynamoTable
 from optout.errors import OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
-from optout.notices.model import BadRow, Counts, DeliveryRecord, Notice, Status
+from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, Status
 
+log = logging.getLogger(__name__)
 NOTICE_SK = "notice"
 DELIVERY_PREFIX = "delivery#"
 BATCH_PREFIX = "batch#"
@@ -52,6 +64,25 @@ class NoticeNotFound(OptoutError):
     status = 404
 
 
+class CallResult(NamedTuple):
+    """What one provider call did for one of its recipients on one channel."""
+
+    recipient_id: str
+    channel: ChannelName
+    decision: Decision
+    reason: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """What a taken batch's mark says of its provider calls."""
+
+    step: int  # the call in flight (0: the first), as the mark last recorded it
+    results: Mapping[tuple[str, str], tuple[CallResult, datetime]]  # answered calls, by (recipient, channel)
+    inflight: frozenset[tuple[str, str]]  # the (recipient, channel) of the call that may have gone out
+
+
 class BatchTaken(Exception):
     """This send batch was taken before: the redelivery only records what was left."""
 
@@ -63,6 +94,7 @@ class BatchTaken(Exception):
         later: str | None = None,
         owner: str | None = None,
         lease_until: datetime | None = None,
+        progress: SendProgress | None = None,
     ) -> None:
         super().__init__(f"batch {batch} was taken before")
         self.done = done
@@ -70,6 +102,7 @@ class BatchTaken(Exception):
         self.later = later
         self.owner = owner  # the invocation that took it
         self.lease_until = lease_until  # until when that invocation may still be sending it
+        self.progress = progress  # None: a mark written before progress was recorded per call
 
     def leased(self, now: datetime) -> bool:
         """Whether the invocation that took the batch may still be sending it."""
@@ -466,20 +499,27 @@ class NoticeStore(DynamoTable):
         now: datetime,
         owner: str | None = None,
         lease_until: datetime | None = None,
+        inflight: Sequence[tuple[str, str]] = (),
     ) -> None:
         """Mark a send batch taken, with what it planned, before any of it is sent.
 
         The mark carries a lease: the invocation that took it (``owner``) and until when it may
-        be sending (its own deadline). Raises BatchTaken if it was taken before: a redelivery,
-        which then sends nothing (if the last attempt completed), leaves it to its owner (if the
-        lease is live), or records what the interrupted attempt left (``planned``).
+        be sending (its own deadline), and the batch's first provider call as in flight
+        (``inflight``: its recipients and channel), which goes out right after. Raises BatchTaken
+        if it was taken before: a redelivery, which then sends nothing (if the last attempt
+        completed), leaves it to its owner (if the lease is live), or records what the
+        interrupted attempt left (``planned`` and its progress).
         """
+        claim = uuid.uuid4().hex
         item = {
             "pk": _pk(notice_id),
             "sk": _s(f"{BATCH_PREFIX}{batch}"),
             "state": _s("sending"),
             "at": _s(now.isoformat()),
             "planned": _s(planned),
+            "claim": _s(claim),
+            "step": _n(0),
+            "inflight": _s(json.dumps([list(ref) for ref in inflight], separators=(",", ":"))),
         }
         if owner:
             item["owner"] = _s(owner)
@@ -494,6 +534,8 @@ class NoticeStore(DynamoTable):
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            if old.get("claim", {}).get("S") == claim:
+                return  # our own mark: applied, its answer lost, the client's retry found it
             lease = old.get("lease_until", {}).get("S")
             raise BatchTaken(
                 batch,
@@ -502,7 +544,74 @@ class NoticeStore(DynamoTable):
                 later=old.get("later", {}).get("S"),
                 owner=old.get("owner", {}).get("S"),
                 lease_until=datetime.fromisoformat(lease) if lease else None,
+                progress=_send_progress(old),
             ) from exc
+        except Exception:
+            # The mark may be there all the same (applied, its answer lost), with a call in flight
+            # that will never go out: take it back, or a redelivery would record its recipients
+            # unknown. Only if the mark is ours, and we raise: this invocation sends none of it.
+            self._release(notice_id, batch, claim)
+            raise
+
+    def _release(self, notice_id: str, batch: str, claim: str) -> None:
+        """Best effort: our mark, if there, has nothing in flight and no lease (a redelivery records it at once)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+                UpdateExpression="SET #i = :none REMOVE #owner, #lease",
+                ConditionExpression="#claim = :claim AND #state = :sending AND #step = :zero",
+                ExpressionAttributeNames={
+                    "#i": "inflight", "#owner": "owner", "#lease": "lease_until", "#claim": "claim",
+                    "#state": "state", "#step": "step",
+                },
+                ExpressionAttributeValues={
+                    ":none": _s("[]"), ":claim": _s(claim), ":sending": _s("sending"), ":zero": _n(0),
+                },
+            )  # fmt: skip
+        except Exception:  # not ours, not there, or unreachable: the redelivery sees what there is
+            log.warning("cannot release a send batch's mark", exc_info=True, extra={"batch": batch})
+
+    def record_call(
+        self,
+        notice_id: str,
+        batch: str,
+        step: int,
+        answered: Sequence[CallResult],
+        answered_at: datetime,
+        inflight: Sequence[tuple[str, str]],
+        release: bool = False,
+    ) -> None:
+        """Before provider call ``step`` (1, 2, ...) goes out: call ``step - 1`` answered, ``step`` in flight.
+
+        One UpdateItem on the batch's mark. Idempotent, so the client may retry it after a lost
+        answer. Conditional on the batch still being sent: it fails (ConditionalCheckFailed) once
+        a redelivery has recorded the batch, and the invocation then starts no more calls. And on
+        the mark never going back: a delayed duplicate of an earlier step's write fails too, or
+        the mark would show a call that went out since as never tried, and it would be sent again.
+
+        ``release``: the invocation gives the batch up (no call in flight, ``inflight`` empty): the
+        lease goes with it, so a redelivery records the batch from its mark at once.
+        """
+        result = {"at": answered_at.isoformat(), "r": [_trimmed(r) for r in answered]}
+        names = {"#r": f"call_{step - 1}", "#i": "inflight", "#step": "step", "#state": "state"}
+        update = "SET #r = :r, #i = :i, #step = :step"
+        if release:
+            update += " REMOVE #owner, #lease"
+            names |= {"#owner": "owner", "#lease": "lease_until"}
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+            UpdateExpression=update,
+            ConditionExpression="#state = :sending AND #step <= :step",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                ":r": _s(json.dumps(result, separators=(",", ":"))),
+                ":i": _s(json.dumps([list(ref) for ref in inflight], separators=(",", ":"))),
+                ":step": _n(step),
+                ":sending": _s("sending"),
+            },
+        )
 
     def complete_batch(
         self,
@@ -514,11 +623,14 @@ class NoticeStore(DynamoTable):
         sent_at: datetime | None,
         now: datetime,
         later: str | None = None,
+        step: int | None = None,
     ) -> None:
         """In one transaction: the batch's delivery records, its counts, and its mark set done.
 
         ``later`` (the entries queued again, by recipient id) stays on the mark, so a redelivery
-        can queue them again if queueing failed after this transaction.
+        can queue them again if queueing failed after this transaction. ``step``: for a batch
+        recorded from its mark's progress, the step that progress showed; the transaction then
+        fails if the mark moved on since (its owner was alive after all and started a call).
 
         All or nothing: a batch interrupted before this point has written no record and added no
         count, so its redelivery knows exactly what is left, and nothing is ever counted twice.
@@ -532,24 +644,33 @@ class NoticeStore(DynamoTable):
         }
         if later:
             mark["later"] = _s(later)
-        items: list[Any] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": mark,
-                    "ConditionExpression": "#state = :sending",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {":sending": _s("sending")},
-                }
-            }
-        ]
+        condition: dict[str, Any] = {
+            "ConditionExpression": "#state = :sending",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":sending": _s("sending")},
+        }
+        if step is not None:
+            condition["ConditionExpression"] += " AND #step = :step"
+            condition["ExpressionAttributeNames"]["#step"] = "step"
+            condition["ExpressionAttributeValues"][":step"] = _n(step)
+        items: list[Any] = [{"Put": {"TableName": self.table, "Item": mark, **condition}}]
         items += [{"Put": {"TableName": self.table, "Item": _delivery_item(r)}} for r in records]
         update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:
             items.append({"Update": update})
         if len(items) > 100:
             raise ValueError("a batch records at most 98 deliveries")
-        self.client.transact_write_items(TransactItems=items)
+        # Cancelled for a conflict (say, another batch of the notice adding to the same counts item)
+        # or throttled, the transaction was not applied, and botocore does not retry a cancellation:
+        # try it again, a few times. Safe: the mark's condition lets it apply once at most.
+        for attempt in range(COMPLETE_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return
+            except self.client.exceptions.ClientError as exc:
+                if attempt == COMPLETE_ATTEMPTS - 1 or not _not_applied_try_again(exc):
+                    raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter  # nosec B311
 
     def deliveries(
         self, notice_id: str, limit: int = 100, start: str | None = None
@@ -574,6 +695,50 @@ class NoticeStore(DynamoTable):
             yield from records
             if start is None:
                 return
+
+
+COMPLETE_ATTEMPTS = 5  # a batch's transaction, cancelled by a conflict or throttled: within about a second
+# What cancels a transaction, or refuses a request, without applying it, and may pass if tried again
+_TRY_AGAIN_REASONS = frozenset({"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_TRY_AGAIN_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def _not_applied_try_again(exc: Any) -> bool:
+    """A TransactWriteItems error that proves nothing was applied, and that trying again may get past.
+
+    Not a 5xx or a timeout (botocore retried those, with the same idempotency token), and not a
+    cancellation by a condition: the batch was recorded by someone else, or its mark moved on.
+    """
+    error = exc.response.get("Error", {})
+    if error.get("Code") == "TransactionCanceledException":
+        reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons") or []]
+        return bool(reasons) and set(reasons) <= _TRY_AGAIN_REASONS and set(reasons) != {"None"}
+    return error.get("Code") in _TRY_AGAIN_CODES
+
+
+def _trimmed(result: CallResult) -> list[str | None]:
+    values = list(result)
+    while values[-1] is None:  # a sent result has no reason, others no message id: keep the mark small
+        values.pop()
+    return values
+
+
+def _send_progress(mark: dict[str, Any]) -> SendProgress | None:
+    if "inflight" not in mark:  # a mark from before progress was recorded per call
+        return None
+    results: dict[tuple[str, str], tuple[CallResult, datetime]] = {}
+    for name, value in mark.items():
+        if name.startswith("call_"):
+            call = json.loads(value["S"])
+            at = datetime.fromisoformat(call["at"])
+            for fields in call["r"]:
+                result = CallResult(*fields)
+                results[(result.recipient_id, result.channel)] = (result, at)
+    return SendProgress(
+        step=int(mark.get("step", {}).get("N", "0")),
+        results=results,
+        inflight=frozenset((rid, channel) for rid, channel in json.loads(mark["inflight"]["S"])),
+    )
 
 
 def _seen_pk(notice_id: str, segment_id: str, chunk: int) -> str:
