@@ -227,15 +227,14 @@ def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | No
 @stack_option
 def suppression_export(out: Path, stack_name: str | None) -> None:
     """Write every suppression: address keys (never addresses), scopes, reasons and times."""
-    import csv
-
+    from optout_local.csv_export import ExportWriter
     from optout_local.importer import export_rows
 
     target = resolve_target(stack_name)
     count = 0
     with out.open("w", newline="", encoding="utf-8") as handle:
         columns = ["address_key", "channel", "scopes", "blocked_reason", "blocked_source", "blocked_at", "updated_at"]
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
         writer.writeheader()
         for row in export_rows(target.clients("dynamodb"), target.table):
             writer.writerow(row)
