@@ -12,6 +12,7 @@ from optout import wiring
 from optout.notices import dispatch as dispatch_module
 from optout.notices.dispatch import SeenKeys
 from optout.notices.manifest import SeenSegment
+from optout_local.iam.in_process import run_as
 from optout_local.runtime import LambdaContext
 from tests.conftest import sent_sms
 from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline, sent_mail, users
@@ -115,11 +116,12 @@ def test_a_continuation_reads_no_row_twice_and_still_drops_earlier_addresses(pip
     monkeypatch.setattr(dispatch_module, "parse_line", lambda raw, n, c: parsed.append(n) or real_parse(raw, n, c))
     (record,) = pipeline.receive("DispatchQueue")
     # When the first invocation is out of time at its first checkpoint, and a new one continues
-    assert dispatcher.handle(json.loads(record["body"]), lambda: 1) == "continued"
+    assert run_as("DispatcherFunction", dispatcher.handle, json.loads(record["body"]), lambda: 1) == "continued"
     checkpoint, _ = dispatcher.notices.cursor(notice["id"])
     assert checkpoint.saved.offset == checkpoint.offset and checkpoint.saved.segments  # saved as it stopped
     (continuation,) = pipeline.receive("DispatchQueue")
-    assert dispatcher.handle(json.loads(continuation["body"]), lambda: 900_000) == "dispatched"
+    continued = json.loads(continuation["body"])
+    assert run_as("DispatcherFunction", dispatcher.handle, continued, lambda: 900_000) == "dispatched"
     # Then the continuation read the manifest from its checkpoint only, and no row twice
     assert log.ranges == ["bytes=0-", f"bytes={checkpoint.offset}-"]
     assert sorted(parsed) == list(range(1, 604))
@@ -160,13 +162,13 @@ def test_a_dispatch_that_died_between_saves_reads_again_only_the_rows_since_the_
     message = json.loads(record["body"])
     # When the dispatch dies after three checkpoints, the seen set saved at the second only
     with pytest.raises(RuntimeError):
-        dispatcher.handle(message, lambda: 900_000)
+        run_as("DispatcherFunction", dispatcher.handle, message, lambda: 900_000)
     checkpoint, _ = dispatcher.notices.cursor(notice["id"])
     assert 0 < checkpoint.saved.offset < checkpoint.offset and checkpoint.saved.line == 1001
     log = RangeLog(dispatcher.s3())
     monkeypatch.setattr(dispatcher, "s3", lambda: log)
     # And SQS delivers the message again
-    assert dispatcher.handle(message, lambda: 900_000) == "dispatched"
+    assert run_as("DispatcherFunction", dispatcher.handle, message, lambda: 900_000) == "dispatched"
     # Then the retry read again only the rows between the save and the checkpoint
     assert log.ranges == [f"bytes={checkpoint.offset}-", f"bytes={checkpoint.saved.offset}-{checkpoint.offset - 1}"]
     # And both repeats are dropped: one from the replayed rows, one from the saved set

@@ -15,6 +15,7 @@ from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression_store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
+from optout_local.iam.in_process import run_as
 from optout_local.importer import Importer, export_rows
 from optout_local.provision import Route, Stack
 from optout_local.runtime import LambdaContext, load_handler
@@ -71,7 +72,7 @@ def test_an_sms_stop_can_only_be_lifted_by_start(api, aws) -> None:
 
     sms = InboundSms(provider="twilio", message_id="SM1", from_number="+14155550101", to_number="+14155550100",
                      body="STOP", sent_at="2026-11-26T10:00:00Z")  # fmt: skip
-    wiring.sms_inbound().handle(sms)
+    run_as("SmsInboundFunction", wiring.sms_inbound().handle, sms)
     body = {"channel": "sms", "address": "+1 415 555 0101", "scope": "channel", "reason": "customer called"}
     status, error = api("/admin/suppressions/remove", body)
     assert status == 409 and error["error"]["code"] == "keyword_block"

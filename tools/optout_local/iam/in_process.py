@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -44,6 +44,7 @@ from optout_local.iam.roles import Credentials as RoleCredentials
 from optout_local.iam.roles import RoleSessions
 
 Handler = Callable[[Any, Any], Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,12 @@ def installed() -> InProcessIam:
             "a handler called in this process outside runtime.in_process_stack: nothing would authorize its calls"
         )
     return _installed[0]
+
+
+def run_as(function: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)`` with ``function``'s role session: domain code a test drives directly."""
+    with installed().running(function):
+        return call(*args, **kwargs)
 
 
 def running_as(function: str, handler: Handler) -> Handler:
