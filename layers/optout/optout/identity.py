@@ -56,6 +56,12 @@ def normalise_phone(raw: str) -> str:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
         raise InvalidAddress("not a phone number") from exc
+    if number.extension:
+        # E.164 has no extension: dropping it would text the switchboard, not the person
+        raise InvalidAddress("a phone number with an extension cannot receive texts; give the direct number")
+    if any(c.isalpha() for c in value):
+        # phonenumbers reads vanity letters as keypad digits (FLOWERS: 3569377): say so, never guess
+        raise InvalidAddress("a phone number must be written in digits, not letters (vanity numbers are refused)")
     if not phonenumbers.is_valid_number(number):
         raise InvalidAddress("not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
