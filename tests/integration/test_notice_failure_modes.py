@@ -75,7 +75,7 @@ def test_quiet_hour_hops_of_two_batches_never_share_a_batch_id(pipeline: Pipelin
         queued: list[tuple[dict[str, Any], int]] = []
         sender = _sender_at(moment, lambda m, d, into=queued: into.append((m, d)))
         for batch in queue:
-            sender.process(batch)
+            run_as("SenderFunction", sender.process, batch)
         queue = [batch_from_message(json.dumps(m)) for m, _ in queued]
         moment += timedelta(seconds=900)
     # Then in the morning everyone got their text once and the notice completes
@@ -99,11 +99,11 @@ def test_deferred_recipients_survive_a_failed_enqueue_after_the_batch_is_recorde
 
     # When the batch's transaction commits but re-enqueueing the deferred text fails
     with pytest.raises(RuntimeError):
-        _sender_at(NIGHT, sqs_down).process(batch)
+        run_as("SenderFunction", _sender_at(NIGHT, sqs_down).process, batch)
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"deferred": 1}
     # Then SQS's redelivery of the batch still schedules the deferred text
     queued: list[tuple[dict[str, Any], int]] = []
-    _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process(batch)
+    run_as("SenderFunction", _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process, batch)
     assert len(queued) == 1, "the deferred recipient was dropped: never texted, the notice never completes"
 
 
@@ -232,14 +232,22 @@ def test_first_available_falls_back_when_a_held_text_is_blocked_by_morning(pipel
     )
     (record,) = _dispatch(pipeline)
     queued: list[tuple[dict[str, Any], int]] = []
-    _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process(batch_from_message(record["body"]))
+    run_as(
+        "SenderFunction",
+        _sender_at(NIGHT, lambda m, d: queued.append((m, d))).process,
+        batch_from_message(record["body"]),
+    )
     # (the text waits for the morning; the email, second in line, is not sent meanwhile)
     assert sent_sms() == [] and pipeline_mail() == []
     ((later, _),) = queued
     assert later["entries"][0]["only"] == ["sms", "email"] and later["entries"][0]["deferred"] == ["sms"]
     # When the number texts STOP overnight
     suppress("sms", "+14155550101", [ConsentChange("block", "channel", "keyword")], "sms_keyword")
-    _sender_at(NIGHT + timedelta(hours=6), lambda m, d: None).process(batch_from_message(json.dumps(later)))
+    run_as(
+        "SenderFunction",
+        _sender_at(NIGHT + timedelta(hours=6), lambda m, d: None).process,
+        batch_from_message(json.dumps(later)),
+    )
     # Then the morning batch falls back to email, and every count moves on once
     assert sent_sms() == [] and len(pipeline_mail()) == 1
     wiring.dispatcher().finalize(notice["id"], 0)

@@ -16,6 +16,7 @@ from optout.notices.send import UNKNOWN_REASON, Sender
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
+from optout_local.iam.in_process import run_as
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sent_sms
 from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline, sent_mail, suppress, users
@@ -279,7 +280,7 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
                       lambda message, delay: queued.append((message, delay)), now=lambda: night)  # fmt: skip
     from optout.notices.send import batch_from_message
 
-    at_night.process(batch_from_message(batch["body"]))
+    run_as("SenderFunction", at_night.process, batch_from_message(batch["body"]))
     assert sent_sms() == []
     assert pipeline.get(notice["id"])["counts"]["recipients"] == {"deferred": 1}
     # Re-enqueued with a delay (SQS allows 15 minutes a hop), not dropped
@@ -287,7 +288,7 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
     assert delay == 900 and later["entries"][0]["only"] == ["sms"]
     morning = Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
                      base.enqueue, now=lambda: night + timedelta(hours=6))  # fmt: skip
-    morning.process(batch_from_message(json.dumps(later)))
+    run_as("SenderFunction", morning.process, batch_from_message(json.dumps(later)))
     assert [body for _, body in sent_sms()] == ["Example Co: Dark mode is here Reply STOP to opt out."]
     wiring.dispatcher().finalize(notice["id"], 0)
     result = pipeline.get(notice["id"])
@@ -341,14 +342,16 @@ def test_a_recipient_mailed_now_and_texted_in_the_morning_is_counted_once(pipeli
     # When the mail goes out at once and the text waits for the morning
     from optout.notices.send import batch_from_message
 
-    sender_at(night).process(batch_from_message(batch["body"]))
+    run_as("SenderFunction", sender_at(night).process, batch_from_message(batch["body"]))
     assert len(sent_mail()) == 1 and sent_sms() == []
     counts = pipeline.get(notice["id"])["counts"]
     assert counts["recipients"] == {"sent": 1}
     assert counts["by_channel"] == {"email": {"sent": 1}, "sms": {"deferred": 1}}
     ((later, _),) = queued
     assert later["entries"][0]["only"] == ["sms"] and later["entries"][0]["settled"] == ["sent"]
-    result = sender_at(night + timedelta(hours=6)).process(batch_from_message(json.dumps(later)))
+    result = run_as(
+        "SenderFunction", sender_at(night + timedelta(hours=6)).process, batch_from_message(json.dumps(later))
+    )
     # Then the recipient is counted once, as sent, and each channel once, as sent
     assert len(sent_sms()) == 1 and result.sent == 0  # reported by the batch that first sent them
     wiring.dispatcher().finalize(notice["id"], 0)

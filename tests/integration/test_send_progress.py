@@ -26,6 +26,7 @@ from optout.notices.send import (
     UNKNOWN_REASON,
     batch_from_message,
 )
+from optout_local.iam.in_process import run_as
 from optout_local.provision import ACCOUNT_ID
 from optout_local.runtime import LambdaContext
 from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline, sent_mail, users
@@ -499,7 +500,9 @@ def test_an_owner_late_after_its_recovery_starts_no_call(pipeline: Pipeline, mon
         if len(made) == 1:  # meanwhile SQS delivers the batch again and that delivery recovers it
             later = datetime.now(UTC) + timedelta(minutes=12)
             sender.now = lambda: later
-            result = sender.process(batch_from_message(batch["body"]), owner="b", remaining_ms=60_000)
+            result = run_as(
+                "SenderFunction", sender.process, batch_from_message(batch["body"]), owner="b", remaining_ms=60_000
+            )
             assert result.redelivered and result.unknown == 1 and result.deferred == 1
             sender.now = real_now
         return answer
@@ -561,14 +564,16 @@ def test_a_recovery_racing_its_late_owner_records_nothing(pipeline: Pipeline, mo
     monkeypatch.setattr(sender, "now", lambda: real_now() if in_owner() else later)
 
     def run_owner() -> None:
-        owner["result"] = sender.process(batch_from_message(batch["body"]), owner="a", remaining_ms=60_000)
+        owner["result"] = run_as(
+            "SenderFunction", sender.process, batch_from_message(batch["body"]), owner="a", remaining_ms=60_000
+        )
 
     thread = threading.Thread(target=run_owner, name="owner")
     thread.start()
     assert owner_sent.wait(10)
     # When the recovery records the batch after the owner moved the mark on: it is refused
     with pytest.raises(ClientError, match="ConditionalCheckFailed"):
-        sender.process(batch_from_message(batch["body"]), owner="b", remaining_ms=60_000)
+        run_as("SenderFunction", sender.process, batch_from_message(batch["body"]), owner="b", remaining_ms=60_000)
     thread.join(20)
     # Then the owner made its second call and recorded both as SNS answered; nothing is queued
     # again, and no number got the alert twice
