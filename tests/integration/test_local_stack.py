@@ -72,6 +72,43 @@ def test_locate_finds_what_provision_made(aws) -> None:
         assert located.ref(logical_id) == aws.ref(logical_id)
 
 
+def _email_subscriptions(topic_arn: str) -> list[str]:
+    subs = boto3.client("sns").list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    return [s["Endpoint"] for s in subs if s["Protocol"] == "email"]
+
+
+def test_the_alarm_topic_is_encrypted_and_mails_alarm_email_only_when_one_is_given(aws) -> None:
+    # Given the stack provisioned without AlarmEmail (the default)
+    sns = boto3.client("sns")
+    topic = aws.ref("AlarmTopic")
+    # Then its alarm topic exists under the messages key, with nobody subscribed by mail
+    assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"] == aws.ref("MessagesKey")
+    assert _email_subscriptions(topic) == []
+    # When a second stack is provisioned from the same template with AlarmEmail set
+    session = boto3.session.Session()
+    email = {"AlarmEmail": "ops@example.com"}
+    alarmed = Provisioner(session, None, "us-east-1", stack_name="alarmed", parameters=email, roles=False).provision()
+    # Then its alarm topic mails that address (SNS asks it to confirm)
+    assert _email_subscriptions(alarmed.ref("AlarmTopic")) == ["ops@example.com"]
+    assert _email_subscriptions(topic) == []
+
+
+def test_cloudwatch_may_publish_this_accounts_alarms_into_the_alarm_topic_and_no_one_elses(aws) -> None:
+    from optout_local.iam.deliveries import check_delivery
+    from optout_local.iam.enforce import Usage
+    from optout_local.provision import ACCOUNT_ID
+
+    topic, usage = aws.ref("AlarmTopic"), Usage(None)
+    ours = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT_ID}:alarm:optout-SendDeadLetterQueueAlarm"
+    theirs = "arn:aws:cloudwatch:us-east-1:999999999999:alarm:anything"
+    # The topic policy lets this account's alarms publish, and the key policy lets CloudWatch use the key
+    assert check_delivery("cloudwatch.amazonaws.com", ours, "sns", topic, "us-east-1", ACCOUNT_ID, usage) is None
+    granted = {(u.action, u.allowed) for u in usage.seen}
+    assert granted == {("sns:Publish", True), ("kms:GenerateDataKey", True), ("kms:Decrypt", True)}
+    # Another account's alarm (the confused deputy) is refused
+    assert check_delivery("cloudwatch.amazonaws.com", theirs, "sns", topic, "us-east-1", ACCOUNT_ID, usage)
+
+
 @pytest.fixture
 def queue_stack() -> Iterator[LocalStack]:
     config = LocalConfig(api_port=free_port(), aws_port=free_port(), template=FIXTURE, stack_name="pollers")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,92 @@ def test_links_fall_back_to_the_api_url_without_a_public_base_url() -> None:
         Settings(public_base_url="https://notify.example.com/", api_id="abc").links_base_url
         == "https://notify.example.com"
     )
+
+
+# --- alarms reach someone ------------------------------------------------------------------
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears(template) -> None:
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props.get("ActionsEnabled", True) is True, name
+        assert {"Ref": "AlarmTopic"} in props.get("AlarmActions", []), f"{name} pages nobody"
+        assert {"Ref": "AlarmTopic"} in props.get("OKActions", []), f"{name} never says it cleared"
+
+
+def test_every_dead_letter_queue_keeps_messages_14_days_and_has_an_alarm(template) -> None:
+    queues = _of_type(template, "AWS::SQS::Queue")
+    dead_letter = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    assert dead_letter == {name for name in queues if name.endswith("DeadLetterQueue")}
+    watched = {
+        d["Value"]["Fn::GetAtt"][0]
+        for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values()
+        for d in alarm["Properties"].get("Dimensions", [])
+        if d["Name"] == "QueueName"
+    }
+    for name in dead_letter:
+        # SQS's maximum: a STOP or a bounce waiting for a fix is never dropped before then
+        assert queues[name]["Properties"]["MessageRetentionPeriod"] == 1209600, name
+        assert name in watched, f"{name} has no alarm"
+
+
+def test_api_server_errors_raise_an_alarm(template) -> None:
+    (alarm,) = [
+        a["Properties"]
+        for a in _of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/ApiGateway"
+    ]
+    assert alarm["MetricName"] == "5xx"
+    assert alarm["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(template) -> None:
+    topics = _of_type(template, "AWS::SNS::Topic")
+    key = topics["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert {t["Properties"]["KmsMasterKeyId"]["Ref"] for t in topics.values()} == {key["Ref"]}
+    statements = template["Resources"][key["Ref"]]["Properties"]["KeyPolicy"]["Statement"]
+    (grant,) = [s for s in statements if "cloudwatch.amazonaws.com" in s["Principal"].get("Service", [])]
+    assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(grant["Action"])
+    assert grant["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    (policy,) = [
+        p["Properties"]
+        for p in _of_type(template, "AWS::SNS::TopicPolicy").values()
+        if p["Properties"]["Topics"] == [{"Ref": "AlarmTopic"}]
+    ]
+    (publish,) = policy["PolicyDocument"]["Statement"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and publish["Action"] == "sns:Publish"
+    assert publish["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_alarm_email_is_optional_and_subscribed_only_when_set(template) -> None:
+    parameter = template["Parameters"]["AlarmEmail"]
+    assert parameter["Default"] == ""
+    subscriptions = [
+        s
+        for s in _of_type(template, "AWS::SNS::Subscription").values()
+        if s["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+    ]
+    (subscription,) = subscriptions
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    condition = subscription["Condition"]
+    unset = Resolver(template, "us-east-1", "111122223333", "s", {})
+    given = Resolver(template, "us-east-1", "111122223333", "s", {"AlarmEmail": "ops@example.com"})
+    assert unset.condition(condition) is False
+    assert given.condition(condition) is True
+    assert re.fullmatch(parameter["AllowedPattern"], "") and re.fullmatch(
+        parameter["AllowedPattern"], "ops@example.com"
+    )
+    assert not re.fullmatch(parameter["AllowedPattern"], "ops at example")
+    assert "AlarmTopicArn" in template["Outputs"]

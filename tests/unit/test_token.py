@@ -286,6 +286,60 @@ def test_active_key_listed_as_retired_keeps_verifying() -> None:
     assert verify(ring, token_k1(), TTL, now=T0 + GRACE * 2).topic == "marketing"
 
 
+def test_a_key_rotated_out_without_a_retired_date_verifies_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    # Given a ring where k2 took over from k1 but nobody wrote down when
+    ring = KeyRing.from_secret({"active": "k2", "k1": K1, "k2": K2})
+    # Then the ring says so when it is read, naming the key and nothing else
+    assert ring.undated() == ["k1"]
+    assert "signing key k1 is not active and has no retired date" in caplog.text
+    assert K1 not in caplog.text
+    # And a k1 token is refused at once (its grace has no start, so it could never end) ...
+    with pytest.raises(InvalidToken):
+        verify(ring, token_k1(), TTL, now=T0)
+    # ... while k2's own tokens verify
+    assert verify(ring, issue(ring, "email", KEY, "product", now=T0), TTL, now=T0).topic == "product"
+
+
+def test_rotating_records_when_the_old_key_retired() -> None:
+    # Given mail sent under k1
+    old = token_k1()
+    # When the ring rotates to k2
+    ring = KeyRing(active="k1", keys={"k1": K1.encode()}, grace=GRACE).rotated("k2", K2.encode(), now=RETIRED_AT)
+    # Then k2 signs, and k1 is dated: it verifies through its grace and not after
+    assert (ring.active, dict(ring.retired), ring.undated()) == ("k2", {"k1": RETIRED_AT}, [])
+    assert issue(ring, "email", KEY, "marketing", now=RETIRED_AT).split(".")[1] == "k2"
+    assert verify(ring, old, TTL, now=RETIRED_AT + GRACE - SECOND).issued_at == T0
+    with pytest.raises(InvalidToken):
+        verify(ring, old, TTL, now=RETIRED_AT + GRACE + SECOND)
+
+
+def test_a_second_rotation_keeps_the_first_retired_date() -> None:
+    first = ring_k1().rotated("k2", K2.encode(), now=RETIRED_AT)
+    second = first.rotated("k3", b"3" * 64, now=RETIRED_AT + timedelta(days=30))
+    assert dict(second.retired) == {"k1": RETIRED_AT, "k2": RETIRED_AT + timedelta(days=30)}
+
+
+def test_rotating_to_a_key_id_the_ring_holds_is_refused() -> None:
+    ring = ring_k1().rotated("k2", K2.encode(), now=RETIRED_AT)
+    with pytest.raises(ValueError, match="already in the ring"):
+        ring.rotated("k1", b"9" * 64, now=RETIRED_AT)
+
+
+def test_a_new_key_does_not_inherit_a_stale_retired_date() -> None:
+    # Given a ring whose secret still dates a k2 that was since removed
+    ring = KeyRing(active="k1", keys={"k1": K1.encode()}, retired={"k2": T0})
+    # When k2 is the new key's id, it is active and undated; k1 is dated
+    rotated = ring.rotated("k2", K2.encode(), now=RETIRED_AT)
+    assert dict(rotated.retired) == {"k1": RETIRED_AT}
+
+
+def test_a_rotated_ring_survives_the_secret_round_trip() -> None:
+    ring = ring_k1().rotated("k2", K2.encode(), now=RETIRED_AT)
+    secret = ring.to_secret()
+    assert secret == {"active": "k2", "k1": K1, "k2": K2, "retired": {"k1": RETIRED_AT.isoformat()}}
+    assert KeyRing.from_secret(secret, grace_days=365) == ring
+
+
 @pytest.mark.parametrize(
     ("active", "keys"),
     [

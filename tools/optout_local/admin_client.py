@@ -27,6 +27,9 @@ class AdminClient:
         request = AWSRequest(
             method=method, url=url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
         )
+        # The signature covers the body's SHA-256, never UNSIGNED-PAYLOAD (botocore's https default,
+        # made explicit): a captured request's body cannot be swapped under it.
+        request.context["payload_signing_enabled"] = True
         SigV4Auth(self.credentials, "execute-api", self.region).add_auth(request)
         try:
             response = requests.request(method, url, data=data, headers=dict(request.headers.items()), timeout=60)

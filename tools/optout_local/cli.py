@@ -118,6 +118,36 @@ def link(channel: str, address: str, topic: str, stack_name: str | None) -> None
 
 
 @main.group()
+def keys() -> None:
+    """The signing keys of unsubscribe links."""
+
+
+@keys.command("rotate")
+@stack_option
+def keys_rotate(stack_name: str | None) -> None:
+    """Sign new links with a new key; the old one retires now and verifies for KeyGraceDays."""
+    import secrets
+    import string
+
+    target = resolve_target(stack_name)
+    client = target.clients("secretsmanager")
+    ring = target.key_ring()
+    numbers = [int(kid[1:]) for kid in ring.keys if kid[:1] == "k" and kid[1:].isdigit()]
+    kid = f"k{max(numbers, default=0) + 1}"
+    # As Secrets Manager generates the first key: 64 letters and digits
+    key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
+    now = datetime.now(UTC).replace(microsecond=0)
+    rotated = ring.rotated(kid, key.encode(), now)
+    client.put_secret_value(SecretId=target.signing_secret, SecretString=json.dumps(rotated.to_secret()))
+    click.echo(
+        f"{kid} signs new links; {ring.active} retired {now.isoformat()} and verifies links until "
+        f"{(now + rotated.grace).isoformat()} (KeyGraceDays). Functions read the new ring within 5 minutes."
+    )
+    for undated in ring.undated():
+        click.echo(f"warning: {undated} was rotated out without a retired date and verifies nothing", err=True)
+
+
+@main.group()
 def suppression() -> None:
     """Look at and change suppression state."""
 

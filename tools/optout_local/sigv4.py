@@ -1,11 +1,14 @@
 """Check AWS Signature Version 4 on requests to AWS_IAM routes, as API Gateway does.
 
 Locally the only principal is access key ``testing`` with secret ``testing``; the signature is
-recomputed with botocore over exactly the headers the client signed.
+recomputed with botocore over exactly the headers the client signed, and always over the body:
+a signed ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` (or any value but the body's hash) would let
+the body of a captured request be swapped, so it is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -51,6 +54,10 @@ def verify(
     signed_names = match["signed"].split(";")
     if "host" not in signed_names:
         raise SignatureError("the host header must be signed")
+    content_hash = lower.get("x-amz-content-sha256")
+    if content_hash is not None and content_hash != hashlib.sha256(body).hexdigest():
+        # botocore signs over this header's value in place of the body's hash when it is given
+        raise SignatureError("the payload must be signed: x-amz-content-sha256 must be the body's SHA-256")
     request = AWSRequest(method=method, url=url, data=body, headers={n: lower.get(n, "") for n in signed_names})
     request.context["timestamp"] = amz_date
     credentials = Credentials(access_key, secret, lower.get("x-amz-security-token"))

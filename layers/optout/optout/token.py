@@ -6,7 +6,8 @@ Format (all parts URL-safe, joined by "."):
 
 The MAC is HMAC-SHA256 under the key named by ``kid`` over everything before it. Keys live
 in a key ring: the active key signs; retired keys keep verifying for a grace period so links
-in mail already sent keep working after a rotation.
+in mail already sent keep working after a rotation. A key that is not active verifies only
+with the date it retired: without one its grace could never end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ _IAT = re.compile(r"^[0-9a-z]{1,7}$")
 _MAC = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _CHANNEL_CODES: dict[Channel, str] = {"email": "e", "sms": "s"}
 _CODE_CHANNELS: dict[str, Channel] = {v: k for k, v in _CHANNEL_CODES.items()}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,35 @@ class KeyRing:
             raise ValueError("the signing key secret needs an 'active' key id")
         keys = {k: v.encode() for k, v in raw.items() if k not in ("active", "retired") and isinstance(v, str)}
         retired = {k: _utc(datetime.fromisoformat(str(v))) for k, v in retired_raw.items()}
-        return cls(active=active, keys=keys, retired=retired, grace=timedelta(days=grace_days))
+        ring = cls(active=active, keys=keys, retired=retired, grace=timedelta(days=grace_days))
+        for kid in ring.undated():
+            # Not refused: the ring's other keys keep every other link working.
+            log.warning("signing key %s is not active and has no retired date: it verifies no token", kid)
+        return ring
+
+    def to_secret(self) -> dict[str, object]:
+        """The secret's JSON, as ``from_secret`` reads it."""
+        keys: dict[str, object] = {kid: key.decode("ascii") for kid, key in self.keys.items()}
+        retired = {kid: at.isoformat() for kid, at in self.retired.items() if kid in self.keys}
+        return {"active": self.active, **keys, "retired": retired}
+
+    def rotated(self, kid: str, key: bytes, now: datetime) -> KeyRing:
+        """``kid`` signs from ``now`` on; the key it replaces retires at ``now`` and verifies for the grace."""
+        if kid in self.keys:
+            raise ValueError(f"key id {kid} is already in the ring")
+        retired = {k: at for k, at in self.retired.items() if k != kid} | {self.active: _utc(now)}
+        return KeyRing(active=kid, keys={**self.keys, kid: key}, retired=retired, grace=self.grace)
+
+    def undated(self) -> list[str]:
+        """Keys rotated out without a retired date: they verify nothing."""
+        return sorted(kid for kid in self.keys if kid != self.active and kid not in self.retired)
 
     def verifying_key(self, kid: str, now: datetime) -> bytes | None:
         key = self.keys.get(kid)
-        if key is None:
-            return None
+        if key is None or kid == self.active:
+            return key
         retired_at = self.retired.get(kid)
-        if kid != self.active and retired_at is not None and now > retired_at + self.grace:
+        if retired_at is None or now > retired_at + self.grace:
             return None
         return key
 
