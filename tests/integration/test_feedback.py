@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import wiring
 from optout.identity import Identity
@@ -103,6 +104,41 @@ def test_transient_bounces_block_only_after_the_limit(feedback, lambda_context, 
         blocked = state is not None and state.blocked is not None
         assert blocked == (n == limit - 1)
     assert store.get(key(BOUNCED)).blocked.reason == "transient_bounces"  # type: ignore[union-attr]
+
+
+def test_a_block_whose_write_failed_is_made_by_the_redelivery(feedback, lambda_context, store) -> None:
+    from botocore.exceptions import ClientError
+
+    from optout import clients
+
+    limit = get_settings().transient_bounce_limit
+
+    def record(n: int) -> dict[str, Any]:
+        event = ses_event("bounce", **{"bounce.bounceType": "Transient", "bounce.bounceSubType": "MailboxFull",
+                                       "bounce.feedbackId": f"soft-{n}"})  # fmt: skip
+        return {**sample_event("feedback_complaint_raw")["Records"][0], "body": json.dumps(event)}
+
+    for n in range(limit - 1):
+        assert feedback({"Records": [record(n)]}, lambda_context) == {"batchItemFailures": []}
+    # Given DynamoDB fails the next write of a state item (the block), once
+    failures: list[str] = []
+
+    def fail_state_write_once(params: dict[str, Any], **_: Any) -> None:
+        items = [i.get("Put", {}).get("Item", {}) for i in params["TransactItems"]]
+        if not failures and any(i["sk"]["S"] == "state" for i in items):
+            failures.append("TransactWriteItems")
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "TransactWriteItems")
+
+    # The API's own parameters (before-call sees the serialized request)
+    clients.dynamodb().meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", fail_state_write_once)
+    # When the bounce that reaches the limit fails, and SQS delivers it again
+    with pytest.raises(BatchProcessingError):  # its only record failed: SQS delivers it again
+        feedback({"Records": [record(limit - 1)]}, lambda_context)
+    assert failures and store.get(key(BOUNCED)) is None
+    assert feedback({"Records": [record(limit - 1)]}, lambda_context) == {"batchItemFailures": []}
+    # Then the redelivery blocks (it was not taken for a duplicate), and the bounce counts once
+    assert store.get(key(BOUNCED)).blocked.reason == "transient_bounces"  # type: ignore[union-attr]
+    assert [e.action for e in store.history(key(BOUNCED))] == ["soft_bounce"] * limit + ["block"]
 
 
 @pytest.mark.parametrize("event_type", ["Delivery", "Send", "Open", "Click", "DeliveryDelay", "Reject", "Subscription"])

@@ -270,6 +270,43 @@ def test_a_stop_sent_before_a_start_but_delivered_after_it_does_not_block(inboun
     assert store.history(key())[-1].evidence["reason"] == "superseded by a later keyword"
 
 
+def test_a_start_on_an_open_number_then_an_earlier_stop_delivered_late_leaves_it_open(
+    inbound, lambda_context, store
+) -> None:
+    from optout import clients
+
+    calls: list[str] = []
+    clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    now = datetime.now(UTC)
+    # Given a START sent at t+1min on a number that is not blocked, delivered first
+    assert inbound({"Records": [envelope_record("START", "o-2", now + timedelta(minutes=1))]}, lambda_context) == {
+        "batchItemFailures": []
+    }
+    # Then it changed nothing and texted nothing, but its one write recorded when it was sent
+    assert calls == ["GetItem", "TransactWriteItems"]
+    assert store.get(key()).keyword_at == now + timedelta(minutes=1)  # type: ignore[union-attr]
+    # When the STOP sent at t arrives after it
+    inbound({"Records": [envelope_record("STOP", "o-1", now)]}, lambda_context)
+    # Then the number stays open and no confirmation went out: the later START wins
+    assert store.get(key()).blocked is None  # type: ignore[union-attr]
+    assert [e.evidence["reason"] for e in store.history(key())] == ["not blocked", "superseded by a later keyword"]
+    assert sent_sms() == []
+
+
+def test_a_webhook_start_that_changes_nothing_is_one_read_and_one_write(webhook, lambda_context, store) -> None:
+    from optout import clients
+
+    calls: list[str] = []
+    clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    # When a START arrives on a number that is not blocked
+    assert reply_of(webhook(twilio_event("START"), lambda_context)) is None
+    # Then its send time, its event and its once marker went in the one transaction after the read
+    assert calls == ["GetItem", "TransactWriteItems"]
+    state = store.get(key())
+    assert state is not None and state.blocked is None and state.keyword_at is not None
+    assert [e.action for e in store.history(key())] == ["ignored"]
+
+
 def test_a_poison_message_beside_good_ones_never_blocks_them(inbound, lambda_context, store, monkeypatch) -> None:
     good = envelope_record("STOP", "good-1", datetime.now(UTC))
     other = envelope_record("STOP", "good-2", datetime.now(UTC))

@@ -11,8 +11,10 @@ import boto3
 import pytest
 
 from optout import wiring
+from optout.consent import change_consent
 from optout.identity import Identity
 from optout.settings import get_settings
+from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
 from optout_local.iam.in_process import run_as
@@ -120,6 +122,45 @@ def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Pa
     assert "@example.com" not in scan
     exported = list(export_rows(boto3.client("dynamodb"), settings.suppression_table))
     assert len(exported) == 250 and all(len(r["address_key"]) == 64 for r in exported)
+
+
+def test_an_opt_out_that_lands_during_an_import_is_kept(aws, tmp_path: Path) -> None:
+    settings = get_settings()
+    pepper = wiring.pepper()
+    fresh, known = (Identity.of(pepper, "email", a).key for a in ("fresh@example.com", "known@example.com"))
+    others = [["email", f"other{i}@example.com", "channel", "bounce"] for i in range(3)]
+    rows = [["channel", "address", "scope", "reason"], ["email", "fresh@example.com", "channel", "bounce"],
+            ["email", "known@example.com", "optional", "unsubscribe"], *others]  # fmt: skip
+    path = write_csv(tmp_path / "suppressions.csv", rows)
+    rival = DynamoSuppressionStore(settings.suppression_table)  # another client: the one-click function
+    change_consent(rival, known, "email", [ConsentChange("block", "channel", "admin")], settings.optional_topics,
+                   "admin")  # fmt: skip
+    # Given one-click opt-outs of marketing that land after the importer read the states it merges into
+    client = boto3.client("dynamodb")
+    raced: list[str] = []
+
+    def opt_out_meanwhile(**_: Any) -> None:
+        if not raced:
+            for key in (fresh, known):
+                raced.append(key)
+                change_consent(rival, key, "email", [ConsentChange("opt_out", "marketing")],
+                               settings.optional_topics, "one_click")  # fmt: skip
+
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", opt_out_meanwhile)
+    # When the import writes
+    report = Importer(settings, settings.suppression_table, client, pepper).run(path, "csv", lambda n: None)
+    # Then its writes failed on the versions, were re-read and re-applied: both opt-outs are still there
+    assert raced == [fresh, known]
+    assert (report.imported, report.unchanged, report.invalid) == (5, 0, [])
+    fresh_state, known_state = rival.get(fresh), rival.get(known)
+    assert fresh_state is not None and known_state is not None
+    assert fresh_state.blocked is not None and fresh_state.blocked.source == "import"
+    assert known_state.all_optional and known_state.blocked is not None and known_state.blocked.source == "admin"
+    assert "marketing" in fresh_state.topics and "marketing" in known_state.topics
+    assert [(e.action, e.source) for e in rival.history(fresh)] == [("opt_out", "one_click"), ("block", "import")]
+    assert [(e.action, e.source) for e in rival.history(known)] == [
+        ("block", "admin"), ("opt_out", "one_click"), ("opt_out", "import"),
+    ]  # fmt: skip
 
 
 def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> None:

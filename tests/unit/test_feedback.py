@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from optout.feedback import Feedback, FeedbackEvent, FeedbackOutcome, InvalidFeedback, parse, redact
 from optout.identity import address_key, normalise_email
 from optout.settings import Settings
-from optout.suppression_store import MemorySuppressionStore
+from optout.suppression_store import MemorySuppressionStore, OnceMarker
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 PEPPER = b"p" * 32
@@ -864,6 +864,73 @@ def test_transient_bounce_limit_blocks(store: MemorySuppressionStore, clock: Clo
     assert state.blocked.evidence["bounce_type"] == "Transient"
     actions = [e.action for e in store.history(key(address))]
     assert actions == ["soft_bounce"] * limit + ["block"]
+
+
+class WriteLog(MemorySuppressionStore):
+    """Logs every write (what it held and its once marker); fails the next ``fail_saves`` state writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, list[str], str | None]] = []
+        self.fail_saves = 0
+
+    def save(self, state: Any, expected_version: int, events: Any, once: OnceMarker | None = None) -> None:
+        if self.fail_saves:
+            self.fail_saves -= 1
+            raise RuntimeError("DynamoDB is unavailable")  # a transient failure: the message is retried
+        self.writes.append(("save", [e.action for e in events], once.key if once else None))
+        super().save(state, expected_version, events, once)
+
+    def record(self, address_key: str, events: Any, once: OnceMarker | None = None) -> None:
+        self.writes.append(("record", [e.action for e in events], once.key if once else None))
+        super().record(address_key, events, once)
+
+
+def test_the_bounce_that_reaches_the_limit_writes_its_block_with_its_marker_in_one_write(clock: Clock) -> None:
+    store = WriteLog()
+    service = Feedback(SETTINGS, store, lambda: PEPPER, now=clock)
+    for i in range(SETTINGS.transient_bounce_limit - 1):
+        service.handle(transient("flaky@example.com", f"fb-{i}"))
+    store.writes.clear()
+
+    assert service.handle(transient("flaky@example.com", "fb-last")).changed == 1
+
+    # One conditional state write holds the soft bounce, the block and the once marker
+    assert store.writes == [("save", ["soft_bounce", "block"], f"ses#fb-last#{key('flaky@example.com')[:32]}")]
+
+
+def test_a_block_whose_write_failed_is_made_by_the_redelivery(clock: Clock) -> None:
+    store = WriteLog()
+    service = Feedback(SETTINGS, store, lambda: PEPPER, now=clock)
+    address = "flaky@example.com"
+    for i in range(SETTINGS.transient_bounce_limit - 1):
+        service.handle(transient(address, f"fb-{i}"))
+    # Given the bounce that reaches the limit, whose write fails
+    store.fail_saves = 1
+    with pytest.raises(RuntimeError):
+        service.handle(transient(address, "fb-last"))
+    assert store.get(key(address)) is None
+    # When SQS delivers it again
+    outcome = service.handle(transient(address, "fb-last"))
+    # Then it blocks now, not at some later bounce, and counts once
+    assert outcome == FeedbackOutcome("bounce", changed=1, duplicates=0)
+    state = store.get(key(address))
+    assert state is not None and state.blocked is not None and state.blocked.reason == "transient_bounces"
+    actions = [e.action for e in store.history(key(address))]
+    assert actions == ["soft_bounce"] * SETTINGS.transient_bounce_limit + ["block"]
+
+
+def test_a_soft_bounce_on_a_blocked_address_past_the_limit_says_why_it_did_not_block(
+    service: Feedback, store: MemorySuppressionStore
+) -> None:
+    service.handle(bounce_event("Permanent", "General", ["x@example.com"], "fb-hard"))
+    for i in range(SETTINGS.transient_bounce_limit):
+        service.handle(transient("x@example.com", f"fb-{i}"))
+
+    reasons = [(e.action, e.evidence.get("reason")) for e in store.history(key("x@example.com"))]
+    assert reasons == [("block", None)] + [("soft_bounce", None)] * (SETTINGS.transient_bounce_limit - 1) + [
+        ("soft_bounce", None), ("ignored", "already blocked"),
+    ]  # fmt: skip
 
 
 def test_default_transient_limit_is_three_in_seven_days() -> None:

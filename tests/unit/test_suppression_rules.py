@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.consent import MAX_ATTEMPTS, change_consent, current_state
+from optout.consent import MAX_ATTEMPTS, Unchanged, change_consent, current_state
 from optout.errors import ConcurrentUpdate
 from optout.suppression import (
     OPTIONAL_SCOPE,
@@ -22,7 +22,7 @@ from optout.suppression import (
     changes_for_subscriptions,
     empty_state,
 )
-from optout.suppression_store import MemorySuppressionStore
+from optout.suppression_store import MemorySuppressionStore, OnceMarker, StateWrite
 
 KEY = "ab" * 32
 OPTIONAL = ("marketing", "product")
@@ -434,3 +434,75 @@ def test_change_consent_gives_up_after_max_attempts() -> None:
     assert store.gets == MAX_ATTEMPTS  # every attempt re-read the state
     assert store.get(KEY) is None
     assert store.history(KEY) == []
+
+
+# --- keyword times, what a no-op still records, and bulk writes ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("recorded", "sent", "moves"),
+    [
+        pytest.param(None, AT, True, id="first-keyword"),
+        pytest.param(EARLIER, AT, True, id="newer-keyword"),
+        pytest.param(AT, EARLIER, False, id="older-keyword"),
+        pytest.param(AT, AT, False, id="same-time"),
+        pytest.param(AT, None, False, id="not-a-keyword"),
+    ],
+)
+def test_a_no_op_keyword_records_its_send_time_only_when_it_is_the_latest(
+    recorded: datetime | None, sent: datetime | None, moves: bool
+) -> None:
+    start = state(blocked=BOUNCE, version=3).model_copy(update={"keyword_at": recorded})
+    new, events = apply_changes(start, [out("block", "channel")], OPTIONAL, "sms_keyword", AT, keyword_at=sent)
+    assert events == []
+    if moves:
+        # A new version, so the write is conditional like any other; what it blocks stays as it was
+        assert (new.version, new.keyword_at, new.blocked, new.updated_at) == (4, sent, BOUNCE, EARLIER)
+    else:
+        assert new is start
+
+
+def test_an_effective_change_never_moves_the_keyword_time_back() -> None:
+    start = empty_state(KEY, "sms").model_copy(update={"keyword_at": AT})
+    new, _ = apply_changes(start, [out("block", "channel")], OPTIONAL, "sms_keyword", AT, keyword_at=EARLIER)
+    assert new.blocked is not None and new.keyword_at == AT
+
+
+def ignored(reason: str) -> ConsentEvent:
+    return ConsentEvent(action="ignored", scope="channel", source="sms_keyword", at=AT, evidence={"reason": reason})
+
+
+def test_a_no_op_records_what_unchanged_says_with_its_own_marker() -> None:
+    store = CountingStore()
+    change_consent(store, KEY, "email", [out("block", "channel")], OPTIONAL, "bounce", now=lambda: AT)
+    # When a second block changes nothing
+    outcome = change_consent(
+        store, KEY, "email", [out("block", "channel")], OPTIONAL, "bounce", now=lambda: AT,
+        once=OnceMarker("m-2", "confirmation"), unchanged=lambda s: Unchanged([ignored("already")], OnceMarker("m-2")),
+    )  # fmt: skip
+    # Then its reason and its reply-less marker are recorded, and the state is not rewritten
+    assert not outcome.changed and len(store.saves) == 1
+    assert [e.action for e in store.history(KEY)] == ["block", "ignored"]
+    assert store.once["m-2"].reply is None
+
+
+def test_events_in_also_go_with_the_change_and_its_marker_in_one_save() -> None:
+    store = CountingStore()
+    soft = ConsentEvent(action="soft_bounce", scope="channel", source="bounce", at=AT)
+    change_consent(store, KEY, "email", [out("block", "channel")], OPTIONAL, "bounce", now=lambda: AT,
+                   once=OnceMarker("fb-3"), also=[soft])  # fmt: skip
+    assert len(store.saves) == 1 and "fb-3" in store.once
+    assert [e.action for e in store.history(KEY)] == ["soft_bounce", "block"]
+
+
+def test_memory_save_many_is_all_or_nothing() -> None:
+    store = MemorySuppressionStore()
+    other = "cd" * 32
+    store.save(state(topics=["marketing"], version=1), 0, [])
+    stale = StateWrite(state(blocked=BOUNCE, version=1), 0)  # computed from a read before the opt-out
+    new = StateWrite(empty_state(other, "email").model_copy(update={"all_optional": True, "version": 1}), 0)
+    with pytest.raises(ConcurrentUpdate):
+        store.save_many([new, stale])
+    assert store.get(other) is None and store.get(KEY) == state(topics=["marketing"], version=1)
+    store.save_many([new, StateWrite(state(topics=["marketing"], blocked=BOUNCE, version=2), 1)])
+    assert store.get(other) is not None and store.get(KEY).blocked == BOUNCE  # type: ignore[union-attr]

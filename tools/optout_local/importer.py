@@ -1,7 +1,8 @@
 """Import suppressions from another provider: SES suppression list, SendGrid exports, plain CSV.
 
 Every address is normalised and hashed on the way in (nothing plain is stored). Rows are merged
-with the state already there and written with BatchWriteItem; progress is saved as each chunk is
+with the state already there and written in transactions conditional on the version read (an
+opt-out that lands meanwhile is re-read, never overwritten); progress is saved as each chunk is
 written (see ``progress_folder`` for where), so an interrupted import resumes where it stopped.
 Invalid rows are reported with their line numbers.
 """
@@ -21,11 +22,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optout.errors import InvalidAddress
+from optout.consent import MAX_ATTEMPTS
+from optout.errors import ConcurrentUpdate, InvalidAddress
 from optout.identity import Channel, Identity
 from optout.settings import Settings
-from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, apply_changes, empty_state
-from optout.suppression_store import DynamoSuppressionStore, event_to_item, item_to_state, state_to_item
+from optout.suppression import (
+    CHANNEL_SCOPE,
+    OPTIONAL_SCOPE,
+    ConsentChange,
+    ConsentEvent,
+    SuppressionState,
+    apply_changes,
+    empty_state,
+)
+from optout.suppression_store import TRANSACTION_LIMIT, DynamoSuppressionStore, StateWrite, item_to_state
 
 if TYPE_CHECKING:
     from optout_local.target import Target
@@ -248,24 +258,75 @@ class Importer:
         return report
 
     def _write(self, chunk: list[tuple[ImportRow, str, ConsentChange]], report: ImportReport) -> None:
-        keys = list(dict.fromkeys(key for _, key, _ in chunk))
-        states: dict[str, Any] = dict(self.store.get_many(keys))
-        now = datetime.now(UTC)
-        puts: dict[str, dict[str, Any]] = {}
-        events: list[dict[str, Any]] = []
+        """Merge a chunk's rows into the states they name, each write conditional on the version read.
+
+        A state that changed since it was read (an opt-out arriving during the import) fails its
+        transaction; the addresses of that transaction are read again and their rows re-applied on
+        top of the newer state, so the import never erases what happened meanwhile.
+        """
+        rows_of: dict[str, list[tuple[ImportRow, ConsentChange]]] = {}
         for row, key, change in chunk:
-            state = states.get(key) or empty_state(key, row.channel)
-            new_state, new_events = apply_changes(
-                state, [change], self.settings.optional_topics, "import", now, evidence={"reason": row.reason}
+            rows_of.setdefault(key, []).append((row, change))
+        states = self.store.get_many(list(rows_of))
+        pending = list(rows_of)
+        for _ in range(MAX_ATTEMPTS):
+            conflicted: list[str] = []
+            writes: list[tuple[StateWrite, int]] = []
+            for key in pending:
+                write, imported, unchanged = self._merge(key, states.get(key), rows_of[key])
+                if write is None:
+                    report.unchanged += unchanged
+                else:
+                    writes.append((write, imported))
+            for batch in _transactions(writes):
+                try:
+                    self.store.save_many([write for write, _ in batch])
+                except ConcurrentUpdate:
+                    conflicted += [write.state.address_key for write, _ in batch]
+                    continue
+                for write, imported in batch:
+                    report.imported += imported
+                    report.unchanged += len(rows_of[write.state.address_key]) - imported
+            if not conflicted:
+                return
+            fresh = self.store.get_many(conflicted)
+            states = {k: v for k, v in states.items() if k not in conflicted} | fresh
+            pending = conflicted
+        raise ConcurrentUpdate("suppression states kept changing during the import; run it again to resume")
+
+    def _merge(
+        self, key: str, state: SuppressionState | None, rows: list[tuple[ImportRow, ConsentChange]]
+    ) -> tuple[StateWrite | None, int, int]:
+        """The write that applies ``rows`` to ``state`` (None if they change nothing), and the
+        counts of rows that changed something and of rows that did not."""
+        read = state or empty_state(key, rows[0][0].channel)
+        current, imported = read, 0
+        events: list[ConsentEvent] = []
+        now = datetime.now(UTC)
+        for row, change in rows:
+            current, new_events = apply_changes(
+                current, [change], self.settings.optional_topics, "import", now, evidence={"reason": row.reason}
             )
-            if not new_events:
-                report.unchanged += 1
-                continue
-            states[key] = new_state
-            puts[key] = state_to_item(new_state)
-            events += [event_to_item(key, e) for e in new_events]
-            report.imported += 1
-        self.store.batch_write([{"PutRequest": {"Item": item}} for item in [*puts.values(), *events]])
+            imported += bool(new_events)
+            events += new_events
+        if not events:
+            return None, 0, len(rows)
+        return StateWrite(current, read.version, events), imported, len(rows) - imported
+
+
+def _transactions(writes: list[tuple[StateWrite, int]]) -> Iterator[list[tuple[StateWrite, int]]]:
+    """Pack writes into transactions of at most TRANSACTION_LIMIT items (a state and its events)."""
+    batch: list[tuple[StateWrite, int]] = []
+    size = 0
+    for write in writes:
+        items = 1 + len(write[0].events)
+        if batch and size + items > TRANSACTION_LIMIT:
+            yield batch
+            batch, size = [], 0
+        batch.append(write)
+        size += items
+    if batch:
+        yield batch
 
 
 def export_rows(client: Any, table: str) -> Iterator[dict[str, str]]:

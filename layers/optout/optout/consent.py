@@ -31,6 +31,14 @@ class ConsentOutcome:
         return bool(self.events)
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """What a request that changes nothing still records: why (its events), and its once marker."""
+
+    events: Sequence[ConsentEvent] = ()
+    once: OnceMarker | None = None
+
+
 def current_state(store: SuppressionStore, address_key: str, channel: Channel) -> SuppressionState:
     return store.get(address_key) or empty_state(address_key, channel)
 
@@ -47,20 +55,35 @@ def change_consent(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     once: OnceMarker | None = None,
     keyword_at: datetime | None = None,
+    also: Sequence[ConsentEvent] = (),
+    unchanged: Callable[[SuppressionState], Unchanged] | None = None,
 ) -> ConsentOutcome:
     """Apply ``changes`` (or changes computed from the fresh state) and persist them.
 
     Returns only after the write is durable, so an opt-out is in force before the caller
     answers. Lost races are retried against the newer state.
+
+    Everything one request records goes in one write: its changes, the events in ``also`` (such
+    as the soft bounce that reached a threshold) and ``once``; or, when it changes nothing, what
+    ``unchanged`` says about the state it saw. Any write of the state item is conditional on the
+    version read, so what a request recorded about a state never lands on another one. With
+    neither ``also`` nor ``unchanged``, a request that changes nothing writes nothing.
     """
     for _ in range(MAX_ATTEMPTS):
         state = current_state(store, address_key, channel)
         wanted = changes(state) if callable(changes) else changes
         new_state, events = apply_changes(state, wanted, optional_topics, source, now(), evidence, actor, keyword_at)
+        marker = once
+        recorded = [*also, *events]
         if not events:
-            return ConsentOutcome(state, [])
+            note = unchanged(state) if unchanged is not None else Unchanged(once=once if also else None)
+            recorded, marker = [*also, *note.events], note.once
         try:
-            store.save(new_state, state.version, events, once)
+            if new_state is not state:
+                store.save(new_state, state.version, recorded, marker)
+            elif recorded or marker is not None:
+                # The state stays as read; a rival's change in between does not alter what is recorded.
+                store.record(address_key, recorded, marker)
         except ConcurrentUpdate:
             continue
         return ConsentOutcome(new_state, events)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from optout.consent import change_consent
+from optout.consent import Unchanged, change_consent
 from optout.errors import AlreadyProcessed, InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_email
 from optout.settings import FeedbackSettings
-from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent
+from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
 from optout.suppression_store import OnceMarker, SuppressionStore
 
 Kind = Literal["bounce", "complaint", "other"]
@@ -174,13 +174,7 @@ class Feedback:
             try:
                 if event.kind == "complaint":
                     evidence["complaint_type"] = event.complaint_type or ""
-                    outcome = change_consent(
-                        self.store, key, "email", [ConsentChange("opt_out", OPTIONAL_SCOPE)],
-                        self.settings.optional_topics, "complaint", evidence=evidence, now=self.now, once=once,
-                    )  # fmt: skip
-                    changed += outcome.changed
-                    if not outcome.changed:
-                        self._record_ignored(key, evidence, "already opted out of optional topics", once, "complaint")
+                    changed += self._complaint(key, evidence, once)
                     continue
                 evidence["bounce_type"] = event.bounce_type or ""
                 evidence["bounce_subtype"] = event.bounce_subtype or ""
@@ -190,37 +184,53 @@ class Feedback:
                 duplicates += 1
         return FeedbackOutcome(event.kind, changed, duplicates)
 
-    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker | None) -> int:
-        reason = "bounce" if event.bounce_type == "Permanent" else None
-        if reason is None:
-            # A transient (or undetermined) bounce: recorded; enough of them in the window block.
-            at = self.now()
-            window = at - timedelta(days=self.settings.transient_bounce_window_days)
-            recent = [e for e in self.store.history(key) if e.action == "soft_bounce" and e.at >= window]
-            soft = ConsentEvent(action="soft_bounce", scope=CHANNEL_SCOPE, source="bounce", at=at, evidence=evidence)
-            # The soft bounce claims this event once: a redelivery counts nothing twice.
-            self.store.record(key, [soft], once)
-            if len(recent) + 1 < self.settings.transient_bounce_limit:
-                return 0
-            reason = "transient_bounces"
-            once = None  # already claimed by the soft bounce above
+    def _complaint(self, key: str, evidence: dict[str, str], once: OnceMarker) -> int:
+        why = self._ignored(evidence, "already opted out of optional topics", once, "complaint")
         outcome = change_consent(
-            self.store, key, "email", [ConsentChange("block", CHANNEL_SCOPE, reason)],
-            self.settings.optional_topics, "bounce", evidence=evidence, now=self.now, once=once,
+            self.store, key, "email", [ConsentChange("opt_out", OPTIONAL_SCOPE)], self.settings.optional_topics,
+            "complaint", evidence=evidence, now=self.now, once=once, unchanged=lambda _: why,
         )  # fmt: skip
-        if not outcome.changed:
-            self._record_ignored(key, evidence, "already blocked", once, "bounce")
         return int(outcome.changed)
 
-    def _record_ignored(
-        self,
-        key: str,
-        evidence: dict[str, str],
-        why: str,
-        once: OnceMarker | None,
-        source: Literal["bounce", "complaint"],
-    ) -> None:
+    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker) -> int:
+        """Block on a permanent bounce, or on the transient one that reaches the limit in the window.
+
+        A transient bounce's own event, the block it may cause and its once marker are one write:
+        a failed write leaves nothing claimed, so the redelivery blocks (never a block that waits
+        for the next bounce, nor a bounce counted twice).
+        """
+        permanent = event.bounce_type == "Permanent"
+        at = self.now()
+        window = at - timedelta(days=self.settings.transient_bounce_window_days)
+        soft = [] if permanent else [
+            ConsentEvent(action="soft_bounce", scope=CHANNEL_SCOPE, source="bounce", at=at, evidence=evidence)
+        ]  # fmt: skip
+        block = [ConsentChange("block", CHANNEL_SCOPE, "bounce" if permanent else "transient_bounces")]
+        reached = permanent
+
+        def changes(state: SuppressionState) -> list[ConsentChange]:
+            nonlocal reached
+            if not permanent:
+                # Read after the state, so that every soft bounce recorded before that read counts.
+                recent = [e for e in self.store.history(key) if e.action == "soft_bounce" and e.at >= window]
+                reached = len(recent) + 1 >= self.settings.transient_bounce_limit
+            return block if reached else []
+
+        def unchanged(state: SuppressionState) -> Unchanged:
+            # A soft bounce under the limit is said by its own event; one that would block says why not.
+            return self._ignored(evidence, "already blocked", once, "bounce") if reached else Unchanged((), once)
+
+        outcome = change_consent(
+            self.store, key, "email", changes, self.settings.optional_topics, "bounce", evidence=evidence,
+            now=self.now, once=once, also=soft, unchanged=unchanged,
+        )  # fmt: skip
+        return int(outcome.changed)
+
+    def _ignored(
+        self, evidence: dict[str, str], why: str, once: OnceMarker, source: Literal["bounce", "complaint"]
+    ) -> Unchanged:
+        """What a bounce or complaint that changes nothing records: why, with its once marker."""
         event = ConsentEvent(
             action="ignored", scope=CHANNEL_SCOPE, source=source, at=self.now(), evidence={**evidence, "reason": why}
         )
-        self.store.record(key, [event], once)
+        return Unchanged([event], once)

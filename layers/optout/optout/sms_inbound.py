@@ -1,7 +1,8 @@
 """Inbound SMS: STOP / START / HELP from Twilio-style webhooks and AWS End User Messaging.
 
 Every inbound message is processed once (keyed by the carrier's message id, claimed in the same
-transaction as its effect), settles out-of-order delivery by the time it was *sent*, and yields
+transaction as its effect), settles out-of-order delivery by the time it was *sent* (every STOP and
+START records that time, even one that changes nothing, and loses to a later one), and yields
 at most one reply: a confirmation when it changed the block, the help text for HELP, and for a
 message that might revoke but does not clearly do so, a clarification (at most one per number a
 day, never a block).
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from optout import twilio
 from optout.channels.pacing import OutcomeUnknown, send_at_most_once
 from optout.channels.sms import SmsChannel
-from optout.consent import change_consent
+from optout.consent import Unchanged, change_consent
 from optout.errors import AlreadyProcessed, Forbidden, InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_phone
 from optout.keywords import Intent, KeywordBook
@@ -123,6 +124,25 @@ def from_sqs_body(body: str, sqs_sent_at: datetime) -> InboundSms:
         raise (_fields_error(exc) if isinstance(exc, ValidationError) else InvalidInbound(str(exc))) from exc
 
 
+def keyword_changes(state: SuppressionState, intent: Intent, sent_at: datetime) -> tuple[list[ConsentChange], str]:
+    """What a STOP (``opt_out``) or START (``opt_in``) sent at ``sent_at`` changes, or why nothing.
+
+    A keyword loses to any keyword sent after it that is already recorded, whether or not that
+    one changed anything: the state keeps the latest send time (``keyword_at``).
+    """
+    if state.keyword_at is not None and sent_at < state.keyword_at:
+        return [], "superseded by a later keyword"
+    if intent == "opt_out":
+        if state.blocked is not None:
+            return [], "already blocked"
+        return [ConsentChange("block", CHANNEL_SCOPE, KEYWORD_BLOCK_REASON)], "blocked"
+    if state.blocked is None:
+        return [], "not blocked"
+    if state.blocked.source != "sms_keyword":
+        return [], f"blocked by {state.blocked.source}: only an admin can lift it"
+    return [ConsentChange("unblock", CHANNEL_SCOPE)], "unblocked"
+
+
 class SmsInbound:
     def __init__(
         self,
@@ -194,37 +214,22 @@ class SmsInbound:
         reply: str | None,
         replied_at: datetime | None,
     ) -> InboundResult:
-        why: list[str] = []
+        def unchanged(state: SuppressionState) -> Unchanged:
+            ignored = ConsentEvent(
+                action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
+                evidence={**evidence, "reason": keyword_changes(state, intent, sms.sent_at)[1]},
+            )  # fmt: skip
+            return Unchanged([ignored], OnceMarker(once_key, None))  # nothing changed: nothing to confirm
 
-        def changes(state: SuppressionState) -> list[ConsentChange]:
-            why.clear()
-            if state.keyword_at is not None and sms.sent_at < state.keyword_at:
-                why.append("superseded by a later keyword")
-                return []
-            if intent == "opt_out":
-                if state.blocked is not None:
-                    why.append("already blocked")
-                    return []
-                return [ConsentChange("block", CHANNEL_SCOPE, KEYWORD_BLOCK_REASON)]
-            if state.blocked is None:
-                why.append("not blocked")
-                return []
-            if state.blocked.source != "sms_keyword":
-                why.append(f"blocked by {state.blocked.source}: only an admin can lift it")
-                return []
-            return [ConsentChange("unblock", CHANNEL_SCOPE)]
-
+        # One read and one transaction, whatever the outcome: the change (or why there is none),
+        # the keyword's send time and the once marker are written together.
         outcome = change_consent(
-            self.store, key, "sms", changes, self.settings.optional_topics, "sms_keyword",
-            evidence=evidence, now=self.now, once=OnceMarker(once_key, reply, replied_at), keyword_at=sms.sent_at,
+            self.store, key, "sms", lambda state: keyword_changes(state, intent, sms.sent_at)[0],
+            self.settings.optional_topics, "sms_keyword", evidence=evidence, now=self.now,
+            once=OnceMarker(once_key, reply, replied_at), keyword_at=sms.sent_at, unchanged=unchanged,
         )  # fmt: skip
         if outcome.changed:
             return InboundResult(intent, language, reply, True, False, once_key, key)
-        ignored = ConsentEvent(
-            action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
-            evidence={**evidence, "reason": why[0] if why else "no change"},
-        )  # fmt: skip
-        self.store.record(key, [ignored], OnceMarker(once_key, None))
         return InboundResult(intent, language, None, False, False, once_key, key)
 
     def _clarify(

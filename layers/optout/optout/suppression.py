@@ -2,7 +2,8 @@
 
 Pure logic: no AWS. One state item per address key (channel block, all optional topics, the
 set of opted-out topics) plus an append-only consent event for every change that happened.
-A change that would not alter the state writes nothing, so repeated clicks are harmless.
+A change that would not alter the state writes nothing, so repeated clicks are harmless; only an
+SMS keyword newer than the one recorded is recorded even then (its send time settles ordering).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class SuppressionState(BaseModel, frozen=True):
     topics: frozenset[str] = frozenset()
     version: int = 0
     updated_at: datetime | None = None
-    # When the latest SMS keyword that changed this state was *sent*: a keyword sent earlier but
-    # delivered later must not undo it.
+    # When the latest SMS keyword recorded here was *sent*, whether or not it changed anything: a
+    # keyword sent earlier but delivered later loses to it.
     keyword_at: datetime | None = None
 
     def opted_out(self, topic: str, optional_topics: Iterable[str]) -> bool:
@@ -126,8 +127,13 @@ def apply_changes(
                 topics = topics - {change.scope}
             record(change)
 
+    latest_keyword = latest(state.keyword_at, keyword_at)
     if not events:
-        return state, []
+        if latest_keyword == state.keyword_at:
+            return state, []
+        # A keyword that changes nothing still records when it was sent, so that a keyword sent
+        # before it but delivered after it loses to it (a START on an open number, then a late STOP).
+        return state.model_copy(update={"version": state.version + 1, "keyword_at": latest_keyword}), []
     new_state = state.model_copy(
         update={
             "blocked": blocked,
@@ -135,10 +141,17 @@ def apply_changes(
             "topics": topics,
             "version": state.version + 1,
             "updated_at": at,
-            "keyword_at": keyword_at or state.keyword_at,
+            "keyword_at": latest_keyword,
         }
     )
     return new_state, events
+
+
+def latest(recorded: datetime | None, sent: datetime | None) -> datetime | None:
+    """The later of two keyword times (None: none recorded)."""
+    if recorded is None or sent is None:
+        return recorded or sent
+    return max(recorded, sent)
 
 
 def changes_for_subscriptions(

@@ -6,7 +6,8 @@ Item layout in the SuppressionTable (pk = address key, never an address):
     sk = "event#<iso time>#<uuid>"     append-only consent events
 
 A state change and its events are written in one transaction, conditional on the version that
-was read, so two concurrent opt-outs cannot lose each other.
+was read, so two concurrent opt-outs cannot lose each other. A bulk writer (the importer) writes
+many addresses in one transaction the same way (``save_many``), each conditional on its own version.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ONCE_PREFIX = "once#"
 ONCE_SK = "once"
 ONCE_TTL = timedelta(days=90)
 BATCH_GET_LIMIT = 100
+TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,15 @@ class OnceMarker:
     key: str
     reply: str | None = None
     replied_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One address's new state, the version it was computed from, and the events that explain it."""
+
+    state: SuppressionState
+    expected_version: int
+    events: Sequence[ConsentEvent] = ()
 
 
 class SuppressionStore(Protocol):
@@ -58,6 +69,8 @@ class SuppressionStore(Protocol):
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
     ) -> None: ...
+
+    def save_many(self, writes: Sequence[StateWrite]) -> None: ...
 
     def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None: ...
 
@@ -92,12 +105,24 @@ class MemorySuppressionStore:
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
     ) -> None:
-        current = self.states.get(state.address_key)
-        if (current.version if current else 0) != expected_version:
-            raise ConcurrentUpdate("suppression state changed while it was being updated")
+        self._check(state.address_key, expected_version)
         self._claim(once)
         self.states[state.address_key] = state
         self.events.setdefault(state.address_key, []).extend(events)
+
+    def save_many(self, writes: Sequence[StateWrite]) -> None:
+        if len({w.state.address_key for w in writes}) != len(writes):
+            raise ValueError("one write per address")  # as DynamoDB refuses two operations on one item
+        for write in writes:  # all or nothing, as in a transaction
+            self._check(write.state.address_key, write.expected_version)
+        for write in writes:
+            self.states[write.state.address_key] = write.state
+            self.events.setdefault(write.state.address_key, []).extend(write.events)
+
+    def _check(self, address_key: str, expected_version: int) -> None:
+        current = self.states.get(address_key)
+        if (current.version if current else 0) != expected_version:
+            raise ConcurrentUpdate("suppression state changed while it was being updated")
 
     def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
         self._claim(once)
@@ -266,6 +291,24 @@ class DynamoSuppressionStore(DynamoTable):
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
     ) -> None:
+        self._transact([self._state_put(state, expected_version), *self._event_puts(state.address_key, events)], once)
+
+    def save_many(self, writes: Sequence[StateWrite]) -> None:
+        """Write several addresses in one transaction (up to ``TRANSACTION_LIMIT`` items in all).
+
+        Each state is conditional on the version its write was computed from: if any address
+        changed meanwhile, nothing is written and ``ConcurrentUpdate`` says to re-read and re-apply.
+        """
+        items: list[Any] = []
+        for write in writes:
+            items += [self._state_put(write.state, write.expected_version)]
+            items += self._event_puts(write.state.address_key, write.events)
+        if len(items) > TRANSACTION_LIMIT:
+            raise ValueError(f"a transaction holds at most {TRANSACTION_LIMIT} items, not {len(items)}")
+        if items:
+            self._transact(items, None)
+
+    def _state_put(self, state: SuppressionState, expected_version: int) -> dict[str, Any]:
         condition: dict[str, Any]
         if expected_version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -274,8 +317,7 @@ class DynamoSuppressionStore(DynamoTable):
                 "ConditionExpression": "version = :expected",
                 "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
             }
-        items: list[Any] = [{"Put": {"TableName": self.table, "Item": state_to_item(state), **condition}}]
-        self._transact(items + self._event_puts(state.address_key, events), once)
+        return {"Put": {"TableName": self.table, "Item": state_to_item(state), **condition}}
 
     def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
         """Append events (and claim ``once``) without touching the state item."""
