@@ -1,6 +1,8 @@
 """AdminApi: /admin/notices (AWS_IAM). Create a notice or a dry run, follow it, export evidence.
 
-Thin by design: Powertools validates the body against the pydantic model; the layer does the rest.
+Thin by design: the body's size and shape are checked before it is parsed (optout.http), Powertools
+validates it against the pydantic model, and the layer does the rest. Every refusal is a 4xx in one
+JSON error format.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.errors import OptoutError
+from optout.errors import NotFound, OptoutError
 from optout.http import error_body, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest
 from optout.observability import logger, metrics, traced
@@ -93,6 +95,12 @@ def invalid(exc: RequestValidationError) -> Response[str]:
 def rejected(exc: OptoutError) -> Response[str]:
     logger.info("admin request rejected", extra={"code": exc.code, "status": exc.status})
     return Response(exc.status, content_type="application/json", body=error_body(exc))
+
+
+@app.not_found
+def no_route(_: Exception) -> Response[str]:
+    # a path parameter the route's pattern refuses ends here too: our error format, not Powertools'
+    return Response(404, content_type="application/json", body=error_body(NotFound("no such resource")))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

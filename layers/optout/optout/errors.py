@@ -19,6 +19,17 @@ class InvalidAddress(OptoutError):
     status = 422
 
 
+class InvalidFields(OptoutError):
+    """Fields the request's model accepted but the domain cannot: the same 422 as a model's own."""
+
+    code = "validation_error"
+    status = 422
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {message}" for path, message in fields))
+        self.fields = fields
+
+
 class MalformedToken(OptoutError):
     code = "malformed_token"
     status = 400
@@ -61,6 +72,11 @@ class ConcurrentUpdate(OptoutError):
 
     code = "concurrent_update"
     status = 409
+
+
+class NotFound(OptoutError):
+    code = "not_found"
+    status = 404
 
 
 class MethodNotAllowed(OptoutError):

@@ -1,14 +1,16 @@
-"""Small pieces every HTTP handler needs: the raw body, the public URL, the JSON error body."""
+"""Small pieces every HTTP handler needs: the raw body, the public URL, the JSON error body, and the
+limits a JSON body is held to before it is parsed."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optout.errors import BadForm, OptoutError
+from optout.errors import BadForm, InvalidFields, OptoutError, PayloadTooLarge, UnsupportedMediaType
 
 
 def body_bytes(body: str | None, is_base64: bool) -> bytes:
@@ -32,8 +34,29 @@ def public_url(configured_base: str, headers: Mapping[str, str], domain: str, ra
     return f"{base}{raw_path}" + (f"?{raw_query}" if raw_query else "")
 
 
+# JSON request bodies (the admin API). A notice small enough to store (NoticeStore.create: 200 KiB in
+# UTF-8) fits in MAX_JSON_BYTES even with every non-ASCII character \u-escaped; nothing the models accept
+# nests deeper than 3 levels, nor holds a number of more than a few digits.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 16
+MAX_JSON_NUMBER = 32  # characters: json.loads turns 4,300 digits into a ValueError, more is pure CPU
+# A string, or an unterminated one to the end: a match at every quote keeps the scan linear
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_JSON_LONG_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_JSON_NUMBER + 1))
+
+
 def error_body(exc: OptoutError) -> str:
+    if isinstance(exc, InvalidFields):
+        return fields_error_body(exc.fields)
     return json.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+def fields_error_body(fields: Sequence[tuple[str, str]]) -> str:
+    """The 422 body: our error format, with every field path and what is wrong with it."""
+    listed = [{"path": path or "body", "message": message} for path, message in fields]
+    message = "; ".join(f"{f['path']}: {f['message']}" for f in listed[:10]) or "invalid request"
+    return json.dumps({"error": {"code": InvalidFields.code, "message": message, "fields": listed}})
 
 
 def _notice_kinds() -> tuple[str, ...]:
@@ -45,22 +68,61 @@ def _notice_kinds() -> tuple[str, ...]:
 
 
 def validation_error_body(errors: Sequence[Any]) -> str:
-    """422 body: our error format, with every field path and what is wrong with it."""
+    """422 body for the resolver's validation errors, field paths without ``body`` or the union's tag."""
     fields = []
     for error in errors:
+        if error.get("type") == "json_invalid":  # its location is a character offset, not a field
+            fields.append(("body", f"not valid JSON (at character {error['loc'][-1]})"))
+            continue
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
         if location and location[0] in _notice_kinds():  # the discriminated union's tag is not a field
             location = location[1:]
-        fields.append({"path": ".".join(location) or "body", "message": str(error.get("msg", "invalid"))})
-    message = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:10]) or "invalid request"
-    return json.dumps({"error": {"code": "validation_error", "message": message, "fields": fields}})
+        fields.append((".".join(location), str(error.get("msg", "invalid"))))
+    return fields_error_body(fields)
+
+
+def _response(status: int, body: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def json_shape_problem(raw: bytes) -> str | None:
+    """Why a JSON body is refused before it is parsed, or None.
+
+    json.loads recurses once per level of nesting (a RecursionError past about a thousand) and
+    converts a number's digits in quadratic time, so both are bounded by scanning the bytes
+    outside strings, in linear time, before anything parses them.
+    """
+    outside = _JSON_STRING.sub(b'""', raw)
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(outside):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if _JSON_LONG_NUMBER.search(outside):
+        return f"holds a number longer than {MAX_JSON_NUMBER} characters"
+    return None
 
 
 def json_body_refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A 415 response for a request with a body that is not JSON; None when it may proceed."""
+    """The response for a body refused before it is parsed (415, 413, 400 or 422); None when it may proceed."""
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not event.get("body") or content_type in ("application/json", ""):
+    if not event.get("body"):
         return None
-    body = json.dumps({"error": {"code": "unsupported_media_type", "message": "send application/json"}})
-    return {"statusCode": 415, "headers": {"Content-Type": "application/json"}, "body": body, "isBase64Encoded": False}
+    if content_type not in ("application/json", ""):
+        return _response(415, error_body(UnsupportedMediaType("send application/json")))
+    try:
+        raw = body_bytes(event.get("body"), bool(event.get("isBase64Encoded")))
+    except BadForm as exc:
+        return _response(exc.status, error_body(exc))
+    if len(raw) > MAX_JSON_BYTES:
+        return _response(413, error_body(PayloadTooLarge(f"the body is over {MAX_JSON_BYTES} bytes")))
+    problem = json_shape_problem(raw)
+    if problem is not None:
+        return _response(InvalidFields.status, fields_error_body([("body", problem)]))
+    return None

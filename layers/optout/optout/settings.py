@@ -281,6 +281,12 @@ class NoticeStoreSettings(OptoutSettings):
     notices_table: ResourceName
 
 
+class ManifestBucketSettings(OptoutSettings):
+    """The stack's own manifest bucket: the only one the dispatcher may read manifests from."""
+
+    manifest_bucket: ResourceName
+
+
 class DispatchQueueSettings(OptoutSettings):
     dispatch_queue_url: ResourceName
 
@@ -359,8 +365,9 @@ class FeedbackSettings(SuppressionStoreSettings, AddressKeySettings, TopicSettin
 
 
 class AdminApiSettings(
-    SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings
-):
+    SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings,
+    ManifestBucketSettings,
+):  # fmt: skip
     """AdminApi: creates notices (queued for the dispatcher) and administers suppressions."""
 
 
@@ -389,7 +396,7 @@ class SenderSettings(
 class Settings(
     SuppressionStoreSettings, AddressKeySettings, TokenSettings, TopicSettings, NoticeStoreSettings,
     DispatchQueueSettings, SendQueueSettings, TwilioSettings, NoticeSettings, DeliverySettings, SmsSettings,
-    KeywordBookSettings, FormSettings, BounceSettings,
+    KeywordBookSettings, FormSettings, BounceSettings, ManifestBucketSettings,
 ):  # fmt: skip
     """Every part with nothing required: for tools and tests beside a stack. Functions never read it."""
 
@@ -400,9 +407,9 @@ class Settings(
     notices_table: str = ""
     dispatch_queue_url: str = ""
     send_queue_url: str = ""
-    # In the template's Globals; no function reads them yet.
-    environment: str = "dev"
     manifest_bucket: str = ""
+    # In the template's Globals; no function reads it yet.
+    environment: str = "dev"
     max_sms_body: int = Field(default=1600, ge=1)
 
 

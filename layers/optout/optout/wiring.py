@@ -215,7 +215,9 @@ def notice_admin() -> NoticeAdmin:
 
         settings = admin_api_settings()
         return NoticeAdmin(
-            _notice_store(settings.notices_table), lambda m: send_message(settings.dispatch_queue_url, m)
+            _notice_store(settings.notices_table),
+            lambda m: send_message(settings.dispatch_queue_url, m),
+            settings.manifest_bucket,
         )
 
     return _once("notice_admin", build)

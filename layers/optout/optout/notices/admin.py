@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.errors import OptoutError
+from optout.errors import InvalidFields, OptoutError
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
-from optout.notices.store import NoticeStore
+from optout.notices.store import NoticeNotFound, NoticeStore
 
 MAX_PAGE = 1000
+# Printable ASCII, short: it becomes part of a DynamoDB key (at most 2,048 bytes)
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# The shape of new_notice_id's ids: nothing else is looked up (a key over 2,048 bytes is an error in DynamoDB)
+NOTICE_ID = re.compile(r"^ntc_[0-9A-Za-z_-]{1,64}$")
+# Where a page ends: a delivery's key after its prefix, <recipient id>#<channel>
+PAGE_START = re.compile(r"^[^#]{1,128}#[a-z]{1,16}$")
 
 
 class BadPageToken(OptoutError):
@@ -36,14 +43,28 @@ class NoticeAdmin:
         self,
         store: NoticeStore,
         dispatch: Callable[[dict[str, Any]], None],
+        manifest_bucket: str,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.dispatch = dispatch
+        self.manifest_bucket = manifest_bucket
         self.now = now
 
     def create(self, request: NoticeRequest, idempotency_key: str | None, actor: str) -> tuple[Notice, bool]:
-        """Store the notice and queue its dispatch; returns (notice, created_now)."""
+        """Store the notice and queue its dispatch; returns (notice, created_now).
+
+        Refused with 422, before anything is stored: a manifest outside the stack's manifest bucket
+        (the dispatcher may read no other), an Idempotency-Key that cannot be a key, and a notice too
+        large for its item (NoticeStore.create).
+        """
+        problems = []
+        if request.manifest.removeprefix("s3://").split("/", 1)[0] != self.manifest_bucket:
+            problems.append(("manifest", f"must be in this stack's manifest bucket: s3://{self.manifest_bucket}/..."))
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            problems.append(("headers.idempotency-key", "must be 1 to 255 printable ASCII characters, no spaces"))
+        if problems:
+            raise InvalidFields(problems)
         now = self.now()
         spec = request.channel_spec()
         variables = request.variables
@@ -70,15 +91,19 @@ class NoticeAdmin:
         return stored, created
 
     def get(self, notice_id: str) -> Notice:
+        if not NOTICE_ID.fullmatch(notice_id):
+            raise NoticeNotFound("no notice with this id")
         return self.store.get(notice_id)
 
     def deliveries(self, notice_id: str, limit: int, next_token: str | None) -> tuple[list[DeliveryRecord], str | None]:
-        self.store.get(notice_id)  # 404 for an unknown notice rather than an empty page
+        self.get(notice_id)  # 404 for an unknown notice rather than an empty page
         start = None
         if next_token:
             try:
                 start = bytes.fromhex(next_token).decode("utf-8")
             except ValueError as exc:
                 raise BadPageToken("next_token is not one this API gave out") from exc
+            if not PAGE_START.fullmatch(start):  # DynamoDB refuses a start key it could never have given
+                raise BadPageToken("next_token is not one this API gave out")
         records, last = self.store.deliveries(notice_id, max(1, min(limit, MAX_PAGE)), start)
         return records, (last.encode().hex() if last else None)

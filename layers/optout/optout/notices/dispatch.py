@@ -56,6 +56,7 @@ from optout.notices.rules import address_keys, address_of, decide
 from optout.notices.store import (
     DUPLICATE_REASON,
     MAX_BAD_ROW_SAMPLES,
+    SAMPLE_MIME_BYTES,
     CheckpointMoved,
     DispatchRead,
     NoticeStore,
@@ -569,7 +570,8 @@ class Dispatcher:
             url if optional else None,
             self.now(),
         )
-        return {"mime": raw.decode("utf-8", "replace")[:20000]}
+        # cut in bytes, not characters: it is stored in the notice's item (NoticeStore: NOTICE_GROWTH)
+        return {"mime": raw[:SAMPLE_MIME_BYTES].decode("utf-8", "ignore")}
 
     # --- finalize ------------------------------------------------------------------------
 

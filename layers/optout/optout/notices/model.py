@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -45,8 +47,26 @@ DEFAULT_CHANNELS: dict[Kind, tuple[list[ChannelName], Mode]] = {
     "marketing": (["email"], "all"),
 }
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Unicode's Cc but tab, LF and CR
+
+
+def _printable(value: Any) -> Any:
+    """Refuse controls other than tab and line breaks: they say nothing to a reader, and each would
+    be stored 6 bytes long (JSON escapes them) in the notice and its dry run's sample."""
+    if isinstance(value, str) and (found := _UNPRINTABLE.search(value)):
+        raise ValueError(
+            f"control characters other than tab and line breaks are not allowed (found U+{ord(found.group()):04X})"
+        )
+    return value
+
+
+Text = Annotated[
+    str, BeforeValidator(_printable), StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+]
+ShortText = Annotated[
+    str, BeforeValidator(_printable), StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
 
 
 def _single_line(value: Any) -> Any:
@@ -66,6 +86,46 @@ def _single_line(value: Any) -> Any:
 
 # A field that is, or may be formatted into, a mail header (Subject)
 HeaderText = Annotated[ShortText, BeforeValidator(_single_line)]
+
+
+def _discovered(value: datetime) -> datetime:
+    """When the breach was discovered: the 72-hour clock runs from it, so it is never naive or ahead."""
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2026-11-20T09:30:00Z")
+    if value > datetime.now(UTC):
+        raise ValueError("must not lie in the future: give when the breach was discovered")
+    return value
+
+
+_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+CONTACT_FORMS = "an email address, an http(s) web address or a phone number in international form (+...)"
+
+
+def _contact_point(value: str) -> str:
+    """GDPR Art. 34's contact point, sent to every recipient: it must be one they can use.
+
+    Kept as written; the address normalisers only decide whether it is one.
+    """
+    from optout.errors import InvalidAddress
+    from optout.identity import normalise_email, normalise_phone
+
+    if value.lower().startswith(("http://", "https://")):
+        if any(char.isspace() for char in value):
+            raise ValueError("a web address has no spaces")
+        _URL.validate_python(value)
+        return value
+    try:
+        if "@" in value:
+            normalise_email(value)
+        elif value.startswith(("+", "00")):
+            normalise_phone(value)
+        else:
+            raise ValueError(f"must be {CONTACT_FORMS}")
+    except InvalidAddress as exc:
+        raise ValueError(f"must be {CONTACT_FORMS}: {exc.message}") from None
+    return value
+
+
 S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$", max_length=1024)]
 
 
@@ -79,24 +139,27 @@ class PolicyChangeVariables(BaseModel, extra="forbid"):
 class BreachAlertVariables(BaseModel, extra="forbid"):
     """GDPR Art. 34 asks for the nature, the contact point, likely consequences and measures."""
 
-    discovered_at: datetime
+    discovered_at: Annotated[datetime, AfterValidator(_discovered)]
     nature: Text
     data_categories: list[ShortText] = Field(min_length=1, max_length=50)
     likely_consequences: Text
     measures_taken: Text
-    contact: ShortText
-
-    @model_validator(mode="after")
-    def _aware(self) -> BreachAlertVariables:
-        if self.discovered_at.tzinfo is None:
-            raise ValueError("discovered_at needs a time zone, e.g. 2026-11-20T09:30:00Z")
-        return self
+    # one line: it is set into the SMS and the mail as written
+    contact: Annotated[ShortText, BeforeValidator(_single_line), AfterValidator(_contact_point)]
 
 
 class FreeContentVariables(BaseModel, extra="forbid"):
     subject: HeaderText
-    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
-    sms_text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)] | None = None
+    # Characters bound the request; the notice's stored bytes are checked where it is stored (NoticeStore.create)
+    body: Annotated[
+        str, BeforeValidator(_printable), StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)
+    ]
+    sms_text: (
+        Annotated[
+            str, BeforeValidator(_printable), StringConstraints(strip_whitespace=True, min_length=1, max_length=600)
+        ]
+        | None
+    ) = None
 
 
 class ChannelSpec(BaseModel, extra="forbid"):

@@ -44,7 +44,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from optout.clients import DynamoTable
-from optout.errors import OptoutError
+from optout.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, Status
 
@@ -56,6 +56,13 @@ MAX_BAD_ROW_SAMPLES = 1000
 SEEN_PREFIX = "seen#"
 SEEN_CHUNK_KEYS = 48_000  # 8-byte digests a chunk item: 384,000 bytes
 DUPLICATE_REASON = "an earlier recipient in the manifest has this address on this channel"
+ITEM_LIMIT = 400 * 1024  # DynamoDB's item limit: every attribute's name and value, in UTF-8 bytes
+SAMPLE_MIME_BYTES = 20_000  # a dry run's sample mail, as stored with its result
+# A notice item grows as it is dispatched: up to MAX_BAD_ROW_SAMPLES bad-row samples (at most about
+# 140 bytes each), a dry run's result (its sample mail, at most twice SAMPLE_MIME_BYTES JSON-escaped,
+# and its sample text), the CSV header, counters and seen-set segments. Its first write leaves them room.
+NOTICE_GROWTH = 200 * 1024
+NOTICE_CREATE_LIMIT = ITEM_LIMIT - NOTICE_GROWTH
 _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_run", "created_by", "created_at")
 
 
@@ -160,11 +167,17 @@ class NoticeStore(DynamoTable):
     # --- notices ---------------------------------------------------------------------
 
     def create(self, notice: Notice, idempotency_key: str | None, request_hash: str) -> Notice:
+        """Store a new notice (and its Idempotency-Key), or return the one the key already made.
+
+        A notice too large for its item is refused with 422 naming its largest field: DynamoDB would
+        refuse it whole (400 KB), and a field's characters say nothing of its bytes (a CJK character
+        is 3 bytes stored).
+        """
         doc = notice.model_dump(mode="json", include=set(_STATIC))
         item: dict[str, Any] = {
             "pk": _pk(notice.id),
             "sk": _s(NOTICE_SK),
-            "doc": _s(json.dumps(doc)),
+            "doc": _s(json.dumps(doc, ensure_ascii=False)),  # UTF-8 as stored: a \u escape is 6 bytes
             "status": _s(notice.status),
             "updated_at": _s(notice.updated_at.isoformat()),
             "rows_read": _n(0),
@@ -175,6 +188,14 @@ class NoticeStore(DynamoTable):
         }
         if notice.discovered_at is not None:
             item["discovered_at"] = _s(notice.discovered_at.isoformat())
+        size = item_bytes(item)
+        if size > NOTICE_CREATE_LIMIT:
+            path, field_size = _largest_field(doc)
+            message = (
+                f"too large to store: {field_size} bytes in UTF-8, and the notice would take {size} bytes,"
+                f" over the {NOTICE_CREATE_LIMIT} a notice may take"
+            )
+            raise InvalidFields([(path, message)])
         puts: list[Any] = [
             {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
         ]
@@ -701,6 +722,40 @@ COMPLETE_ATTEMPTS = 5  # a batch's transaction, cancelled by a conflict or throt
 # What cancels a transaction, or refuses a request, without applying it, and may pass if tried again
 _TRY_AGAIN_REASONS = frozenset({"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 _TRY_AGAIN_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def item_bytes(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: names and values in UTF-8 (a number: at most its digits)."""
+    return sum(len(name.encode("utf-8", "surrogatepass")) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: Mapping[str, Any]) -> int:
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return len(str(inner).encode("utf-8", "surrogatepass"))
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS"):
+        return sum(len(str(v).encode("utf-8", "surrogatepass")) for v in inner)
+    if kind == "BS":
+        return sum(len(v) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(v) for v in inner)
+    return 3 + sum(1 + len(k.encode("utf-8", "surrogatepass")) + _value_bytes(v) for k, v in inner.items())  # M
+
+
+def _largest_field(doc: Mapping[str, Any]) -> tuple[str, int]:
+    """The request field that takes the most bytes of a notice document, and how many."""
+    fields = {f"variables.{name}": value for name, value in doc.get("variables", {}).items()}
+    fields.update({name: doc[name] for name in ("manifest", "created_by") if name in doc})
+    sizes = {
+        path: len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        for path, value in fields.items()
+    }
+    path = max(sizes, key=lambda p: sizes[p])
+    return path, sizes[path]
 
 
 def _not_applied_try_again(exc: Any) -> bool:
