@@ -936,9 +936,7 @@ def _dispatch_notice(config: LocalConfig, stack: Any, recipients: int, tag: str)
     raise RuntimeError(f"the dispatcher did not queue {expected} batches within 300 s")
 
 
-def _send_at_concurrency(
-    config: LocalConfig, stack: Any, instances: int, batches: int, moto_pid: int | None
-) -> dict[str, Any]:
+def _send_at_concurrency(config: LocalConfig, stack: Any, instances: int, batches: int) -> dict[str, Any]:
     """``instances`` sender instances, each its own ``Sender`` (settings, clients, pace), send every batch.
 
     The bench plays the event source mapping: it reads SendQueue's batches first (Lambda's pollers
@@ -995,14 +993,14 @@ def _send_at_concurrency(
                 return
 
     threads = [threading.Thread(target=instance, args=(s,), daemon=True) for s in senders]
-    cpu = _sender_cpu_seconds(moto_pid)
+    cpu = _sender_cpu_seconds()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    used = {k: round(v - cpu[k], 2) for k, v in _sender_cpu_seconds(moto_pid).items()}
+    used = {k: round(v - cpu[k], 2) for k, v in _sender_cpu_seconds().items()}
     paces = [s.buckets["email"] for s in senders]
     return {
         "seconds": round(elapsed, 2),
@@ -1016,27 +1014,10 @@ def _send_at_concurrency(
     }
 
 
-def _sender_cpu_seconds(moto_pid: int | None) -> dict[str, float]:
+def _sender_cpu_seconds() -> dict[str, float]:
     """CPU seconds so far of this process (the sender instances) and of the moto process."""
-    import resource
-
-    mine = resource.getrusage(resource.RUSAGE_SELF)
-    moto = 0.0
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{moto_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        moto = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return {"senders": mine.ru_utime + mine.ru_stime, "moto": moto}
-
-
-def _moto_pid(port: int) -> int | None:
-    """This process's child serving the local AWS on ``port``, read from /proc as an operator would."""
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-                if b"optout_local.moto_process" in argv and str(port).encode() in argv:
-                    return int(entry.name)
-    return None
+    found = _cpu_seconds()
+    return {"senders": found["stack process (gateway, runtime, X-Ray daemon)"], "moto": found.get("moto", 0.0)}
 
 
 def _one_by_one(notice_id: str, instances: int, share: float, seconds: float) -> dict[str, Any]:
@@ -1135,7 +1116,6 @@ def quota_run(
             provisioned = stack.start_aws()
             spec = provisioned.functions["SenderFunction"]
             instances = int(spec.reserved_concurrency or 1)
-            moto = _moto_pid(config.aws_port)
             source = next(s for s in provisioned.queue_sources if s.function == "SenderFunction")
             with _functions_in_this_process(provisioned, config, ses.url):
                 for n, (latency_ms, quota) in enumerate(
@@ -1150,7 +1130,7 @@ def quota_run(
                         ses.configure(quota, latency_ms / 1000)
                         notice_id = _dispatch_notice(config, provisioned, recipients, f"q{n}r{run}")
                         ses.configure(quota, latency_ms / 1000)  # as the sending starts: its bucket full
-                        bulk = _send_at_concurrency(config, provisioned, instances, -(-recipients // 50), moto)
+                        bulk = _send_at_concurrency(config, provisioned, instances, -(-recipients // 50))
                         bulk.update(_summary(ses.ledger(), "SendBulkEmail", quota, instances))
                         ses.configure(quota, latency_ms / 1000)
                         old = _one_by_one(notice_id, instances, quota / instances, old_seconds)
@@ -1205,9 +1185,7 @@ def shared_quota_run(latency_ms: int = 20, quota: int = 500, share: float = 0.5,
                 ses.configure(quota, latency_ms / 1000, quota * share)
                 _dispatch_notice(config, provisioned, recipients, "shared")
                 ses.configure(quota, latency_ms / 1000, quota * share)
-                bulk = _send_at_concurrency(
-                    config, provisioned, instances, recipients // 50, _moto_pid(config.aws_port)
-                )
+                bulk = _send_at_concurrency(config, provisioned, instances, recipients // 50)
                 bulk.update(_summary(ses.ledger(), "SendBulkEmail", quota * share, instances))
         finally:
             stack.stop()
