@@ -1,4 +1,4 @@
-"""``optout notice``: send policy-change notices, breach alerts, product and marketing mail; follow them."""
+"""``optout notice``: send policy-change, change-of-control, breach-alert, product and marketing notices."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from optout_local.target import Target, resolve_target
 
 KINDS = {
     "policy-change": "policy_change",
+    "change-of-control": "change_of_control",
     "breach-alert": "breach_alert",
     "product": "product",
     "marketing": "marketing",
@@ -58,10 +59,12 @@ def with_target(func: Any) -> Any:
 @click.option("--dry-run", is_flag=True, help="Decide everything, send nothing, report what would happen.")
 @click.option("--wait", is_flag=True, help="Show progress until the notice completes.")
 @click.option("--idempotency-key", help="Retrying with the same key returns the same notice.")
-@click.option("--policy-version")
-@click.option("--effective-date")
-@click.option("--summary")
-@click.option("--policy-url")
+@click.option("--policy-version", help="policy-change: the new policy's version, e.g. 2026-12.")
+@click.option("--effective-date", help="policy-change, change-of-control: when it takes effect, YYYY-MM-DD.")
+@click.option("--summary", help="policy-change, change-of-control: what changes, in plain language.")
+@click.option("--policy-url", help="policy-change: where the full policy is published.")
+@click.option("--new-controller", help="change-of-control: who takes control (the merged or acquiring company).")
+@click.option("--choices-url", help="change-of-control: where users export or delete their data before it.")
 @click.option("--discovered-at", help="When the breach was discovered, ISO 8601 with a zone.")
 @click.option("--nature")
 @click.option("--data-categories", help="Comma-separated.")
@@ -104,6 +107,8 @@ def _variables(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     names: tuple[str, ...]
     if kind == "policy_change":
         names = ("policy_version", "effective_date", "summary", "policy_url")
+    elif kind == "change_of_control":
+        names = ("new_controller", "effective_date", "summary", "choices_url")
     elif kind == "breach_alert":
         names = ("discovered_at", "nature", "data_categories", "likely_consequences", "measures_taken", "contact")
     else:

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-Kind = Literal["policy_change", "breach_alert", "product", "marketing"]
+Kind = Literal["policy_change", "change_of_control", "breach_alert", "product", "marketing"]
 ChannelName = Literal["email", "sms"]
 Mode = Literal["all", "first_available"]
 # "duplicate": the dispatcher dropped it, the recipient id or the address on that channel was
@@ -36,12 +36,14 @@ FINAL_STATUSES: tuple[Status, ...] = ("complete", "complete_with_failures", "fai
 
 TOPIC_OF: dict[Kind, str] = {
     "policy_change": "policy",
+    "change_of_control": "policy",  # a required notice: the user must learn of it and of their choices
     "breach_alert": "security",
     "product": "product",
     "marketing": "marketing",
 }
 DEFAULT_CHANNELS: dict[Kind, tuple[list[ChannelName], Mode]] = {
     "policy_change": (["email"], "all"),
+    "change_of_control": (["email", "sms"], "all"),
     "breach_alert": (["email", "sms"], "all"),
     "product": (["email"], "all"),
     "marketing": (["email"], "all"),
@@ -136,6 +138,16 @@ class PolicyChangeVariables(BaseModel, extra="forbid"):
     policy_url: AnyHttpUrl
 
 
+class ChangeOfControlVariables(BaseModel, extra="forbid"):
+    """A merger, an acquisition or a sale of assets: who takes control, from when, what changes,
+    and where the user exercises their choices (export, deletion; the mail adds their preferences)."""
+
+    new_controller: HeaderText  # set into the subject and the SMS as written
+    effective_date: date
+    summary: Text
+    choices_url: AnyHttpUrl
+
+
 class BreachAlertVariables(BaseModel, extra="forbid"):
     """GDPR Art. 34 asks for the nature, the contact point, likely consequences and measures."""
 
@@ -195,6 +207,11 @@ class PolicyChangeRequest(_NoticeRequest):
     variables: PolicyChangeVariables
 
 
+class ChangeOfControlRequest(_NoticeRequest):
+    kind: Literal["change_of_control"]
+    variables: ChangeOfControlVariables
+
+
 class BreachAlertRequest(_NoticeRequest):
     kind: Literal["breach_alert"]
     variables: BreachAlertVariables
@@ -211,7 +228,8 @@ class MarketingRequest(_NoticeRequest):
 
 
 NoticeRequest = Annotated[
-    PolicyChangeRequest | BreachAlertRequest | ProductRequest | MarketingRequest, Field(discriminator="kind")
+    PolicyChangeRequest | ChangeOfControlRequest | BreachAlertRequest | ProductRequest | MarketingRequest,
+    Field(discriminator="kind"),
 ]
 NOTICE_REQUEST: TypeAdapter[NoticeRequest] = TypeAdapter(NoticeRequest)
 

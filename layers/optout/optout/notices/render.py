@@ -81,6 +81,14 @@ def _content(notice: Notice, language: str, brand: str) -> tuple[str, str, list[
         fields = {"brand": brand, "policy_version": v["policy_version"], "effective_date": v["effective_date"]}
         blocks = [{"paragraphs": [k["intro"].format(**fields), v["summary"]]}]
         return k["subject"].format(**fields), k["heading"], blocks, str(v["policy_url"]), k["cta"]
+    if notice.kind == "change_of_control":
+        k = w["change_of_control"]
+        fields = {"brand": brand, "new_controller": v["new_controller"], "effective_date": v["effective_date"]}
+        blocks = [
+            {"paragraphs": [k["intro"].format(**fields), v["summary"]]},
+            {"title": k["choices"], "paragraphs": [k["choices_text"].format(**fields)]},
+        ]
+        return k["subject"].format(**fields), k["heading"].format(**fields), blocks, str(v["choices_url"]), k["cta"]
     if notice.kind == "breach_alert":
         k = w["breach_alert"]
         discovered = datetime.fromisoformat(str(v["discovered_at"]).replace("Z", "+00:00")).strftime(
@@ -263,6 +271,11 @@ def render_sms(notice: Notice, recipient: Recipient, brand: str, optional: bool)
         text = w["policy_change"]["sms"].format(
             brand=brand, effective_date=v["effective_date"], policy_url=v["policy_url"]
         )
+    elif notice.kind == "change_of_control":
+        text = w["change_of_control"]["sms"].format(
+            brand=brand, new_controller=v["new_controller"], effective_date=v["effective_date"],
+            choices_url=v["choices_url"],
+        )  # fmt: skip
     elif notice.kind == "breach_alert":
         text = w["breach_alert"]["sms"].format(brand=brand, contact=v["contact"])
     else:

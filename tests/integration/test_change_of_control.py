@@ -1,0 +1,78 @@
+"""A change in control (merger, acquisition, sale of assets): a required notice on the policy topic."""
+
+from __future__ import annotations
+
+from optout.suppression import ConsentChange
+from tests.conftest import sent_sms
+from tests.integration.notice_pipeline import Pipeline, sent_mail, suppress
+
+CHANGE = {
+    "new_controller": "Acme Holdings Ltd",
+    "effective_date": "2027-02-01",
+    "summary": "Acme Holdings becomes the controller of your account data; the service stays the same.",
+    "choices_url": "https://example.com/account/data",
+}
+
+
+def test_change_of_control_tells_everyone_by_email_and_sms_with_their_choices(pipeline: Pipeline) -> None:
+    # Given three people: one who opted out of everything optional, one who reads Spanish
+    suppress("email", "ana@example.com", [ConsentChange("opt_out", "optional")])
+    manifest = pipeline.manifest(
+        [
+            "u1,ana@example.com,+14155550101,en,America/New_York,Ana",
+            "u2,bea@example.com,,es,Europe/Madrid,Bea",
+            "u3,,+14155550103,en,America/New_York,Cy",
+        ]
+    )
+    # When the change of control is sent with its defaults
+    notice = pipeline.create("change_of_control", CHANGE, manifest)
+    assert notice["topic"] == "policy" and notice["channels"] == ["email", "sms"]
+    pipeline.run(notice["id"])
+    # Then everyone was told on every channel they have: an optional opt-out blocks no required notice
+    result = pipeline.get(notice["id"])
+    assert result["status"] == "complete"
+    assert result["counts"]["by_channel"]["email"].get("sent") == 2
+    assert result["counts"]["by_channel"]["sms"].get("sent") == 2
+    mails = {m["To"]: m for m in sent_mail()}
+    assert set(mails) == {"ana@example.com", "bea@example.com"}
+    ana = mails["ana@example.com"]
+    assert ana["Subject"] == "Example Co: Acme Holdings Ltd will be responsible for your data"
+    assert "List-Unsubscribe" not in ana  # required: nothing to unsubscribe from
+    text = ana.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # who, when, what changes, and the choices: export and deletion, and the preference page
+    assert "From 2027-02-01, Acme Holdings Ltd takes control of Example Co" in text
+    assert CHANGE["summary"] in text
+    assert "download a copy of your data, or ask us to delete it" in text
+    assert "https://example.com/account/data" in text and "/unsubscribe?token=" in text
+    bea = mails["bea@example.com"]
+    assert bea["Subject"] == "Example Co: Acme Holdings Ltd será responsable de sus datos"
+    texts = dict(sent_sms())
+    assert set(texts) == {"+14155550101", "+14155550103"}
+    assert texts["+14155550103"] == (
+        "Example Co: from 2027-02-01, Acme Holdings Ltd controls Example Co and your data. "
+        "Your choices (export, deletion): https://example.com/account/data"
+    )
+
+
+def test_a_change_of_control_needs_who_when_what_and_where_to_choose(pipeline: Pipeline) -> None:
+    manifest = pipeline.manifest(["u1,ana@example.com,,en,,Ana"])
+    for missing in CHANGE:
+        variables = {k: v for k, v in CHANGE.items() if k != missing}
+        status, body = pipeline.api(
+            "POST", "/admin/notices", {"kind": "change_of_control", "variables": variables, "manifest": manifest}
+        )
+        assert status == 422, (missing, body)
+        assert missing in str(body), body
+    status, body = pipeline.api(
+        "POST",
+        "/admin/notices",
+        {"kind": "change_of_control", "variables": {**CHANGE, "choices_url": "not a url"}, "manifest": manifest},
+    )
+    assert status == 422 and "choices_url" in str(body)
+    status, body = pipeline.api(
+        "POST",
+        "/admin/notices",
+        {"kind": "change_of_control", "variables": {**CHANGE, "new_controller": "Acme\nBcc: x@example.com"},
+         "manifest": manifest},
+    )  # fmt: skip
+    assert status == 422 and "new_controller" in str(body)
