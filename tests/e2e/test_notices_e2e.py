@@ -71,7 +71,7 @@ def test_text_that_ses_would_substitute_goes_out_as_written(local_stack, tmp_pat
     manifest = tmp_path / "braces.csv"
     manifest.write_text("recipient_id,email\ne2e-b1,e2e-braces@example.com\n")
     body = tmp_path / "braces.md"
-    body.write_text("Write {{name}} in your template to greet people.")
+    body.write_text("Write \\{{name}} in your template to greet people.")  # \{{: the braces, not a variable
     # When it is sent (by SendEmail: a bulk template would substitute it)
     result = local_stack.cli(
         "notice", "send", "product", "--manifest", str(manifest), "--subject", "Templates {{101}}",
@@ -81,7 +81,8 @@ def test_text_that_ses_would_substitute_goes_out_as_written(local_stack, tmp_pat
     # Then the mail reads exactly as written, and still carries its own one-click headers
     (mail,) = mails_to(local_stack, "e2e-braces@example.com")
     assert mail["Subject"] == "Templates {{101}}"
-    assert "Write {{name}} in your template" in mail.get_body(("plain",)).get_content()
+    assert "Write \\{{name}} in your template" in mail.get_body(("plain",)).get_content()  # the Markdown source
+    assert "Write {{name}} in your template" in mail.get_body(("html",)).get_content()
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

@@ -1,7 +1,10 @@
-"""A change in control (merger, acquisition, sale of assets): a required notice on the policy topic."""
+"""Change-of-control notices and Markdown bodies: what notices say, through the admin API, dispatcher and sender."""
 
 from __future__ import annotations
 
+import pytest
+
+from optout import wiring
 from optout.suppression import ConsentChange
 from tests.conftest import sent_sms
 from tests.integration.notice_pipeline import Pipeline, sent_mail, suppress
@@ -76,3 +79,31 @@ def test_a_change_of_control_needs_who_when_what_and_where_to_choose(pipeline: P
          "manifest": manifest},
     )  # fmt: skip
     assert status == 422 and "new_controller" in str(body)
+
+
+def test_a_markdown_product_mail_greets_each_recipient_by_their_manifest_name(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given names that HTML must escape, and one that is not ASCII
+    manifest = pipeline.manifest(
+        ["u1,ana@example.com,,en,,Ana", "u2,bo@example.com,,en,,Bo <b>&</b>", "u3,zoe@example.com,,es,,Zoë"]
+    )
+    body = "Hi {{ name }},\n\n**Dark mode** is here. <script>alert(1)</script>"
+    # When it is sent in bulk (one template per language, each name as SES replacement data)
+    notice = pipeline.create("product", {"subject": "Dark mode", "body": body}, manifest)
+    client = wiring.sender().email().client
+    real, bulk = client.send_bulk_email, []
+    monkeypatch.setattr(client, "send_bulk_email", lambda **r: bulk.append(r["BulkEmailEntries"]) or real(**r))
+    pipeline.run(notice["id"])
+    assert sorted(len(entries) for entries in bulk) == [1, 2]  # by language: en (2), es (1)
+    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"sent": 3}
+    mails = {m["To"]: m for m in sent_mail()}
+    parts = {
+        to: (m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content())  # type: ignore[union-attr]
+        for to, m in mails.items()
+    }
+    # Then each text part is the Markdown source with their name, each HTML part the rendered body
+    assert "Hi Bo <b>&</b>,\r\n\r\n**Dark mode** is here." in parts["bo@example.com"][0]
+    assert "<p>Hi Bo &lt;b&gt;&amp;&lt;/b&gt;,</p>" in parts["bo@example.com"][1]
+    assert "<p>Hi Ana,</p>" in parts["ana@example.com"][1] and "Hi Zoë," in parts["zoe@example.com"][0]
+    assert all("<strong>Dark mode</strong>" in h and "<script>" not in h for _, h in parts.values())

@@ -38,6 +38,7 @@ class BulkEntry:
     to: str
     url: str  # the recipient's own link, put in for {{url}}
     headers: tuple[tuple[str, str], ...] = ()  # their own headers, in order
+    data: tuple[tuple[str, str], ...] = ()  # their own values for the template's other variables
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class SesEmail:
                 {
                     "Destination": {"ToAddresses": [e.to]},
                     "ReplacementEmailContent": {
-                        "ReplacementTemplate": {"ReplacementTemplateData": json.dumps({"url": e.url})}
+                        "ReplacementTemplate": {"ReplacementTemplateData": json.dumps({"url": e.url, **dict(e.data)})}
                     },
                     **({"ReplacementHeaders": [{"Name": n, "Value": v} for n, v in e.headers]} if e.headers else {}),
                 }

@@ -160,11 +160,27 @@ class BreachAlertVariables(BaseModel, extra="forbid"):
     contact: Annotated[ShortText, BeforeValidator(_single_line), AfterValidator(_contact_point)]
 
 
+def _known_variables(value: str) -> str:
+    """A body's ``{{ … }}`` name a manifest value, or are refused: a typo never goes out as written."""
+    from optout.notices.markdown import VARIABLES, unknown_variables
+
+    unknown = unknown_variables(value)
+    if unknown:
+        names = ", ".join("{{ " + name + " }}" for name in unknown)
+        known = ", ".join("{{ " + name + " }}" for name in VARIABLES)
+        raise ValueError(f"unknown variable {names}: a body may use {known}; write \\{{{{ for the braces themselves")
+    return value
+
+
 class FreeContentVariables(BaseModel, extra="forbid"):
     subject: HeaderText
-    # Characters bound the request; the notice's stored bytes are checked where it is stored (NoticeStore.create)
+    # Markdown (optout.notices.markdown). Characters bound the request; the notice's stored bytes are
+    # checked where it is stored (NoticeStore.create)
     body: Annotated[
-        str, BeforeValidator(_printable), StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)
+        str,
+        BeforeValidator(_printable),
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000),
+        AfterValidator(_known_variables),
     ]
     sms_text: (
         Annotated[

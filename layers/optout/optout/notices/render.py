@@ -20,6 +20,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from optout.notices import markdown
 from optout.notices.model import Notice, Recipient
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class RenderedEmail:
     text: str
     html: str
     headers: dict[str, str] = field(default_factory=dict)
+    personal: bool = False  # holds {{name}} and {{name_html}}: each entry's ReplacementTemplateData gives them
 
 
 @cache
@@ -103,8 +105,17 @@ def _content(notice: Notice, language: str, brand: str) -> tuple[str, str, list[
             {"title": k["contact"], "paragraphs": [v["contact"]]},
         ]
         return k["subject"].format(brand=brand), k["heading"], blocks, None, ""
-    paragraphs = [p.strip() for p in str(v["body"]).replace("\r\n", "\n").split("\n\n") if p.strip()]
-    return str(v["subject"]), str(v["subject"]), [{"paragraphs": paragraphs}], None, ""
+    from markupsafe import Markup
+
+    body = str(v["body"]).replace("\r\n", "\n")
+    # markdown-it escapes what it does not render itself (module docstring): safe as markup
+    rendered = Markup(markdown.render_html(body))  # noqa: S704  # nosec B704
+    return str(v["subject"]), str(v["subject"]), [{"markdown": markdown.text(body), "html": rendered}], None, ""
+
+
+def _personal(notice: Notice) -> bool:
+    """Whether the body says ``{{ name }}``: each recipient's copy then differs by more than the link."""
+    return notice.kind in ("product", "marketing") and markdown.uses_variables(str(notice.variables.get("body", "")))
 
 
 _PLACEHOLDERS = {
@@ -114,6 +125,7 @@ _PLACEHOLDERS = {
     "id": "<optout-message-id@placeholder.invalid>",
 }
 _SLOTS = {_PLACEHOLDERS[name].encode(): name for name in ("to", "url", "date", "id")}
+_SLOTS[markdown.PLACEHOLDER["name"].encode()] = "name"
 _SLOT = re.compile(b"|".join(re.escape(placeholder) for placeholder in _SLOTS))
 _rendered: dict[tuple[str, ...], list[bytes | str]] = {}  # the message cut at its placeholders
 
@@ -159,10 +171,12 @@ def render_email(
     """
     address = recipient.email or ""
     url = unsubscribe_url or preferences_url
+    name = recipient.name or ""
     if (
         not address.isascii()
         or (unsubscribe_url is not None and unsubscribe_url != preferences_url)
         or html.escape(url) != url  # the HTML part would need it escaped: render in full
+        or (_personal(notice) and (not name.isascii() or html.escape(name) != name))  # the same for the name
     ):
         return _render(notice, recipient, brand, sender, preferences_url, unsubscribe_url, now)
     language = _language(recipient)
@@ -176,7 +190,7 @@ def render_email(
         template = _render(
             notice, placeholder, brand, sender, _PLACEHOLDERS["url"],
             _PLACEHOLDERS["url"] if unsubscribe_url else None, datetime(2026, 1, 1, tzinfo=now.tzinfo),
-            message_id=_PLACEHOLDERS["id"],
+            message_id=_PLACEHOLDERS["id"], fill=False,
         )  # fmt: skip
         parts = _rendered[key] = _cut(template)
     values = {
@@ -184,6 +198,7 @@ def render_email(
         "url": url.encode(),  # header, text and HTML alike: it has nothing HTML would escape
         "date": _date_header(int(now.timestamp())),
         "id": _message_id(sender).encode(),
+        "name": name.encode(),  # plain ASCII with nothing HTML escapes (above): the same in both parts
     }
     return b"".join(part if isinstance(part, bytes) else values[part] for part in parts)
 
@@ -203,7 +218,13 @@ def bulk_template(notice: Notice, language: str, brand: str, optional: bool) -> 
     found = None
     if all(part.replace(BULK_URL, "").count("{{") == 0 and "}}" not in part.replace(BULK_URL, "")
            for part in (subject, text, html_body)):  # fmt: skip
-        found = RenderedEmail(subject, text, html_body)
+        # SES puts values in as they are, so the HTML part takes the name escaped (channels.email)
+        found = RenderedEmail(
+            subject,
+            text.replace(markdown.PLACEHOLDER["name"], "{{name}}"),
+            html_body.replace(markdown.PLACEHOLDER["name"], "{{name_html}}"),
+            personal=_personal(notice),
+        )
     if len(_templates) > 256:
         _templates.clear()
     _templates[key] = found
@@ -241,9 +262,14 @@ def _render(
     unsubscribe_url: str | None,
     now: datetime,
     message_id: str | None = None,
+    fill: bool = True,
 ) -> bytes:
+    """``fill``: put the recipient's manifest values in for the body's variables (else left as placeholders)."""
     language = _language(recipient)
     subject, text, html_body = _parts(notice, language, brand, preferences_url, unsubscribe_url)
+    if fill:
+        values = {"name": recipient.name or ""}
+        text, html_body = markdown.fill(text, values, escape=False), markdown.fill(html_body, values, escape=True)
     message = EmailMessage(policy=MAIL_POLICY)
     # Headers are not folded below 998 characters: a folded List-Unsubscribe URL is written as
     # RFC 2047 encoded-words, which mail clients do not follow for one-click unsubscribe.

@@ -405,7 +405,8 @@ class Sender:
             language = recipient.locale if recipient.locale in NOTICE_LANGUAGES else "en"
             if language not in templates:
                 templates[language] = bulk_template(notice, language, self.settings.brand_name, optional)
-            if templates[language] is None:
+            template = templates[language]
+            if template is None:
                 continue
             token = issue(ring, "email", plan.keys.get("email", ""), notice.topic)
             url = f"{self.links_base_url}/unsubscribe?token={token}"
@@ -414,7 +415,12 @@ class Sender:
             headers = [("X-Optout-Notice", notice.id)]
             if optional:  # RFC 8058, List-Unsubscribe first (Gmail reads them in that order)
                 headers += [("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
-            groups.setdefault(language, []).append((plan, BulkEntry(recipient.email or "", url, tuple(headers))))
+            data: tuple[tuple[str, str], ...] = ()
+            if template.personal:
+                name = recipient.name or ""
+                data = (("name", name), ("name_html", html.escape(name)))
+            entry = BulkEntry(recipient.email or "", url, tuple(headers), data)
+            groups.setdefault(language, []).append((plan, entry))
         calls: list[Call] = []
         in_bulk: set[str] = set()
         for language, members in groups.items():
