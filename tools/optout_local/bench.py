@@ -628,6 +628,35 @@ def _first_calls(stack: LocalStack, calls: list[Result]) -> dict[str, float | No
     }
 
 
+# X-Ray names an AWS subsegment by the service's endpoint prefix; boto3 by its service name
+_BOTO3_NAME = {"email": "sesv2"}
+
+
+def _services_called(stack: LocalStack, call: Result) -> list[str]:
+    """The boto3 services whose calls the invocation's trace holds, in the order first called."""
+    if stack.functions is None:
+        raise RuntimeError("the local stack is not running")
+    segments = list(stack.functions.xray.segments)
+    trace = next(
+        (s.get("trace_id") for s in segments
+         if s.get("origin") == "AWS::Lambda::Function" and s.get("aws", {}).get("request_id") == call.request_id),
+        None,
+    )  # fmt: skip
+    found: list[tuple[float, str]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("namespace") == "aws":
+            found.append((float(node.get("start_time", 0)), str(node.get("name", ""))))
+        for sub in node.get("subsegments", []) or []:
+            walk(sub)
+
+    for segment in segments:
+        if trace is not None and segment.get("trace_id") == trace:
+            walk(segment)
+    names = [_BOTO3_NAME.get(name.lower(), name.lower()) for _, name in sorted(found)]
+    return list(dict.fromkeys(names))
+
+
 def _outcome(value: Any) -> str:
     """A short word on what the first call answered, so a cold start on an error path shows."""
     if isinstance(value, dict) and "statusCode" in value:
@@ -656,23 +685,28 @@ def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
             for logical_id, spec in sorted(stack.stack.functions.items(), key=lambda kv: kv[1].code_dir.name):
                 code = spec.code_dir.name
                 bare_spec = replace(spec, code_dir=BENCH_FUNCTIONS / "bare", handler="handler.handler")
-                first: dict[str, list[float]] = {"function": [], "bare": []}
-                inits: dict[str, list[float]] = {"function": [], "bare": []}
+                floor_spec = replace(bare_spec, handler="handler.with_clients")
+                specs = {"function": spec, "bare": bare_spec, "sdk_floor": floor_spec}
+                first: dict[str, list[float]] = {which: [] for which in specs}
+                inits: dict[str, list[float]] = {which: [] for which in specs}
                 calls: list[Result] = []
+                services: list[str] = []
                 outcome = ""
+                rounds = (("bare", "function", "sdk_floor"), ("function", "sdk_floor", "bare"),
+                          ("sdk_floor", "bare", "function"))  # fmt: skip  # the first round learns the services
                 for n in range(repeats):
-                    order = ("bare", "function") if n % 2 == 0 else ("function", "bare")
-                    for which in order:
-                        chosen = spec if which == "function" else bare_spec
-                        pool = stack.functions.pool(chosen, logs)
+                    for which in rounds[n % 3]:
+                        pool = stack.functions.pool(specs[which], logs)
+                        event = {"services": services} if which == "sdk_floor" else {}
                         try:
                             t = time.perf_counter()
-                            result = pool.invoke(events.event(code, n) if which == "function" else {})
+                            result = pool.invoke(events.event(code, n) if which == "function" else event)
                             first[which].append((time.perf_counter() - t) * 1000)
                             inits[which].append(result.init_ms or 0.0)
                             if which == "function":
                                 outcome = _outcome(result.value)
                                 calls.append(result)
+                                services = services or _services_called(stack, result)
                         finally:
                             pool.close()
                 pool = stack.functions.pool(spec, logs)
@@ -682,11 +716,18 @@ def cold_start(repeats: int = 5, warm: int = 20) -> dict[str, Any]:
                 finally:
                     pool.close()
                 fn, bare = statistics.median(first["function"]), statistics.median(first["bare"])
+                floor = statistics.median(first["sdk_floor"])
                 traced = _first_calls(stack, calls)
                 results[code] = {
                     "first_invocation_ms": round(fn, 1),
                     "bare_first_invocation_ms": round(bare, 1),
                     "ratio": round(fn / bare, 2),
+                    # boto3 imported and the clients of the function's first call built: what the SDK
+                    # itself costs before any code of ours runs
+                    "sdk_floor_first_invocation_ms": round(floor, 1),
+                    "sdk_floor_ratio": round(floor / bare, 2),
+                    "ratio_to_sdk_floor": round(fn / floor, 2),
+                    "services": services,
                     "init_ms": round(statistics.median(inits["function"]), 1),
                     "bare_init_ms": round(statistics.median(inits["bare"]), 1),
                     "first_call_ms": round(statistics.median(r.duration_ms for r in calls), 1),
