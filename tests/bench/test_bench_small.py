@@ -15,6 +15,7 @@ import pytest
 from optout_local.bench import (
     cold_start,
     cost_per_million,
+    erasure_time,
     notice_throughput,
     optout_latency,
     quota_run,
@@ -54,6 +55,8 @@ def test_cold_start_is_measured_for_every_function_on_its_sample_event() -> None
     for name, r in starts.items():
         assert r["first_invocation_ms"] > r["init_ms"] > 0 and r["bare_first_invocation_ms"] > 0, name
         assert r["warm_p50_ms"] > 0, name
+        # The SDK floor built the clients of the services the first call used (every function calls DynamoDB)
+        assert "dynamodb" in r["services"] and r["sdk_floor_first_invocation_ms"] > 0, name
         # Each sample event took the function's real path, not an error page or a failed batch
         assert r["first_call"] in ("HTTP 200", "0 batch item failures"), (name, r["first_call"])
 
@@ -122,3 +125,14 @@ def test_a_throttling_answer_slows_the_whole_pace() -> None:
     # The instances slowed down to what SES takes, never held above it (of the 250/s allowed); how
     # close under it they settle is a timing, measured by make bench
     assert 0 < bulk["of_quota"] <= 1.2, bulk
+
+
+def test_erasure_is_measured_and_removes_every_record_at_a_small_size() -> None:
+    result = erasure_time(120, manifest_rows=50, runs=1)
+    assert result["removed"] == {
+        "deliveries_pseudonymised": 120, "manifests_rewritten": 1, "manifest_rows_blanked": 1, "manifests_too_large": 0,
+    }  # fmt: skip
+    assert result["seconds"] > 0 and result["ms_per_delivery"] > 0
+    # the records are read from the by_address index a page of 100 at a time and moved in batches of 25
+    # (a put of the copy, then a delete of the original): about 0.09 AWS calls a record
+    assert result["aws_calls"]["dynamodb:Query"] == 2 and result["aws_calls"]["dynamodb:BatchWriteItem"] == 10
