@@ -20,6 +20,7 @@ help:
 	@echo "make lock   re-pin requirements/*.txt and the layer's requirements.txt"
 
 $(BIN)/.installed: requirements/dev.txt pyproject.toml
+	@echo "optout: installing the pinned development dependencies into $(VENV) (the first run only; about a minute)" >&2
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
