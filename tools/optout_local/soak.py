@@ -129,17 +129,20 @@ def run(
             # Half the opt-outs arrive before the notice, half while it goes out
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(opt_out, [n * 2 if n % 2 == 0 else n * 2 + 1 for n in range(opt_outs // 2)]))
-            # Every 50th recipient is listed again at the end: the dispatcher must drop them
-            rows = [f"u{i},user{i}@example.com\n" for i in range(recipients)]
+            # Every 50th recipient is listed again at the end: the dispatcher must drop them. One in
+            # four has a phone too, in a zone where it is now midday (texts outside 08:00-21:00 wait)
+            zone = _midday_zone()
+            rows = [f"u{i},user{i}@example.com,{phone(i) or ''},en,{zone}\n" for i in range(recipients)]
             repeated = rows[::50]
             bucket = target.bucket
-            body = ("recipient_id,email\n" + "".join(rows + repeated)).encode()
+            body = ("recipient_id,email,phone,locale,timezone\n" + "".join(rows + repeated)).encode()
             target.clients("s3").put_object(Bucket=bucket, Key="soak.csv", Body=body)
             notice_created = time.time()
             created = harness.admin(
                 target, "POST", "/admin/notices", headers={"Idempotency-Key": f"soak-{seed}-{notice_created}"},
                 body={"kind": "product", "manifest": f"s3://{bucket}/soak.csv",
-                      "variables": {"subject": "Soak", "body": "Soak test."}},
+                      "channels": {"channels": ["email", "sms"], "mode": "all"},
+                      "variables": {"subject": "Soak", "body": "Soak test.", "sms_text": SMS_TEXT}},
             )  # fmt: skip
             notice_id = created["id"]
             late = list(range(opt_outs // 2, opt_outs))
@@ -215,10 +218,13 @@ def run(
             # --- the invariants ---------------------------------------------------------------
             final = harness.notice(target, notice_id)
             records = harness.deliveries(target, notice_id)
-            by_recipient: Counter[str] = Counter(r["recipient_id"] for r in records)
-            # moto's own outbox; a raw message lists its recipient twice (Destination and To): count messages
+            by_recipient: Counter[tuple[str, str]] = Counter((r["recipient_id"], r["channel"]) for r in records)
+            # moto's own outboxes; a raw message lists its recipient twice (Destination and To): count
+            # messages. Texts are the notice's by their wording (a STOP's confirmation may be there too)
             outbox = moto_outbox(config, "email")
+            texts = [m for m in moto_outbox(config, "sms") if SMS_TEXT in m["body"]]
             sent_to = Counter(a for m in outbox for a in set(m.get("destinations", [])))
+            sent_to.update(m["to"] for m in texts)
             not_stored = []
             for channel, address, _ in acknowledged:
                 state = target.store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
@@ -227,18 +233,19 @@ def run(
                 )
                 if not ok:
                     not_stored.append(address)
-            early = {a for ch, a, when in acknowledged if ch == "email" and when < notice_created}
+            early = {a for ch, a, when in acknowledged if when < notice_created}
             # Sends moto applied whose answers the proxy dropped: the function never knew
             lost_sends = Counter(a for c in plan.lost for a in _addressed(c))
             counts = final["counts"]
-            unknown = {r["recipient_id"] for r in records if r["decision"] == "unknown"}
+            unknown = {(r["recipient_id"], r["channel"]) for r in records if r["decision"] == "unknown"}
             hit = sum(len(_addressed(c)) for c in plan.unknowable) + (BULK_MAX if killed else 0)
             sent_ids = {r["provider_message_id"] for r in records if r["decision"] == "sent"}
-            outbox_ids = {m["message_id"] for m in outbox}
-            unknown_addresses = {f"user{rid.removeprefix('u')}@example.com" for rid in unknown}
+            outbox_ids = {m["message_id"] for m in [*outbox, *texts]}
+            unknown_addresses = {_address(rid, channel) for rid, channel in unknown}
             unrecorded = [
                 m for m in outbox if m["message_id"] not in sent_ids and not set(m["destinations"]) & unknown_addresses
-            ]
+            ] + [m for m in texts if m["message_id"] not in sent_ids and m["to"] not in unknown_addresses]
+            phones = sum(1 for i in range(recipients) if phone(i))
             result = {
                 "recipients": recipients,
                 "listed_twice": len(repeated),
@@ -247,6 +254,7 @@ def run(
                 "faults_injected": dict(sorted(plan.injected.items())),
                 "faults_total": sum(plan.injected.values()),
                 "faults_by_operation": dict(sorted(plan.by_code.items())),
+                "texts_sent": len(texts),
                 "environment_killed": killed or None,
                 "sent_twice_after_a_lost_send": sum(1 for a, n in sent_to.items() if n > 1 and lost_sends.get(a)),
                 "unknown": len(unknown),
@@ -262,10 +270,15 @@ def run(
                 "seconds": round(time.perf_counter() - started, 1),
                 "invariants": {
                     "acknowledged_opt_outs_not_stored": len(not_stored),
+                    # one per recipient and channel they have: email for all, sms for those with a phone
                     "recipients_without_exactly_one_final_decision": sum(
-                        1 for i in range(recipients) if by_recipient.get(f"u{i}", 0) != 1
+                        1
+                        for i in range(recipients)
+                        if by_recipient.get((f"u{i}", "email"), 0) != 1
+                        or by_recipient.get((f"u{i}", "sms"), 0) != (1 if phone(i) else 0)
                     )
-                    + sum(1 for r in records if r["decision"] == "deferred"),
+                    + sum(1 for r in records if r["decision"] == "deferred")
+                    + abs(len(records) - recipients - phones),
                     "early_opt_outs_sent_anyway": sum(1 for a in early if sent_to.get(a)),
                     "sent_twice": sum(1 for n in sent_to.values() if n > 1),
                     "duplicates_not_counted_once": abs(counts["recipients"].get("duplicate", 0) - len(repeated)),
@@ -290,9 +303,31 @@ def run(
 
 
 def _addressed(call: Any) -> list[str]:
-    """The addresses a SendEmail or SendBulkEmail request mailed (none for any other call)."""
+    """The addresses a SendEmail or SendBulkEmail request mailed, or an SNS Publish texted (none for
+    any other call)."""
     if call.name == "sesv2:SendEmail":
         return list(call.json()["Destination"]["ToAddresses"])
     if call.name == "sesv2:SendBulkEmail":
         return [a for e in call.json()["BulkEmailEntries"] for a in e["Destination"]["ToAddresses"]]
+    if call.name == "sns:Publish" and call.params.get("PhoneNumber"):
+        return [str(call.params["PhoneNumber"])]
     return []
+
+
+SMS_TEXT = "Soak text."  # the notice's text, told apart in the SMS outbox from STOP confirmations
+
+
+def phone(i: int) -> str | None:
+    """Recipient ``u{i}``'s phone: one in four has one, some of them among the numbers that text STOP."""
+    return f"+1415555{i % 10000:04d}" if i % 4 == 1 else None
+
+
+def _address(recipient_id: str, channel: str) -> str:
+    i = int(recipient_id.removeprefix("u"))
+    return (phone(i) or "") if channel == "sms" else f"user{i}@example.com"
+
+
+def _midday_zone() -> str:
+    """A fixed-offset zone where it is about noon now, so the notice's texts are never held for quiet hours."""
+    offset = 12 - time.gmtime().tm_hour
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs: Etc/GMT-3 is UTC+3
