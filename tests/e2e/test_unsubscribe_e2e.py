@@ -33,6 +33,12 @@ def test_link_is_a_signed_url_on_the_local_gateway_without_the_address(local_sta
     assert len(token.split(".")) == 7
 
 
+def test_link_refuses_a_required_topic_which_has_no_opt_out(local_stack) -> None:
+    refused = local_stack.cli("link", "email", "e2e-link@example.com", "--topic", "policy", check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "policy is a required topic" in refused.stderr and "optional topics: marketing, product" in refused.stderr
+
+
 def test_get_and_head_change_nothing(local_stack) -> None:
     address = "e2e-get@example.com"
     url = link(local_stack, address)

@@ -105,13 +105,20 @@ def local(
 @main.command()
 @click.argument("channel", type=click.Choice(CHANNELS))
 @click.argument("address")
-@click.option("--topic", required=True, help="The topic the link unsubscribes from.")
+@click.option("--topic", required=True, help="The optional topic the link unsubscribes from (e.g. product).")
 @stack_option
 def link(channel: str, address: str, topic: str, stack_name: str | None) -> None:
     """Print an unsubscribe URL for ADDRESS carrying a signed token."""
     target = resolve_target(stack_name)
-    if target.settings.topic(topic) is None:
+    found = target.settings.topic(topic)
+    optional = ", ".join(t.name for t in target.settings.topics if t.optional)
+    if found is None:
         raise click.BadParameter(f"unknown topic; configured: {', '.join(t.name for t in target.settings.topics)}")
+    if not found.optional:
+        raise click.BadParameter(
+            f"{topic} is a required topic: the law requires its notices, so nobody can unsubscribe from it "
+            f"and a link would fail; optional topics: {optional}"
+        )
     identity = _identity(target.pepper(), channel, address)
     token = issue(target.key_ring(), identity.channel, identity.key, topic)
     click.echo(f"{target.base_url}/unsubscribe?{urlencode({'token': token})}")
