@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -142,3 +143,32 @@ def test_no_plain_address_in_the_stack_output(local_stack) -> None:
     output = local_stack.log_path.read_text() + local_stack.stdout_path.read_text()  # type: ignore[attr-defined]
     assert "consent submitted" in output  # the function's own logs are in what we scan
     assert "@example.com" not in output and "e2e-leak" not in output
+
+
+def test_a_wrong_region_a_bad_port_or_no_stack_is_one_clear_line(local_stack) -> None:
+    import subprocess
+
+    from tests.e2e.conftest import OPTOUT
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [OPTOUT, "dlq", "list"], env={**local_stack.env, **env}, capture_output=True, text=True, timeout=120
+        )
+
+    wrong_region = run(OPTOUT_REGION="eu-west-1")
+    assert wrong_region.returncode == 1 and wrong_region.stderr.strip() == (
+        f"Error: the local stack at {local_stack.aws_url} runs in region us-east-1, not eu-west-1: "
+        "set OPTOUT_REGION=us-east-1 (or unset it)"
+    )
+    bad_port = run(OPTOUT_AWS_PORT="abc")
+    assert bad_port.returncode == 2 and "Traceback" not in bad_port.stderr
+    assert bad_port.stderr.strip().endswith("Error: OPTOUT_AWS_PORT must be a port number from 1 to 65535, not 'abc'")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        free = str(probe.getsockname()[1])
+    nothing = run(OPTOUT_AWS_PORT=free)
+    assert nothing.returncode == 1 and len(nothing.stderr.strip().splitlines()) == 1
+    assert "no local stack answers" in nothing.stderr and "make run" in nothing.stderr
+    # and with the right variables, the same command lists the DLQs
+    listed = run()
+    assert listed.returncode == 0 and "SendDeadLetterQueue" in listed.stdout

@@ -485,7 +485,7 @@ def dlq() -> None:
 
 def _dead_letter_queues(stack_name: str | None) -> tuple[Any, list[Any], bool]:
     from optout_local.dlq import DeadLetterQueue, dead_letter_queues
-    from optout_local.target import deployed_queues
+    from optout_local.target import deployed_queues, locate_local
     from optout_local.template import load_template
 
     name = stack_name or os.environ.get("OPTOUT_STACK")
@@ -493,7 +493,7 @@ def _dead_letter_queues(stack_name: str | None) -> tuple[Any, list[Any], bool]:
         sqs, refs, attrs = deployed_queues(name)
         return sqs, dead_letter_queues(refs, attrs, load_template()), False
     config = LocalConfig()
-    stack = config.locate()
+    stack = locate_local(config)
     queues: list[DeadLetterQueue] = dead_letter_queues(
         stack.resolver.refs, stack.resolver.attrs, stack.resolver.template
     )

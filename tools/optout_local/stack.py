@@ -37,7 +37,14 @@ def free_port() -> int:
 
 
 def _port(env: str, default: int) -> int:
-    return int(os.environ.get(env) or default)
+    value = os.environ.get(env) or ""
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        from click import UsageError
+
+        raise UsageError(f"{env} must be a port number from 1 to 65535, not {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from optout.settings import Settings
 from optout.suppression_store import DynamoSuppressionStore
 from optout.token import KeyRing
 from optout_local.admin_client import AdminClient
+from optout_local.provision import Stack
 from optout_local.stack import LOCAL_KEY, LocalConfig
 from optout_local.template import ROOT
 
@@ -65,15 +66,26 @@ class Target:
         return KeyRing.from_secret(json.loads(self._secret(self.signing_secret)), self.settings.key_grace_days)
 
 
-def local_target(config: LocalConfig | None = None) -> Target:
-    config = config or LocalConfig()
+def locate_local(config: LocalConfig) -> Stack:
+    """The local stack running on ``config``'s ports, or a one-line error saying why there is none."""
     try:
-        stack = config.locate()
+        return config.locate()
     except (EndpointConnectionError, BotoCoreError, ClientError) as exc:
+        answered = _local_region(config)
+        if answered is not None and answered != config.region:
+            raise click.ClickException(
+                f"the local stack at {config.aws_url} runs in region {answered}, not {config.region}: "
+                f"set OPTOUT_REGION={answered} (or unset it)"
+            ) from exc
         raise click.ClickException(
             f"no local stack answers at {config.aws_url} ({type(exc).__name__}); start one with `make run` "
             "or set OPTOUT_AWS_PORT / OPTOUT_API_PORT to where it runs"
         ) from exc
+
+
+def local_target(config: LocalConfig | None = None) -> Target:
+    config = config or LocalConfig()
+    stack = locate_local(config)
     env = next(iter(stack.functions.values())).environment
     return Target(
         base_url=config.api_url,
@@ -91,6 +103,18 @@ def local_target(config: LocalConfig | None = None) -> Target:
         notices_table=stack.ref("NoticesTable"),
         credentials=Credentials(LOCAL_KEY, LOCAL_KEY),
     )
+
+
+def _local_region(config: LocalConfig) -> str | None:
+    """The region of the local stack answering at ``config``'s AWS port, if one answers."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{config.aws_url}/_local/state", timeout=5) as response:  # noqa: S310  # nosec B310
+            region = json.load(response).get("region")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return region if isinstance(region, str) else None
 
 
 def deployed_target(stack_name: str, region: str | None) -> Target:
