@@ -54,3 +54,10 @@ def test_link_without_a_running_stack_says_how_to_start_one(monkeypatch) -> None
     result = CliRunner().invoke(main, ["link", "email", "a@example.com", "--topic", "product"])
     assert result.exit_code == 1
     assert "make run" in result.output
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output == f"optout {version('optout')}\n"

@@ -28,6 +28,7 @@ stack_option = click.option("--stack", "stack_name", help="A deployed stack's na
 
 
 @click.group()
+@click.version_option(package_name="optout", prog_name="optout", message="%(prog)s %(version)s")
 def main() -> None:
     """optout: the notification and opt-out pipeline, locally and deployed."""
 
