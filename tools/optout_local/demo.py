@@ -114,9 +114,11 @@ def run(echo: Any = click.echo, n: int = 1000) -> dict[str, Any]:
             bucket = target.bucket
             target.clients("s3").upload_file(str(everyone), bucket, "demo/users.csv")
             target.clients("s3").upload_file(str(affected), bucket, "demo/affected.csv")
+        today = datetime.now(UTC).date()  # the policy dated today, in force in 30 days
+        effective = (today + timedelta(days=30)).isoformat()
         policy = target.admin().ok("POST", "/admin/notices", body={
             "kind": "policy_change", "manifest": f"s3://{bucket}/demo/users.csv",
-            "variables": {"policy_version": "2026-12-01", "effective_date": "2026-12-31",
+            "variables": {"policy_version": today.isoformat(), "effective_date": effective,
                           "summary": "We now keep access logs for 30 days instead of 90.",
                           "policy_url": "https://example.com/privacy"},
         })  # fmt: skip
