@@ -260,6 +260,18 @@ def test_sigkill_loses_at_most_the_last_second_and_never_half_a_transaction(
 
 
 @e2e
+def test_the_stack_says_so_and_stops_when_its_local_aws_dies(stacks: list[Running], tmp_path: Path) -> None:
+    running = start(stacks, tmp_path / "state")
+    moto = running.state()["pid"]
+    assert moto != running.process.pid
+    os.kill(moto, signal.SIGKILL)
+    assert running.process.wait(timeout=60) == 1
+    said = running.stderr.read_text()
+    assert f"the local AWS (moto, pid {moto}) exited with code -9; stopping the stack" in said
+    assert said.rstrip().endswith("stopped")
+
+
+@e2e
 def test_a_second_stack_on_the_same_folder_says_so_and_leaves_the_first_alone(
     stacks: list[Running], tmp_path: Path
 ) -> None:

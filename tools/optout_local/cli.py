@@ -94,8 +94,11 @@ def local(
         click.echo(f"state: {'restored from' if state.restoring else 'kept in'} {state.path}", err=True)
         click.echo(f"ready: api={config.api_url} aws={config.aws_url}")
         sys.stdout.flush()
-        while True:
-            time.sleep(3600)
+        while (exited := stack.moto_exit()) is None:  # nothing works without the local AWS: say so, stop
+            time.sleep(0.5)
+        pid, code = exited
+        click.echo(f"optout: the local AWS (moto, pid {pid}) exited with code {code}; stopping the stack", err=True)
+        raise SystemExit(1)
     except KeyboardInterrupt:
         pass
     finally:

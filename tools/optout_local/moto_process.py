@@ -381,7 +381,8 @@ def application(
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
         if path == STATE:
-            found = {**(state() if state else {"state_dir": None}), "region": region}  # where its resources live
+            # where its resources live, and which process holds them
+            found = {**(state() if state else {"state_dir": None}), "region": region, "pid": os.getpid()}
             return reply(json.dumps(found).encode(), start_response)
         if path.startswith(OUTBOX) and path.removeprefix(OUTBOX) in outboxes:
             with gate.request(changes=False):

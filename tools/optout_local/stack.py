@@ -231,6 +231,12 @@ class LocalStack:
         """Every segment the functions' X-Ray SDK (and the local Lambda) recorded, oldest first."""
         return [] if self.functions is None else list(self.functions.xray.segments)
 
+    def moto_exit(self) -> tuple[int, int] | None:
+        """The moto child's pid and exit code once it has exited on its own (None while it runs)."""
+        if self._moto is None or self._moto.poll() is None:
+            return None
+        return self._moto.pid, self._moto.returncode
+
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stopping.set()
