@@ -27,7 +27,7 @@ from optout_local.target import resolve_target
 stack_option = click.option("--stack", "stack_name", help="A deployed stack's name (default: the local stack).")
 
 
-@click.group()
+@click.group(context_settings={"max_content_width": 120, "terminal_width": 120})  # help is never cut short
 @click.version_option(package_name="optout", prog_name="optout", message="%(prog)s %(version)s")
 def main() -> None:
     """optout: the notification and opt-out pipeline, locally and deployed."""
@@ -521,7 +521,7 @@ def dlq_list(stack_name: str | None) -> None:
 @click.argument("queue")
 @stack_option
 def dlq_redrive(queue: str, stack_name: str | None) -> None:
-    """Move QUEUE's messages (e.g. SendDeadLetterQueue) back to the queue they came from."""
+    """Move QUEUE's messages (SendDeadLetterQueue, say) back to the queue they came from."""
     from optout_local.dlq import depth, redrive_in_aws, redrive_locally
 
     sqs, queues, local = _dead_letter_queues(stack_name)
