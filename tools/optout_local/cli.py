@@ -212,7 +212,7 @@ reason_option = click.option("--reason", required=True, help="Why: recorded with
 @click.argument("address")
 @scope_option
 @reason_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new state as JSON.")
 @stack_option
 def suppression_add(channel: str, address: str, scope: str, reason: str, as_json: bool, stack_name: str | None) -> None:
     """Suppress ADDRESS: block the channel, or opt it out of optional topics or one topic."""
@@ -224,7 +224,7 @@ def suppression_add(channel: str, address: str, scope: str, reason: str, as_json
 @click.argument("address")
 @scope_option
 @reason_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new state as JSON.")
 @stack_option
 def suppression_remove(
     channel: str, address: str, scope: str, reason: str, as_json: bool, stack_name: str | None
@@ -235,7 +235,16 @@ def suppression_remove(
 
 @suppression.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["ses", "sendgrid", "csv"]), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ses", "sendgrid", "csv"]),
+    required=True,
+    help=(
+        "ses: SES suppressed destinations (CSV or JSON); sendgrid: a bounce, spam or unsubscribe export; "
+        "csv: channel,address,scope,reason."
+    ),
+)
 @click.option("--restart", is_flag=True, help="Ignore saved progress and start from the first row.")
 @stack_option
 def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | None) -> None:
@@ -352,7 +361,13 @@ def sms() -> None:
 @click.option("--from", "from_number", required=True, help="The sender's number, E.164.")
 @click.option("--body", required=True, help="The text of the message.")
 @click.option("--to", "to_number", default="+14155550100", show_default=True, help="Our number it was sent to.")
-@click.option("--via", type=click.Choice(["twilio", "sns"]), default="twilio", show_default=True)
+@click.option(
+    "--via",
+    type=click.Choice(["twilio", "sns"]),
+    default="twilio",
+    show_default=True,
+    help="The signed Twilio webhook, or End User Messaging's SNS topic.",
+)
 @click.option("--wait", default=15.0, show_default=True, help="Seconds to wait for the queue path.")
 @stack_option
 def sms_simulate(from_number: str, body: str, to_number: str, via: str, wait: float, stack_name: str | None) -> None:
@@ -542,10 +557,14 @@ def dlq_redrive(queue: str, stack_name: str | None) -> None:
 @main.command()
 @click.option("--size", default=10_000, show_default=True, help="Recipients in the throughput notice.")
 @click.option("--clients", default=20, show_default=True, help="Concurrent clients for the latency test.")
-@click.option("--requests-per-client", default=50, show_default=True)
+@click.option("--requests-per-client", default=50, show_default=True, help="Requests each latency client makes.")
 @click.option("--runs", default=3, show_default=True, help="Throughput runs; the median is reported.")
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench/results.json"), show_default=True
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench/results.json"),
+    show_default=True,
+    help="Where the figures are written as JSON (the table goes to stdout).",
 )
 def bench(size: int, clients: int, requests_per_client: int, runs: int, out: Path) -> None:
     """Measure throughput, AWS calls per recipient, opt-out latency, cold start and cost."""
@@ -561,7 +580,11 @@ def bench(size: int, clients: int, requests_per_client: int, runs: int, out: Pat
 
 @main.command()
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/openapi.json"), show_default=True
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/openapi.json"),
+    show_default=True,
+    help="The file to write (make test fails when the committed one drifts).",
 )
 def openapi(out: Path) -> None:
     """Write the OpenAPI document Powertools generates from the functions' routes."""
@@ -575,8 +598,8 @@ def openapi(out: Path) -> None:
 
 
 @main.command()
-@click.option("--recipients", default=5000, show_default=True)
-@click.option("--opt-outs", default=1000, show_default=True)
+@click.option("--recipients", default=5000, show_default=True, help="Recipients of the soak's notice.")
+@click.option("--opt-outs", default=1000, show_default=True, help="One-clicks and STOPs, half before the notice.")
 @click.option("--fault-rate", default=0.05, show_default=True, help="Share of AWS calls that fail.")
 def soak(recipients: int, opt_outs: int, fault_rate: float) -> None:
     """Fault-injection soak: a notice and opt-outs under injected AWS faults, then the invariants."""
