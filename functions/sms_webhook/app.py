@@ -27,14 +27,17 @@ def twilio_inbound() -> Response[str]:
     event = app.current_event
     base = wiring.sms_webhook_settings().public_base_url
     url = public_url(base, event.headers, event.request_context.domain_name, event.raw_path, event.raw_query_string)
-    twiml = wiring.sms_webhook().receive_twilio(
+    answer = wiring.sms_webhook().receive_twilio(
         url,
         event.headers.get("x-twilio-signature"),
         body_bytes(event.body, bool(event.is_base64_encoded)),
         event.headers.get("content-type"),
+        seconds_left=app.lambda_context.get_remaining_time_in_millis() / 1000,
     )
     metrics.add_metric(name="InboundSms", unit=MetricUnit.Count, value=1)
-    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=twiml)
+    if answer.handed_off:  # recorded by the queue, its reply sent by SMS
+        metrics.add_metric(name="InboundSmsHandedOff", unit=MetricUnit.Count, value=1)
+    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=answer.twiml)
 
 
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]

@@ -50,7 +50,9 @@ from optout_local.faults import KINDS, Call, FaultPlan
 from optout_local.stack import moto_outbox
 from optout_local.template import ROOT
 
-VISIBILITY = {"DispatchQueue": "20", "SendQueue": "5"}  # failed batches come back in seconds, not minutes
+# failed batches come back in seconds, not minutes
+VISIBILITY = {"DispatchQueue": "20", "SendQueue": "5", "InboundSmsQueue": "5"}
+INBOUND_DRAIN = 120.0  # seconds for the STOPs the webhook handed to InboundSmsQueue to be recorded
 STALL = 30.0  # seconds with nothing in the notice's queues or DLQs and the notice not final: its work was lost
 BULK_MAX = 50  # recipients of one SendBulkEmail: at most what a killed sender had in flight
 
@@ -214,6 +216,17 @@ def run(
             for stream in streams:
                 stream.join()
             plan.rate = 0.0  # the invariants are checked without faults
+            # A webhook's 2xx means recorded or handed to InboundSmsQueue: let the queue finish
+            inbound = stack.stack.ref("InboundSmsQueue")
+            inbound_dlqs = [q for q in every_dlq if q.source_url == inbound]
+            drain_by = time.monotonic() + INBOUND_DRAIN
+            while time.monotonic() < drain_by:
+                for queue in inbound_dlqs:
+                    if depth(sqs, queue.url):
+                        redriven += redrive_locally(sqs, queue)
+                if not harness.queue_depth(sqs, inbound):
+                    break
+                time.sleep(1)
 
             # --- the invariants ---------------------------------------------------------------
             final = harness.notice(target, notice_id)
