@@ -313,24 +313,87 @@ ID_REASON = "recipient_id is missing, longer than 128 characters or contains #"
             id="phone-too-short",
         ),
         pytest.param(
-            {"recipient_id": "u1", "email": "a@example.com", "phone": "+1 415 555 01"},
-            "invalid phone: not a valid phone number",
-            id="good-email-bad-phone",
-        ),
-        pytest.param(
-            {"recipient_id": "u1", "email": "a@example.com", "timezone": "Mars/Olympus_Mons"},
-            "unknown timezone",
-            id="unknown-timezone",
-        ),
-        pytest.param(
-            {"recipient_id": "u1", "email": "a@example.com", "timezone": "../etc/passwd"},
-            "unknown timezone",
-            id="timezone-path",
+            {"recipient_id": "u1", "email": "a@", "phone": "+1 415 555 01"},
+            "invalid email: the domain is not a valid host name; invalid phone: not a valid phone number",
+            id="both-addresses-invalid",
         ),
     ],
 )
 def test_recipient_bad_rows(row: dict[str, str], reason: str) -> None:
-    assert recipient(row, 12) == BadRow(line=12, reason=reason)
+    parsed = recipient(row, 12)
+    assert isinstance(parsed, BadRow) and (parsed.line, parsed.reason) == (12, reason)
+    # A valid id goes with the bad row (the person is counted unreachable), but never into its sample
+    assert parsed.recipient_id == (row["recipient_id"] if row.get("recipient_id") == "u1" else None)
+    assert parsed.model_dump() == {"line": 12, "reason": reason}
+
+
+@pytest.mark.parametrize(
+    ("row", "kept", "warning"),
+    [
+        pytest.param(
+            {"email": "a@example.com", "phone": "+1 415 555 01"},
+            {"email": "a@example.com", "phone": None},
+            "kept for email only; invalid phone: not a valid phone number",
+            id="good-email-bad-phone",
+        ),
+        pytest.param(
+            {"email": "not-an-email", "phone": "+14155550100"},
+            {"email": None, "phone": "+14155550100"},
+            "kept for phone only; invalid email: an email address needs exactly one @",
+            id="bad-email-good-phone",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "phone": "+1 800 FLOWERS"},
+            {"email": "a@example.com", "phone": None},
+            "kept for email only; invalid phone: a phone number must be written in digits, not letters"
+            " (vanity numbers are refused)",
+            id="good-email-vanity-phone",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "timezone": "Mars/Olympus_Mons"},
+            {"email": "a@example.com", "timezone": None},
+            "unknown timezone ignored",
+            id="unknown-timezone",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "phone": "+14155550100", "timezone": "../etc/passwd"},
+            {"email": "a@example.com", "phone": "+14155550100", "timezone": None},
+            "unknown timezone ignored",
+            id="timezone-path",
+        ),
+        pytest.param(
+            {"email": "a@@example.com", "phone": "+14155550100", "timezone": "Nowhere/Else"},
+            {"email": None, "phone": "+14155550100", "timezone": None},
+            "kept for phone only; unknown timezone ignored; invalid email: an email address needs exactly one @",
+            id="bad-email-and-timezone",
+        ),
+    ],
+)
+def test_a_row_with_one_usable_channel_is_kept_with_a_warning(
+    row: dict[str, str], kept: dict[str, str | None], warning: str
+) -> None:
+    # Given a row with one usable address and a problem elsewhere (a breach alert must still reach them)
+    parsed = recipient({"recipient_id": "u1", "name": "Ana", **row}, 12)
+    # Then it is a recipient on the usable channel, with the problem as its warning
+    assert isinstance(parsed, Recipient), parsed
+    assert {k: getattr(parsed, k) for k in kept} == kept
+    assert (parsed.recipient_id, parsed.name, parsed.line, parsed.warning) == ("u1", "Ana", 12, warning)
+    # And the warning never travels in a send batch
+    assert "warning" not in parsed.model_dump() and "kept for" not in parsed.model_dump_json()
+
+
+def test_a_clean_row_has_no_warning() -> None:
+    parsed = recipient({"recipient_id": "u1", "email": "a@example.com", "phone": "+14155550100"}, 3)
+    assert isinstance(parsed, Recipient) and parsed.warning is None
+
+
+def test_parse_line_keeps_a_csv_row_with_a_bad_phone() -> None:
+    # Given a CSV manifest row with a valid email and an invalid phone
+    rows = parse_all(b"recipient_id,email,phone,timezone\nu1,ana@example.com,+1 415 555 01,Europe/Madrid\n")
+    # Then it is kept for its email, not refused whole
+    assert len(rows) == 1 and isinstance(rows[0], Recipient)
+    assert (rows[0].email, rows[0].phone, rows[0].timezone) == ("ana@example.com", None, "Europe/Madrid")
+    assert rows[0].warning == "kept for email only; invalid phone: not a valid phone number"
 
 
 def test_recipient_id_of_128_characters_is_accepted() -> None:

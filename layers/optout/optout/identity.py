@@ -2,6 +2,12 @@
 
 The key, never the address, is what the suppression table stores, so an opt-out outlives the
 deletion of the person's account without keeping their address.
+
+Email domains are normalised by IDNA2008 with UTS #46 mapping (non-transitional, STD3 rules), as
+browsers and mail systems resolve them: ``faß.de`` stays ``xn--fa-hia.de``, never the other domain
+``fass.de``. Until this release the IDNA2003 codec folded ß, ς and the joiners away, so the few
+addresses whose domain holds them were keyed under another address: ``legacy_email`` gives it,
+and the sender and dispatcher honour an opt-out recorded under either key.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ CHANNELS: tuple[Channel, ...] = ("email", "sms")
 _LOCAL_PART = re.compile(r"^[^\s@\x00-\x1f\x7f]{1,64}$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+_CODEPOINT = re.compile(r"U\+[0-9A-F]{4,6}")
+_HOST_NAME = "the domain is not a valid host name"
 
 
 def normalise_email(raw: str) -> str:
@@ -30,18 +38,63 @@ def normalise_email(raw: str) -> str:
     local = local.lower()
     if not _LOCAL_PART.fullmatch(local):
         raise InvalidAddress("the part before @ is empty, too long or has spaces")
-    domain = domain.rstrip(".").lower()
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidAddress("the domain is not a valid internationalised name") from exc
+    domain = domain.rstrip(".")
+    # Nearly every address: an ASCII host name, which UTS #46 maps to itself in lower case
+    plain = domain.isascii() and "xn--" not in domain.lower()
+    ascii_domain = domain.lower() if plain else _idna2008(domain)
     labels = ascii_domain.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise InvalidAddress("the domain is not a valid host name")
+        raise InvalidAddress(_HOST_NAME)
     address = f"{local}@{ascii_domain}"
     if len(address) > 254:
         raise InvalidAddress("the address is longer than 254 characters")
     return address
+
+
+def _idna2008(domain: str) -> str:
+    """An internationalised domain's A-labels, or why IDNA2008 refuses it (no label is quoted: it is
+    part of the address)."""
+    import idna  # 10 ms of tables: only paid for by an internationalised domain
+
+    try:
+        return idna.encode(domain, uts46=True, std3_rules=True, transitional=False).decode("ascii")
+    except idna.IDNABidiError as exc:
+        raise InvalidAddress("the domain mixes right-to-left and left-to-right text as IDNA2008 forbids") from exc
+    except idna.InvalidCodepointContext as exc:
+        found = _CODEPOINT.search(str(exc))
+        where = f" ({found.group()})" if found else ""
+        raise InvalidAddress(f"the domain has a joiner or mark{where} where IDNA2008 does not allow it") from exc
+    except idna.InvalidCodepoint as exc:
+        found = _CODEPOINT.search(str(exc))
+        if found and int(found.group()[2:], 16) < 0x80:  # ASCII punctuation or an underscore
+            raise InvalidAddress(_HOST_NAME) from exc
+        where = f" ({found.group()})" if found else ""
+        raise InvalidAddress(f"the domain has a character{where} IDNA2008 does not allow in a host name") from exc
+    except (idna.IDNAError, UnicodeError) as exc:
+        text = str(exc)
+        if "A-label" in text or "Punycode" in text or "xn--" in text.lower():
+            raise InvalidAddress("the domain has a label that is not valid IDNA2008 (xn--)") from exc
+        raise InvalidAddress(_HOST_NAME) from exc
+
+
+def legacy_email(normalised: str) -> str | None:
+    """The address as the IDNA2003 codec normalised it before, where that differs; else None.
+
+    It differs only for a domain whose Unicode form holds a character IDNA2003 mapped away (ß to
+    ss, ς to σ, the joiners to nothing): opt-outs of such an address may be recorded under this
+    address's key. ``normalised`` is what normalise_email returned. An address with no ``xn--``
+    label costs a substring test.
+    """
+    local, _, domain = normalised.rpartition("@")
+    if "xn--" not in domain:
+        return None
+    import idna
+
+    try:
+        legacy = idna.decode(domain).encode("idna").decode("ascii")
+    except (idna.IDNAError, UnicodeError):  # IDNA2003 refused it: nothing was ever keyed under it
+        return None
+    return None if legacy == domain else f"{local}@{legacy}"
 
 
 def normalise_phone(raw: str) -> str:
@@ -79,6 +132,12 @@ def address_key(pepper: bytes, channel: Channel, normalised: str) -> str:
     """HMAC-SHA256(pepper, channel + ":" + normalised), hex."""
     message = f"{channel}:{normalised}".encode()
     return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+
+
+def legacy_address_key(pepper: bytes, channel: Channel, normalised: str) -> str | None:
+    """The key an opt-out of this address may be recorded under from before IDNA2008 (legacy_email), if another."""
+    legacy = legacy_email(normalised) if channel == "email" else None
+    return address_key(pepper, channel, legacy) if legacy is not None else None
 
 
 def is_address_key(value: str) -> bool:

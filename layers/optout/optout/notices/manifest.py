@@ -2,8 +2,10 @@
 
 Columns: ``recipient_id`` and at least one of ``email``/``phone`` are required; ``locale``,
 ``timezone`` and ``name`` are optional. A bad row is reported with its line number and reason
-and never stops the notice. Each row must sit on one line (that is what makes a byte offset a
-safe place to resume).
+and never stops the notice. A row with one usable address is kept for it: an invalid address
+on its other channel, or an unknown time zone, is its ``warning`` (reported with the bad rows),
+never a reason to leave the person untold. Each row must sit on one line (that is what makes a
+byte offset a safe place to resume).
 """
 
 from __future__ import annotations
@@ -158,30 +160,43 @@ def parse_line(raw: bytes, number: int, cursor: Cursor) -> Recipient | BadRow | 
 
 
 def recipient(row: dict[str, str], number: int) -> Recipient | BadRow:
+    """A row to a recipient, kept for every channel whose address is valid; a bad row if none is.
+
+    What could not be used of a kept row (an invalid address, an unknown time zone: ignored, so
+    quiet hours go by the phone number's region) is its ``warning``. A bad row with a valid
+    recipient id carries it, so the reach report counts that person as unreachable.
+    """
     recipient_id = row.get("recipient_id", "").strip()
     if not recipient_id or len(recipient_id) > 128 or "#" in recipient_id:
         return BadRow(line=number, reason="recipient_id is missing, longer than 128 characters or contains #")
-    email = row.get("email", "").strip() or None
-    phone = row.get("phone", "").strip() or None
+    raw_email = row.get("email", "").strip() or None
+    raw_phone = row.get("phone", "").strip() or None
+    if raw_email is None and raw_phone is None:
+        return BadRow(line=number, reason="no email and no phone", recipient_id=recipient_id)
+    problems: list[str] = []
+    email = phone = None
+    try:
+        email = normalise_email(raw_email) if raw_email else None
+    except InvalidAddress as exc:
+        problems.append(f"invalid email: {exc.message}")
+    try:
+        phone = normalise_phone(raw_phone) if raw_phone else None
+    except InvalidAddress as exc:
+        problems.append(f"invalid phone: {exc.message}")
     if email is None and phone is None:
-        return BadRow(line=number, reason="no email and no phone")
-    try:
-        email = normalise_email(email) if email else None
-    except InvalidAddress as exc:
-        return BadRow(line=number, reason=f"invalid email: {exc.message}")
-    try:
-        phone = normalise_phone(phone) if phone else None
-    except InvalidAddress as exc:
-        return BadRow(line=number, reason=f"invalid phone: {exc.message}")
+        return BadRow(line=number, reason="; ".join(problems), recipient_id=recipient_id)
+    if problems:  # first: a sample's reason may be cut short (dispatch.MAX_REASON)
+        problems.insert(0, f"kept for {'email' if email else 'phone'} only")
     timezone = row.get("timezone", "").strip() or None
     if timezone is not None:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            return BadRow(line=number, reason="unknown timezone")
+            timezone = None  # local time then goes by the phone number's region, or the default zone
+            problems.insert(1 if problems else 0, "unknown timezone ignored")
     locale = (row.get("locale", "").strip() or "en").replace("_", "-").split("-")[0].lower()
     name = (row.get("name", "").strip() or None) if len(row.get("name", "")) <= 200 else None
     return Recipient(
         recipient_id=recipient_id, email=email, phone=phone, locale=locale or "en", timezone=timezone,
-        name=name, line=number,
+        name=name, line=number, warning="; ".join(problems) or None,
     )  # fmt: skip

@@ -7,6 +7,8 @@
 - Optional SMS outside 08:00-21:00 recipient-local time is ``deferred`` until 08:00, never
   dropped. Breach alerts and other required notices are not held back.
 - ``all`` uses every usable channel; ``first_available`` the first usable one, in order.
+- An email address whose key changed with IDNA2008 (a domain with ß, ς or a joiner) is decided
+  on its state under both keys: an opt-out recorded under the old one is still honoured.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from optout.identity import address_key
+from optout.identity import address_key, legacy_address_key
 from optout.notices.model import ChannelName, Decision, Mode, Recipient
 from optout.suppression import SuppressionState
 
@@ -55,17 +57,61 @@ def _loadable(zone: str) -> bool:
     return True
 
 
-def address_keys(
-    pepper: bytes, wanted: Iterable[tuple[Recipient, Sequence[ChannelName]]]
-) -> dict[tuple[str, ChannelName], str]:
-    """The address key of each (recipient, channel) that has an address, by (recipient_id, channel)."""
-    keys: dict[tuple[str, ChannelName], str] = {}
+Ref = tuple[str, ChannelName]  # (recipient_id, channel)
+
+
+@dataclass(frozen=True)
+class AddressKeys:
+    """The suppression keys of some (recipient, channel) pairs: each address's key (``current``),
+    and for the few email addresses IDNA2003 normalised to another address, that one's key too
+    (``legacy``): opt-outs recorded before IDNA2008 sit under it."""
+
+    current: dict[Ref, str]
+    legacy: dict[Ref, str]
+
+    def to_read(self) -> list[str]:
+        """Every key whose state decides them, once each: to read in one BatchGetItem."""
+        return list(dict.fromkeys([*self.current.values(), *self.legacy.values()]))
+
+    def state(self, ref: Ref, states: Mapping[str, SuppressionState | None]) -> SuppressionState | None:
+        """The state that decides ``ref``: its key's, with what is recorded under its legacy key."""
+        state = states.get(self.current[ref]) if ref in self.current else None
+        legacy = self.legacy.get(ref)
+        return state if legacy is None else stricter(state, states.get(legacy))
+
+
+def address_keys(pepper: bytes, wanted: Iterable[tuple[Recipient, Sequence[ChannelName]]]) -> AddressKeys:
+    """The keys of each (recipient, channel) that has an address, by (recipient_id, channel)."""
+    keys: dict[Ref, str] = {}
+    legacy: dict[Ref, str] = {}
     for recipient, channels in wanted:
         for channel in channels:
             address = address_of(recipient, channel)
             if address is not None:
-                keys[(recipient.recipient_id, channel)] = address_key(pepper, channel, address)
-    return keys
+                ref = (recipient.recipient_id, channel)
+                keys[ref] = address_key(pepper, channel, address)
+                if (old := legacy_address_key(pepper, channel, address)) is not None:
+                    legacy[ref] = old
+    return AddressKeys(keys, legacy)
+
+
+def stricter(state: SuppressionState | None, legacy: SuppressionState | None) -> SuppressionState | None:
+    """One address's state under its key, with the opt-outs and block recorded under its legacy key.
+
+    Every opt-out counts, under either key; an opt-in under the new key does not lift one recorded
+    under the old (that would need the same person to have opted back in, which cannot be told).
+    """
+    if legacy is None:
+        return state
+    if state is None:
+        return legacy
+    return state.model_copy(
+        update={
+            "blocked": state.blocked or legacy.blocked,
+            "all_optional": state.all_optional or legacy.all_optional,
+            "topics": state.topics | legacy.topics,
+        }
+    )
 
 
 def time_zones(recipient: Recipient, default: str) -> list[str]:
