@@ -1,5 +1,9 @@
 """Unsubscribe: GET/HEAD /unsubscribe shows the preference page, POST opts out.
 
+GET/HEAD /preferences asks for an address; POST /preferences mails it a fresh link, with the
+same answer for every address ("email me a new link", also offered by the page of a dead link).
+GET /notices and /notices.json show the published notices (public, cacheable).
+
 Thin by design: parse the event, call the optout layer, map its errors to pages.
 """
 
@@ -14,8 +18,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
 from optout.errors import MethodNotAllowed, OptoutError
+from optout.http import body_bytes
+from optout.link_request import LinkRequest
 from optout.observability import logger, metrics, traced
-from optout.pages import HtmlPage
+from optout.pages import HtmlPage, negotiate_language
 from optout.unsubscribe import UnsubscribeRequest
 
 wiring.unsubscribe_settings()  # at init: a missing or bad variable fails the cold start, naming it
@@ -68,10 +74,72 @@ def not_allowed() -> Response[str]:
     raise MethodNotAllowed("use GET to view preferences or POST to change them")
 
 
+def _language() -> str:
+    return negotiate_language(app.current_event.headers.get("accept-language"))
+
+
+@app.get("/preferences")
+def link_form() -> Response[str]:
+    return _response(wiring.link_requests().form(_language()))
+
+
+@app.route("/preferences", method="HEAD")
+def link_form_head() -> Response[str]:
+    page = wiring.link_requests().form(_language())
+    return Response(status_code=page.status, body="", headers=dict(page.headers))
+
+
+@app.post("/preferences")
+def request_link() -> Response[str]:
+    event = app.current_event
+    request = LinkRequest(
+        body=body_bytes(event.body, bool(event.is_base64_encoded)),
+        content_type=event.headers.get("content-type"),
+        source_ip=event.request_context.http.source_ip,
+        language=_language(),
+    )
+    result = wiring.link_requests().request(request)
+    metrics.add_metric(name="NewLinkRequests", unit=MetricUnit.Count, value=1)
+    if result.outcome == "sent":
+        metrics.add_metric(name="NewLinksSent", unit=MetricUnit.Count, value=1)
+    key = result.address_key[:12] if result.address_key else None
+    logger.info("new link requested", extra={"outcome": result.outcome, "key": key})
+    return _response(result.page)
+
+
+@app.route("/preferences", method=["PUT", "PATCH", "DELETE", "OPTIONS"])
+def link_not_allowed() -> Response[str]:
+    raise MethodNotAllowed("use GET to ask for a new link or POST to send one")
+
+
+@app.get("/notices")
+def public_notices() -> Response[str]:
+    from optout.notices.public import notices_page  # the notice models: not paid for by the other routes
+
+    settings = wiring.unsubscribe_settings()
+    notices = wiring.public_notices().current()
+    return _response(notices_page(notices, _language(), settings.brand_name, settings.public_notices_max_age))
+
+
+@app.get("/notices.json")
+def public_notices_json() -> Response[dict[str, Any]]:
+    from optout.notices.public import notices_json
+
+    max_age = wiring.unsubscribe_settings().public_notices_max_age
+    body, headers = notices_json(wiring.public_notices().current(), max_age)
+    return Response(status_code=200, body=body, headers=headers)
+
+
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
 def rejected(exc: OptoutError) -> Response[str]:
     metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
     logger.info("request rejected", extra={"code": exc.code, "status": exc.status})
+    if app.current_event.path == "/preferences":  # the form again, saying the request could not be read
+        page = wiring.link_requests().form(_language(), exc.status, "error_generic")
+        response = _response(page)
+        if isinstance(exc, MethodNotAllowed):
+            response.headers["Allow"] = ALLOW
+        return response
     try:
         request = _request()
     except OptoutError:

@@ -75,8 +75,7 @@ def key(pk: str) -> dict[str, Any]:
 UNSUBSCRIBE_GRANT = """                - dynamodb:GetItem
                 - dynamodb:PutItem
               Resource: !GetAtt SuppressionTable.Arn
-        - AWSSecretsManagerGetSecretValuePolicy:
-            SecretArn: !Ref SigningKeysSecret"""
+            # Count new-link requests"""
 
 
 WITHOUT_PUT = UNSUBSCRIBE_GRANT.replace("                - dynamodb:PutItem\n", "")

@@ -49,7 +49,7 @@ def test_intrinsics_and_policy_templates_resolve_to_the_provisioned_resources(
         s["Resource"] for doc in expanded["UnsubscribeFunction"].inline.values() for s in doc["Statement"]
         if "secretsmanager:GetSecretValue" in s["Action"]
     ]  # fmt: skip
-    assert secret_grants == [aws.ref("SigningKeysSecret")]
+    assert secret_grants == [aws.ref("SigningKeysSecret"), aws.ref("PepperSecret")]
     assert all(doc["Version"] == "2012-10-17" for r in expanded.values() for doc in r.inline.values())
 
 

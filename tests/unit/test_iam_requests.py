@@ -123,6 +123,9 @@ class Facts:
     def table_arn(self, table: str) -> str | None:
         return None
 
+    def table_partition_key(self, table: str) -> str | None:
+        return "pk" if table == "keyed" else None
+
     def email_identity(self, address: str) -> str | None:
         return self.identities.get(address)
 
@@ -392,6 +395,38 @@ def test_a_transaction_item_carries_its_enclosing_operation() -> None:
     [get] = call_checks(read, account=ACCOUNT, resources=NoResources())
     assert put.context == {"dynamodb:EnclosingOperation": "TransactWriteItems"}
     assert get.context == {"dynamodb:EnclosingOperation": "TransactGetItems"}
+
+
+def test_an_item_operation_carries_its_partition_key_as_leading_keys() -> None:
+    # Given item operations on a table whose key schema is known (pk, sk) and on one whose is not
+    facts = Facts()
+    update = sent("dynamodb", "update_item", TableName="keyed", Key={"pk": {"S": "rate#x"}, "sk": {"S": "w"}})
+    put = sent("dynamodb", "put_item", TableName="keyed", Item={"sk": {"S": "state"}, "pk": {"S": "abc"}})
+    unknown = sent("dynamodb", "get_item", TableName="other", Key={"pk": {"S": "abc"}})
+    write = sent(
+        "dynamodb", "transact_write_items", TransactItems=[{"Put": {"TableName": "keyed", "Item": {"pk": {"S": "a"}}}}]
+    )
+    # Then each names the item's partition key value (dynamodb:LeadingKeys), and only where it is known
+    [u] = call_checks(update, account=ACCOUNT, resources=facts)
+    [p] = call_checks(put, account=ACCOUNT, resources=facts)
+    [g] = call_checks(unknown, account=ACCOUNT, resources=facts)
+    [t] = call_checks(write, account=ACCOUNT, resources=facts)
+    assert u.context == {"dynamodb:LeadingKeys": ["rate#x"]}
+    assert p.context == {"dynamodb:LeadingKeys": ["abc"]}
+    assert g.context == {}
+    assert t.context == {"dynamodb:EnclosingOperation": "TransactWriteItems", "dynamodb:LeadingKeys": ["a"]}
+    # And a Query names the partition key value of its key condition, on the table (not an index)
+    query = sent(
+        "dynamodb", "query", TableName="keyed", KeyConditionExpression="#k = :v AND begins_with(sk, :s)",
+        ExpressionAttributeNames={"#k": "pk"}, ExpressionAttributeValues={":v": {"S": "public#x"}, ":s": {"S": "a"}},
+    )  # fmt: skip
+    on_index = sent(
+        "dynamodb", "query", TableName="keyed", IndexName="by_address", KeyConditionExpression="address_key = :v",
+        ExpressionAttributeValues={":v": {"S": "k"}},
+    )  # fmt: skip
+    [q] = call_checks(query, account=ACCOUNT, resources=facts)
+    [i] = call_checks(on_index, account=ACCOUNT, resources=facts)
+    assert q.context == {"dynamodb:LeadingKeys": ["public#x"]} and i.context == {}
 
 
 def test_an_ses_send_uses_the_verified_identity_and_its_condition_keys() -> None:

@@ -1,4 +1,4 @@
-"""HTML pages: the preference page and the error page, localised by Accept-Language.
+"""HTML pages: the preference page, the error page and the new-link page, localised by Accept-Language.
 
 Pages load nothing from elsewhere: the CSS is inline and allowed by its hash in a strict
 Content-Security-Policy, there is no script, and the form posts back to the same URL.
@@ -99,8 +99,12 @@ def render(template: str, language: str, brand: str, status: int = 200, **contex
     return HtmlPage(status=status, body=body, headers=headers)
 
 
-def error_page(code: str, status: int, language: str, brand: str) -> HtmlPage:
-    """A page that says what went wrong in the reader's language and nothing about any address."""
+def error_page(code: str, status: int, language: str, brand: str, offer_new_link: bool = False) -> HtmlPage:
+    """A page that says what went wrong in the reader's language and nothing about any address.
+
+    ``offer_new_link`` adds the "email me a new link" form (it posts to /preferences): the way
+    back from a link that is damaged, forged or expired.
+    """
     texts = messages(language)
     message = texts.get(f"error_{code}", texts["error_generic"])
-    return render("error.html", language, brand, status=status, message=message)
+    return render("error.html", language, brand, status=status, message=message, offer_new_link=offer_new_link)

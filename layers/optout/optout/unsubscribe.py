@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from optout.consent import ConsentOutcome, change_consent, current_state
-from optout.errors import BadForm, OptoutError, RequiredTopic, UnknownTopic
+from optout.errors import BadForm, InvalidToken, MalformedToken, OptoutError, RequiredTopic, UnknownTopic
 from optout.forms import first, parse_form
 from optout.http import body_bytes
 from optout.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
@@ -102,7 +102,8 @@ class Unsubscribe:
         return self._page(request, claims, outcome.state, result), outcome
 
     def error(self, exc: OptoutError, request: UnsubscribeRequest) -> HtmlPage:
-        return error_page(exc.code, exc.status, request.language, self.settings.brand_name)
+        dead_link = isinstance(exc, MalformedToken | InvalidToken)  # the page offers a new link by email
+        return error_page(exc.code, exc.status, request.language, self.settings.brand_name, offer_new_link=dead_link)
 
     def _claims(self, token: str | None) -> TokenClaims:
         claims = verify(self.key_ring(), token or "", timedelta(days=self.settings.token_ttl_days), self.now())

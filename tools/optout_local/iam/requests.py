@@ -17,7 +17,9 @@ service's own guide says so, and is named at the mapping:
   actions: each item is checked as the underlying operation (Put: PutItem, Update: UpdateItem,
   Delete: DeleteItem, ConditionCheck: ConditionCheckItem, Get: GetItem) on its table, with
   ``dynamodb:EnclosingOperation`` set (DynamoDB developer guide, "Using IAM with DynamoDB
-  transactions").
+  transactions"). A single-item operation, each item of a transaction and a Query on the table
+  carry ``dynamodb:LeadingKeys``: the partition key value (BatchGetItem and BatchWriteItem, which
+  AWS gives every key's, do not carry it here).
 - SQS (SAR: Amazon SQS; resource type queue): SendMessage, ReceiveMessage, DeleteMessage,
   ChangeMessageVisibility, GetQueueAttributes, GetQueueUrl. The batch operations have no actions
   of their own: SendMessageBatch is ``sqs:SendMessage``, DeleteMessageBatch ``sqs:DeleteMessage``,
@@ -91,6 +93,7 @@ import binascii
 import contextlib
 import html
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -195,6 +198,9 @@ class Resources(Protocol):
 
     def table_arn(self, table: str) -> str | None: ...
 
+    def table_partition_key(self, table: str) -> str | None:
+        """The name of the table's partition (HASH) key attribute."""
+
     def email_identity(self, address: str) -> str | None:
         """The ARN of the verified SES identity ``address`` is sent as: its own, else its domain's."""
 
@@ -227,6 +233,9 @@ class NoResources:
         return None
 
     def table_arn(self, table: str) -> str | None:
+        return None
+
+    def table_partition_key(self, table: str) -> str | None:
         return None
 
     def email_identity(self, address: str) -> str | None:
@@ -334,20 +343,57 @@ def _table(ctx: _Context, name: str) -> str:
     return ctx.resources.table_arn(name) or ctx.arn("dynamodb", f"table/{name}")
 
 
+def _leading_keys(item: Any, table: str, ctx: _Context) -> dict[str, Any]:
+    """``dynamodb:LeadingKeys``: the partition key value of the item a request reads or writes (SAR,
+    Amazon DynamoDB, condition keys: "the partition key values of the table"), set when the table's
+    key schema is known."""
+    name = ctx.resources.table_partition_key(table)
+    value = item.get(name) if isinstance(item, dict) and name else None
+    if not isinstance(value, dict) or len(value) != 1:
+        return {}
+    (scalar,) = value.values()
+    return {"dynamodb:LeadingKeys": [str(scalar)]}
+
+
 def _ddb_item(action: str) -> _Mapping:
+    """GetItem, PutItem, UpdateItem, DeleteItem on the table, with the item's ``dynamodb:LeadingKeys``."""
+
     def build(params: dict[str, Any], ctx: _Context) -> list[Check]:
-        return [_check(f"dynamodb:{action}", _table(ctx, str(params.get("TableName", ""))), "dynamodb")]
+        name = str(params.get("TableName", ""))
+        item = params.get("Item") if action == "PutItem" else params.get("Key")
+        return [_check(f"dynamodb:{action}", _table(ctx, name), "dynamodb", _leading_keys(item, name, ctx))]
 
     return build
 
 
+_KEY_EQUALS = re.compile(r"(?:^|\band\b)\s*\(?\s*([#\w.]+)\s*=\s*(:\w+)", re.IGNORECASE)
+
+
+def _query_leading_keys(params: dict[str, Any], table: str, ctx: _Context) -> dict[str, Any]:
+    """A Query's ``dynamodb:LeadingKeys``: the partition key value its key condition names
+    (``pk = :v``), when the table's partition key is known and the query is on the table itself."""
+    name = ctx.resources.table_partition_key(table)
+    condition = params.get("KeyConditionExpression")
+    if not name or params.get("IndexName") or not isinstance(condition, str):
+        return {}
+    names = params.get("ExpressionAttributeNames") or {}
+    values = params.get("ExpressionAttributeValues") or {}
+    for attribute, placeholder in _KEY_EQUALS.findall(condition):
+        if names.get(attribute, attribute) == name and isinstance(values.get(placeholder), dict):
+            return _leading_keys({name: values[placeholder]}, table, ctx)
+    return {}
+
+
 def _ddb_read(action: str) -> _Mapping:
-    """Query and Scan: on the index when the request names one (resource type index), else the table."""
+    """Query and Scan: on the index when the request names one (resource type index), else the table;
+    a Query on the table carries the partition key value it names as ``dynamodb:LeadingKeys``."""
 
     def build(params: dict[str, Any], ctx: _Context) -> list[Check]:
-        table = _table(ctx, str(params.get("TableName", "")))
+        name = str(params.get("TableName", ""))
+        table = _table(ctx, name)
         index = params.get("IndexName")
-        return [_check(f"dynamodb:{action}", f"{table}/index/{index}" if index else table, "dynamodb")]
+        context = _query_leading_keys(params, name, ctx) if action == "Query" else {}
+        return [_check(f"dynamodb:{action}", f"{table}/index/{index}" if index else table, "dynamodb", context)]
 
     return build
 
@@ -372,8 +418,10 @@ def _ddb_transact(operation: str, kinds: tuple[tuple[str, str], ...]) -> _Mappin
         for item in params.get("TransactItems") or []:
             for kind, action in kinds:
                 if isinstance(item, dict) and kind in item:
-                    table = _table(ctx, str(item[kind].get("TableName", "")))
-                    context = {"dynamodb:EnclosingOperation": operation}
+                    name = str(item[kind].get("TableName", ""))
+                    table = _table(ctx, name)
+                    keyed = item[kind].get("Item") if kind == "Put" else item[kind].get("Key")
+                    context = {"dynamodb:EnclosingOperation": operation, **_leading_keys(keyed, name, ctx)}
                     found.append(_check(f"dynamodb:{action}", table, "dynamodb-transactions", context))
         return found
 
@@ -1004,6 +1052,12 @@ class MotoResources:
 
         found = dynamodb_backends[self.account][self.region].tables.get(table)
         return None if found is None else str(found.table_arn)
+
+    def table_partition_key(self, table: str) -> str | None:
+        from moto.dynamodb.models import dynamodb_backends
+
+        found = dynamodb_backends[self.account][self.region].tables.get(table.rpartition("/")[2])
+        return None if found is None else str(found.hash_key_attr)
 
     def email_identity(self, address: str) -> str | None:
         from moto.ses.models import ses_backends
