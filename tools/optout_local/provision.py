@@ -410,6 +410,11 @@ class Provisioner:
             s3.create_bucket(Bucket=name)
         else:
             s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        if "VersioningConfiguration" in props:  # a delete then leaves versions, as in AWS
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
+        if "LifecycleConfiguration" in props:
+            rules = [_lifecycle_rule(rule) for rule in props["LifecycleConfiguration"].get("Rules", [])]
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
         self.resolver.refs[logical_id] = name
         self.resolver.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
 
@@ -489,3 +494,21 @@ class Provisioner:
         api = event.get("Properties", {}).get("ApiId", {}).get("Ref")
         api_props = self.template.get("Resources", {}).get(api, {}).get("Properties", {}) if api else {}
         return str((api_props.get("Auth") or {}).get("DefaultAuthorizer", "NONE"))
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A lifecycle rule as CloudFormation writes it, as the S3 API takes it."""
+    out: dict[str, Any] = {
+        "ID": rule.get("Id", ""),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        noncurrent = rule["NoncurrentVersionExpiration"]
+        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent["NoncurrentDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return out

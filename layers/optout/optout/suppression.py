@@ -42,6 +42,9 @@ class SuppressionState(BaseModel, frozen=True):
     # When the latest SMS keyword recorded here was *sent*, whether or not it changed anything: a
     # keyword sent earlier but delivered later loses to it.
     keyword_at: datetime | None = None
+    # When the subject's personal data was last erased (optout.erasure): batches of notices created
+    # before then are not sent to this address. The state and its events are kept: the opt-out holds.
+    erased_at: datetime | None = None
 
     def opted_out(self, topic: str, optional_topics: Iterable[str]) -> bool:
         return topic in self.topics or (self.all_optional and topic in set(optional_topics))

@@ -53,6 +53,7 @@ def report(state: SuppressionState, events: list[Any]) -> dict[str, Any]:
         "topics": sorted(state.topics),
         "version": state.version,
         "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+        "erased_at": state.erased_at.isoformat() if state.erased_at else None,
         "events": [e.model_dump(mode="json") for e in events],
     }
 

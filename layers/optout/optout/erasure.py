@@ -1,0 +1,245 @@
+"""Erasure of a data subject: what the pipeline holds about one address goes, the opt-out stays.
+
+``POST /admin/subjects/erase`` (``optout subject erase CHANNEL ADDRESS``), in this order:
+
+1. The address's suppression state is marked ``erased_at`` (a versioned write, as any consent
+   change). Queued send batches cannot be edited (SQS), so the sender, which reads this state in
+   its one BatchGetItem at send time, skips the address for every notice created before the mark
+   and records that delivery pseudonymised. A notice created after it is sent as usual: the
+   address is in a newer manifest, so its owner is a user again.
+2. Its delivery records (found through the by_address index on its hashed key) move to a
+   pseudonymous recipient id, without the address key, the provider's message id or the reason.
+   The notice's counts and evidence still add up; nothing links the record to the address.
+3. Its rows in the manifests still in the bucket are blanked: each of their bytes becomes a space,
+   so every byte offset and line number a dispatcher checkpointed stays right (a blank line is
+   skipped), and the version that held them is deleted.
+4. The erasure is recorded beside the suppression state (who, when, what was removed), keyed by the
+   hashed address: the state and its consent events are kept, so an opt-out survives the erasure.
+
+Run it again at any time: each step is idempotent. A batch already in flight when the mark was
+written may still record its delivery under the recipient id: an erasure run after the notice
+completes removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, StringConstraints
+
+from optout.clients import DynamoTable
+from optout.errors import ConcurrentUpdate
+from optout.identity import Channel, address_key, normalise
+from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line
+from optout.notices.model import Recipient
+from optout.notices.store import NoticeStore
+from optout.suppression import SuppressionState
+from optout.suppression_admin import report
+from optout.suppression_store import DynamoSuppressionStore
+
+Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+ERASURE_PREFIX = "erasure#"
+# A manifest is rewritten in the admin API's memory; one larger is left to the lifecycle rule
+# (and the sender's check) and counted as such in the erasure record.
+MAX_REWRITE_BYTES = 64 * 1024 * 1024
+MARK_ATTEMPTS = 5
+DELIVERY_CHUNK = 100  # records pseudonymised between two looks at the clock
+STOP_WHEN_LEFT_MS = 3_000  # an invocation with less left starts no more work: it answers complete false
+
+
+class EraseRequest(BaseModel, extra="forbid"):
+    channel: Channel
+    address: Address
+
+
+def pseudonym(pepper: bytes, notice_id: str, recipient_id: str) -> str:
+    """The recipient id an erased delivery record carries: the same for one recipient of one notice
+    (so its channels stay together), and not computable without the pepper."""
+    digest = hmac.new(pepper, f"erased:{notice_id}:{recipient_id}".encode(), hashlib.sha256).hexdigest()
+    return f"erased.{digest[:24]}"
+
+
+def erased_for(state: SuppressionState | None, notice_created_at: datetime) -> bool:
+    """Whether a notice created at ``notice_created_at`` must skip this address: erased since."""
+    return state is not None and state.erased_at is not None and notice_created_at <= state.erased_at
+
+
+def blank_rows(data: bytes, fmt: Format, channel: Channel, address: str) -> tuple[bytes, int]:
+    """The manifest with every row of ``address`` (normalised) on ``channel`` blanked, and how many.
+
+    A blanked row keeps its length (spaces) and its newline, so byte offsets and line numbers do
+    not move, and the dispatcher reads it as a blank line. A row that does not parse, or was kept
+    for its other channel only, is blanked when it holds the address as written.
+    """
+    out = bytearray(data)
+    cursor = Cursor(fmt=fmt)
+    begin = 0
+    found = 0
+    needle = address.lower().encode()
+    for raw, number, end in lines([data], Cursor(fmt=fmt)):
+        row = parse_line(raw, number, cursor)
+        if isinstance(row, Recipient):
+            match = (row.email if channel == "email" else row.phone) == address
+            # a row kept for its other channel (a warning) may hold this one as written, unparsed
+            match = match or (row.warning is not None and needle in raw.lower())
+        else:
+            match = row is not None and needle in raw.lower()
+        if match:
+            content = data[begin:end].rstrip(b"\n").rstrip(b"\r")
+            out[begin : begin + len(content)] = b" " * len(content)
+            found += 1
+        begin = end
+    return bytes(out), found
+
+
+class ErasureLog(DynamoTable):
+    """Erasure records in the SuppressionTable, beside the state: ``<address key> / erasure#<time>#<id>``."""
+
+    def record(
+        self, key: str, channel: Channel, at: datetime, actor: str, removed: dict[str, int], complete: bool = True
+    ) -> dict[str, Any]:
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": key},
+                "sk": {"S": f"{ERASURE_PREFIX}{at.isoformat()}#{uuid.uuid4().hex}"},
+                "channel": {"S": channel},
+                "at": {"S": at.isoformat()},
+                "actor": {"S": actor},
+                "removed": {"M": {name: {"N": str(n)} for name, n in removed.items()}},
+                "complete": {"BOOL": complete},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return {"at": at.isoformat(), "actor": actor, "removed": removed, "complete": complete}
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": key}, ":prefix": {"S": ERASURE_PREFIX}},
+            "ConsistentRead": True,
+        }
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                removed = {name: int(v["N"]) for name, v in item.get("removed", {}).get("M", {}).items()}
+                complete = item.get("complete", {"BOOL": True})["BOOL"]
+                out.append(
+                    {"at": item["at"]["S"], "actor": item["actor"]["S"], "removed": removed, "complete": complete}
+                )
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@dataclass
+class SubjectEraser:
+    suppressions: DynamoSuppressionStore
+    notices: NoticeStore
+    s3: Callable[[], Any]
+    bucket: str
+    pepper: Callable[[], bytes]
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @property
+    def log(self) -> ErasureLog:
+        return ErasureLog(self.suppressions.table, self.suppressions.client)
+
+    def erase(self, request: EraseRequest, actor: str, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+        """Erase the subject, as far as the invocation's time allows (``remaining_ms``).
+
+        Out of time, it stops between two steps and says ``complete: false``: the caller asks again
+        (the CLI does), and the next call carries on from what is left. Each call is recorded.
+        """
+        address = normalise(request.channel, request.address)
+        pepper = self.pepper()
+        key = address_key(pepper, request.channel, address)
+        at = self.now()
+
+        def out_of_time() -> bool:
+            return remaining_ms is not None and remaining_ms() < STOP_WHEN_LEFT_MS
+
+        state = self._mark(key, request.channel, at)
+        moved, complete = self._deliveries(key, lambda n, r: pseudonym(pepper, n, r), out_of_time)
+        manifests = rows = too_large = 0
+        if complete:
+            manifests, rows, too_large, complete = self._manifests(request.channel, address, out_of_time)
+        removed = {
+            "deliveries_pseudonymised": moved,
+            "manifests_rewritten": manifests,
+            "manifest_rows_blanked": rows,
+            "manifests_too_large": too_large,
+        }
+        erasure = self.log.record(key, request.channel, at, actor, removed, complete)
+        return {
+            "channel": request.channel,
+            "address_key": key,
+            "complete": complete,
+            "erasure": erasure,
+            "kept": report(state, self.suppressions.history(key)),
+        }
+
+    def _deliveries(
+        self, key: str, pseudonymous: Callable[[str, str], str], out_of_time: Callable[[], bool]
+    ) -> tuple[int, bool]:
+        """Pseudonymise the address's delivery records, a chunk at a time: (how many, all of them)."""
+        moved = 0
+        chunk: list[dict[str, Any]] = []
+        for item in self.notices.deliveries_to(key, DELIVERY_CHUNK):
+            chunk.append(item)
+            if len(chunk) >= DELIVERY_CHUNK:
+                moved += self.notices.pseudonymise_deliveries(chunk, pseudonymous)
+                chunk = []
+                if out_of_time():
+                    return moved, False
+        return moved + self.notices.pseudonymise_deliveries(chunk, pseudonymous), True
+
+    def erasures(self, key: str) -> list[dict[str, Any]]:
+        return self.log.history(key)
+
+    def _mark(self, key: str, channel: Channel, at: datetime) -> SuppressionState:
+        """Set ``erased_at`` on the state, conditional on its version like every consent change."""
+        for attempt in range(MARK_ATTEMPTS):
+            state = self.suppressions.get(key) or SuppressionState(address_key=key, channel=channel)
+            marked = state.model_copy(update={"erased_at": at, "version": state.version + 1})
+            try:
+                self.suppressions.save(marked, state.version, [])
+                return marked
+            except ConcurrentUpdate:
+                if attempt == MARK_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _manifests(self, channel: Channel, address: str, out_of_time: Callable[[], bool]) -> tuple[int, int, int, bool]:
+        """Blank the subject's rows in every manifest of the bucket: (objects rewritten, rows, too
+        large, all of them read)."""
+        s3 = self.s3()
+        rewritten = rows = too_large = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for entry in page.get("Contents", []):
+                if out_of_time():
+                    return rewritten, rows, too_large, False
+                name = entry["Key"]
+                if entry["Size"] > MAX_REWRITE_BYTES:
+                    too_large += 1
+                    continue
+                got = s3.get_object(Bucket=self.bucket, Key=name)
+                data = got["Body"].read()
+                blanked, found = blank_rows(data, format_of(name, data[:64]), channel, address)
+                if not found:
+                    continue
+                s3.put_object(Bucket=self.bucket, Key=name, Body=blanked)
+                version = got.get("VersionId")
+                if version and version != "null":  # the version that held the rows goes too
+                    s3.delete_object(Bucket=self.bucket, Key=name, VersionId=version)
+                rewritten += 1
+                rows += found
+        return rewritten, rows, too_large, True
