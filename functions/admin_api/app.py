@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
+from optout.erasure import EraseRequest
 from optout.errors import NotFound, OptoutError
 from optout.http import error_body, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest
@@ -50,7 +51,17 @@ def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
 
 @app.get("/admin/notices/<notice_id>")
 def get_notice(notice_id: str) -> dict[str, Any]:
-    return wiring.notice_admin().get(notice_id).public()
+    admin = wiring.notice_admin()
+    document = admin.get(notice_id).public()
+    publication = admin.publication(notice_id)
+    return {**document, "publication": publication.public() if publication else None}
+
+
+@app.post("/admin/notices/<notice_id>/withdraw")
+def withdraw_notice(notice_id: str) -> dict[str, Any]:
+    withdrawn = wiring.notice_admin().withdraw(notice_id)
+    logger.info("notice withdrawn", extra={"notice_id": notice_id, "actor": _actor()})
+    return withdrawn.public()
 
 
 @app.get("/admin/notices/<notice_id>/deliveries")
@@ -83,6 +94,13 @@ def remove_suppression(request: Annotated[SuppressionRequest, Body()]) -> dict[s
     logger.info(
         "suppression lifted", extra={"scope": request.scope, "changed": changed, "key": result["address_key"][:12]}
     )
+    return result
+
+
+@app.post("/admin/subjects/erase")
+def erase_subject(request: Annotated[EraseRequest, Body()]) -> dict[str, Any]:
+    result = wiring.subject_eraser().erase(request, _actor(), app.lambda_context.get_remaining_time_in_millis)
+    logger.info("subject erased", extra={"key": result["address_key"][:12], **result["erasure"]["removed"]})
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -61,3 +62,23 @@ def test_version_is_the_installed_package_version() -> None:
 
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output == f"optout {version('optout')}\n"
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    found: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, command in sorted(group.commands.items()):
+        found.append(((*path, name), command))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    missing = [
+        f"{' '.join(path)} {'/'.join(p.opts)}"
+        for path, command in _commands(main)
+        for p in command.params
+        if isinstance(p, click.Option) and not p.help
+    ]
+    missing += [" ".join(path) for path, command in _commands(main) if not (command.help or "").strip()]
+    assert missing == []

@@ -230,6 +230,9 @@ def _unsubscribe_spec() -> FunctionSpec:
         "POWERTOOLS_SERVICE_NAME": "optout",
         "OPTOUT_SUPPRESSION_TABLE": "unused",
         "OPTOUT_SIGNING_KEYS_SECRET": "unused",
+        "OPTOUT_PEPPER_SECRET": "unused",
+        "OPTOUT_PUBLIC_BASE_URL": "http://127.0.0.1:9",
+        "OPTOUT_NOTICES_TABLE": "unused",
     }
     assert spec.tracing
     return spec

@@ -131,9 +131,16 @@ def test_policies_are_scoped_to_the_stack_resources(template) -> None:
 
 def test_unsubscribe_cannot_scan_or_delete_suppressions(template) -> None:
     policies = template["Resources"]["UnsubscribeFunction"]["Properties"]["Policies"]
-    actions = {a for p in policies for s in p.get("Statement", []) for a in s["Action"]}
+    statements = [s for p in policies for s in p.get("Statement", [])]
+    granted = lambda s: {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])  # noqa: E731
+    actions = {a for s in statements for a in granted(s)}
     assert "dynamodb:GetItem" in actions and "dynamodb:PutItem" in actions
-    assert not actions & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:*"}
+    assert not actions & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:*"}
+    # UpdateItem only on the new-link counters (rate# partition keys), never on a state or an event
+    for statement in statements:
+        if "dynamodb:UpdateItem" in granted(statement):
+            assert granted(statement) == {"dynamodb:UpdateItem"}
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}
 
 
 def test_token_lifetime_cannot_be_configured_under_60_days(template) -> None:

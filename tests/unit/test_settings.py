@@ -38,8 +38,13 @@ FUNCTIONS = ROOT / "functions"
 
 # What each function cannot start without, read from the code each handler calls
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "unsubscribe": ("OPTOUT_SUPPRESSION_TABLE", "OPTOUT_SIGNING_KEYS_SECRET"),
-    "sms_webhook": ("OPTOUT_SUPPRESSION_TABLE", "OPTOUT_PEPPER_SECRET", "OPTOUT_TWILIO_AUTH_TOKEN_SECRET"),
+    "unsubscribe": (
+        "OPTOUT_SUPPRESSION_TABLE", "OPTOUT_SIGNING_KEYS_SECRET", "OPTOUT_PEPPER_SECRET", "OPTOUT_NOTICES_TABLE",
+    ),
+    "sms_webhook": (
+        "OPTOUT_SUPPRESSION_TABLE", "OPTOUT_PEPPER_SECRET", "OPTOUT_TWILIO_AUTH_TOKEN_SECRET",
+        "OPTOUT_INBOUND_SMS_QUEUE_URL",
+    ),
     "sms_inbound": ("OPTOUT_SUPPRESSION_TABLE", "OPTOUT_PEPPER_SECRET"),
     "feedback": ("OPTOUT_SUPPRESSION_TABLE", "OPTOUT_PEPPER_SECRET"),
     "admin_api": (
@@ -64,14 +69,15 @@ MODELS: dict[str, type[OptoutSettings]] = {
     "dispatcher": DispatcherSettings,
     "sender": SenderSettings,
 }
-# The sender's mails link to /unsubscribe: it needs a public base URL, or the API id and region
+# The sender's mails link to /unsubscribe, and so do the new links Unsubscribe mails from /preferences:
+# both need a public base URL, or the API id and region
 LINKS = {"OPTOUT_API_ID": "abc123", "AWS_REGION": "eu-west-1"}
 
 
 def complete(function: str) -> dict[str, str]:
     """Exactly what the function requires, each with a stand-in value."""
     env = {name: f"stand-in-{name.lower()}" for name in REQUIRED[function]}
-    return {**env, **LINKS} if function == "sender" else env
+    return {**env, **LINKS} if function in ("sender", "unsubscribe") else env
 
 
 def without(env: dict[str, str], name: str) -> dict[str, str]:

@@ -30,7 +30,10 @@ from optout.settings import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-UNSUBSCRIBE = {"OPTOUT_SUPPRESSION_TABLE": "suppressions", "OPTOUT_SIGNING_KEYS_SECRET": "signing-keys"}
+UNSUBSCRIBE = {
+    "OPTOUT_SUPPRESSION_TABLE": "suppressions", "OPTOUT_SIGNING_KEYS_SECRET": "signing-keys",
+    "OPTOUT_PEPPER_SECRET": "pepper", "OPTOUT_PUBLIC_BASE_URL": "https://x.test", "OPTOUT_NOTICES_TABLE": "notices",
+}  # fmt: skip
 REGION_VARIABLES = ("OPTOUT_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
 SENDER_REQUIRES = (
     "OPTOUT_SUPPRESSION_TABLE", "OPTOUT_PEPPER_SECRET", "OPTOUT_SIGNING_KEYS_SECRET", "OPTOUT_NOTICES_TABLE",
@@ -41,6 +44,7 @@ EVERY_REQUIRED = (
     "OPTOUT_TWILIO_AUTH_TOKEN_SECRET",
     "OPTOUT_DISPATCH_QUEUE_URL",
     "OPTOUT_MANIFEST_BUCKET",
+    "OPTOUT_INBOUND_SMS_QUEUE_URL",
 )
 BLOCKED = ("pydantic_settings", "pydantic-settings", "python-dotenv")
 
@@ -191,7 +195,8 @@ def test_every_missing_variable_is_named_in_one_error() -> None:
         SmsWebhookSettings.from_env({"OPTOUT_PEPPER_SECRET": "pepper"})
 
     assert str(failed.value) == (
-        "SmsWebhookSettings: OPTOUT_TWILIO_AUTH_TOKEN_SECRET is not set; OPTOUT_SUPPRESSION_TABLE is not set"
+        "SmsWebhookSettings: OPTOUT_INBOUND_SMS_QUEUE_URL is not set; OPTOUT_TWILIO_AUTH_TOKEN_SECRET is not set; "
+        "OPTOUT_SUPPRESSION_TABLE is not set"
     )
 
 

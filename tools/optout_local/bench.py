@@ -27,6 +27,8 @@ layer's pinned requirements, tracing on as the template says).
    after 20, 50 or 100 ms and throttles above 100, 500 or 1,000 recipients/s, beside the old
    sender of one SendEmail a recipient, in the same run (``quota_run``; the sender in this
    process, which its docstring says why).
+7. Erasure: the time to erase a subject with N delivery records, through the admin API
+   (``erasure_time``).
 """
 
 from __future__ import annotations
@@ -814,6 +816,77 @@ def start_time() -> dict[str, Any]:
 # --- 5. cost on paper -----------------------------------------------------------------------
 
 
+def erasure_time(deliveries: int, manifest_rows: int = 1000, runs: int = 3) -> dict[str, Any]:
+    """The time to erase a subject with ``deliveries`` delivery records (one a notice, as a subject has
+    them), and one row among ``manifest_rows`` in a manifest still in the bucket.
+
+    Through the gateway to the admin API in an environment of its own, warmed first (its cold start
+    is measured apart); the records are written beforehand, straight into the table. Each run erases
+    a subject of its own; the median run is reported, with the AWS calls moto received for it.
+    """
+    from optout.identity import Identity
+
+    with _logs("erasure") as logs, harness.proxied_stack(logs=logs) as env:
+        stack, proxy, config, target = env.stack, env.proxy, env.config, env.target
+        if stack.stack is None:
+            raise RuntimeError("the local stack is not running")
+        ddb = config.client("dynamodb")
+        pepper, table = target.pepper(), target.notices_table
+        harness.admin(
+            target, "POST", "/admin/suppressions/lookup", body={"channel": "email", "address": "w@example.com"}
+        )
+        runs_out: list[dict[str, Any]] = []
+        for run_index in range(runs):
+            address = f"subject{run_index}@example.com"
+            key = Identity.of(pepper, "email", address).key
+            at = datetime.now(UTC).isoformat()
+            items = [
+                {"PutRequest": {"Item": {
+                    "pk": {"S": f"notice#bench{run_index}-{i}"}, "sk": {"S": f"delivery#r{i}#email"},
+                    "address_key": {"S": key}, "decision": {"S": "sent"}, "at": {"S": at},
+                    "provider_message_id": {"S": f"m-{i}"},
+                }}}
+                for i in range(deliveries)
+            ]  # fmt: skip
+            for start in range(0, len(items), 25):
+                ddb.batch_write_item(RequestItems={table: items[start : start + 25]})
+            rows = [f"r{i},other{i}@example.com" for i in range(manifest_rows - 1)]
+            rows.insert(len(rows) // 2, f"s{run_index},{address}")
+            body = ("recipient_id,email\n" + "\n".join(rows) + "\n").encode()
+            target.clients("s3").put_object(Bucket=target.bucket, Key=f"erasure-{run_index}.csv", Body=body)
+            calls = Ledger()
+            removed: Counter[str] = Counter()
+            requests = 0
+            started = time.perf_counter()
+            with proxy.recording(calls):
+                while True:  # as `optout subject erase` does: again while a call ran out of time
+                    result = harness.admin(
+                        target,
+                        "POST",
+                        "/admin/subjects/erase",
+                        attempts=1,
+                        body={"channel": "email", "address": address},
+                    )
+                    requests += 1
+                    removed.update(result["erasure"]["removed"])
+                    if result["complete"]:
+                        break
+            seconds = time.perf_counter() - started
+            runs_out.append({"seconds": round(seconds, 3), "removed": dict(removed), "requests": requests,
+                             "aws_calls": dict(sorted(calls.calls.items()))})  # fmt: skip
+        median = sorted(runs_out, key=lambda r: r["seconds"])[len(runs_out) // 2]
+        return {
+            "deliveries": deliveries,
+            "manifest_rows": manifest_rows,
+            "seconds": median["seconds"],
+            "ms_per_delivery": round(1000 * median["seconds"] / max(1, deliveries), 3),
+            "seconds_of_each_run": [r["seconds"] for r in runs_out],
+            "removed": median["removed"],
+            "requests": median["requests"],
+            "aws_calls": median["aws_calls"],
+        }
+
+
 def cost_per_million(throughput: dict[str, Any]) -> dict[str, Any]:
     per = 1_000_000 / throughput["recipients"]
     calls = throughput["aws_calls"]
@@ -1328,6 +1401,12 @@ def run(
              "and quota, beside one SendEmail a recipient (bar: >= 0.95 of the quota, no throttled call)")  # fmt: skip
         quota = result["quota_run"] = quota_run(echo=echo, runs=runs)
         echo(f"  {quota['instances']} instances; bar met: {quota['met']}")
+    with _section(echo, "erasure"):
+        erasure = result["erasure"] = erasure_time(1000)
+        echo(f"erasure of a subject with {erasure['deliveries']} delivery records and a row in a manifest of "
+             f"{erasure['manifest_rows']}: {erasure['seconds']} s ({erasure['ms_per_delivery']} ms a record, "
+             f"{erasure['requests']} admin requests; median of {len(erasure['seconds_of_each_run'])}); AWS calls "
+             + ", ".join(f"{k} {v}" for k, v in erasure["aws_calls"].items()))  # fmt: skip
     cost = result["cost"] = cost_per_million(throughput)
     echo("scale on paper, per million notified recipients (USD): " + ", ".join(
         f"{k} {v}" for k, v in cost["pipeline_usd_per_million"].items()) +

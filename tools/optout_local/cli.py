@@ -322,15 +322,47 @@ def subject_export(channel: str, address: str, stack_name: str | None) -> None:
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    from optout.erasure import ErasureLog
     from optout.suppression_admin import report
 
     document = {
         "subject": {"channel": channel, "address": address, "address_key": identity.key},
         "suppression": report(state, target.store.history(identity.key)),
         "deliveries": deliveries,
+        "erasures": ErasureLog(target.table, ddb).history(identity.key),
         "generated_at": datetime.now(UTC).isoformat(),
     }
     click.echo(json.dumps(document, indent=2))
+
+
+@subject.command("erase")
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@stack_option
+def subject_erase(channel: str, address: str, as_json: bool, stack_name: str | None) -> None:
+    """Erase ADDRESS's personal data, keeping its hashed opt-outs (POST /admin/subjects/erase)."""
+    _identity(b"x" * 32, channel, address)  # a clear error for a bad address, before any request
+    target = resolve_target(stack_name)
+    admin = target.admin()
+    removed: dict[str, int] = {}
+    for _ in range(10_000):  # a call stops near its deadline (complete false): the next carries on
+        result = admin.ok("POST", "/admin/subjects/erase", body={"channel": channel, "address": address})
+        for name, count in result["erasure"]["removed"].items():
+            removed[name] = removed.get(name, 0) + count
+        if result["complete"]:
+            break
+    result["removed"] = removed  # over every call
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    erasure = result["erasure"]
+    click.echo(f"address key  {result['address_key']}")
+    click.echo(f"erased       {erasure['at']} by {erasure['actor']}")
+    for name, count in removed.items():
+        click.echo(f"  {name.replace('_', ' '):<26} {count}")
+    kept = result["kept"]
+    click.echo(f"kept         suppression state (version {kept['version']}) and {len(kept['events'])} consent events")
 
 
 @main.command("invoke")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from optout.notices.model import DECISIONS, FINAL_STATUSES
+from optout_local import notice_reports
 from optout_local.csv_export import ExportWriter
 from optout_local.target import Target, resolve_target
 
@@ -59,6 +63,8 @@ def with_target(func: Any) -> Any:
 @click.option("--dry-run", is_flag=True, help="Decide everything, send nothing, report what would happen.")
 @click.option("--wait", is_flag=True, help="Show progress until the notice completes.")
 @click.option("--idempotency-key", help="Retrying with the same key returns the same notice.")
+@click.option("--publish", is_flag=True, help="Also show it on the public page (GET /notices) from now on.")
+@click.option("--until", help="With --publish: when it leaves the public page, ISO 8601 with a zone.")
 @click.option("--policy-version", help="policy-change: the new policy's version, e.g. 2026-12.")
 @click.option("--effective-date", help="policy-change, change-of-control: when it takes effect, YYYY-MM-DD.")
 @click.option("--summary", help="policy-change, change-of-control: what changes, in plain language.")
@@ -66,14 +72,22 @@ def with_target(func: Any) -> Any:
 @click.option("--new-controller", help="change-of-control: who takes control (the merged or acquiring company).")
 @click.option("--choices-url", help="change-of-control: where users export or delete their data before it.")
 @click.option("--discovered-at", help="When the breach was discovered, ISO 8601 with a zone.")
-@click.option("--nature")
+@click.option("--nature", help="breach-alert: what happened, in plain language.")
 @click.option("--data-categories", help="Comma-separated.")
-@click.option("--likely-consequences")
-@click.option("--measures-taken")
-@click.option("--contact")
-@click.option("--subject")
-@click.option("--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--sms-text")
+@click.option("--likely-consequences", help="breach-alert: what it may mean for the people affected.")
+@click.option("--measures-taken", help="breach-alert: what was done, and what people can do.")
+@click.option("--contact", help="breach-alert: who to ask: an email, an http(s) URL or a +phone number.")
+@click.option("--subject-categories", help="breach-alert, for the authority report: whose data, comma-separated.")
+@click.option("--subjects-concerned", type=int, help="breach-alert: about how many people (default: the recipients).")
+@click.option("--records-concerned", type=int, help="breach-alert: about how many personal data records.")
+@click.option("--measures-proposed", help="breach-alert: the measures proposed, beyond those taken.")
+@click.option("--subject", help="product, marketing: the mail's subject (one line).")
+@click.option(
+    "--body-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="product, marketing: the body, in Markdown; {{ name }} is the manifest's name.",
+)
+@click.option("--sms-text", help="product, marketing: the text message (default: the subject).")
 @with_target
 def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_run: bool, wait: bool,
          idempotency_key: str | None, stack_name: str | None, config_env: str | None, as_json: bool,
@@ -88,8 +102,11 @@ def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_
         "kind": KINDS[kind],
         "manifest": f"s3://{target.bucket}/{key}",
         "dry_run": dry_run,
-        "variables": _variables(KINDS[kind], variables),
     }
+    publish, until = variables.pop("publish"), variables.pop("until")
+    if publish or until:
+        request.update({"publish": publish, **({"until": until} if until else {})})
+    request["variables"] = _variables(KINDS[kind], variables)
     if channels or mode:
         request["channels"] = {"channels": [c.strip() for c in (channels or "email").split(",") if c.strip()]}
         if mode:
@@ -110,7 +127,8 @@ def _variables(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     elif kind == "change_of_control":
         names = ("new_controller", "effective_date", "summary", "choices_url")
     elif kind == "breach_alert":
-        names = ("discovered_at", "nature", "data_categories", "likely_consequences", "measures_taken", "contact")
+        names = ("discovered_at", "nature", "data_categories", "likely_consequences", "measures_taken", "contact",
+                 "subject_categories", "subjects_concerned", "records_concerned", "measures_proposed")  # fmt: skip
     else:
         names = ("subject", "body_file", "sms_text")
     variables: dict[str, Any] = {}
@@ -118,7 +136,7 @@ def _variables(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         value = options.get(name)
         if value is None:
             continue
-        if name == "data_categories":
+        if name in ("data_categories", "subject_categories"):
             value = [v.strip() for v in str(value).split(",") if v.strip()]
         if name == "body_file":
             name, value = "body", Path(str(value)).read_text(encoding="utf-8")
@@ -161,9 +179,22 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
     click.echo(f"notice      {document['id']} ({document['kind']}, topic {document['topic']})")
     click.echo(f"status      {document['status']}{'  [dry run]' if document.get('dry_run') else ''}")
     click.echo(f"channels    {', '.join(document['channels'])} ({document['mode']})")
+    publication = document.get("publication")
+    if publication:  # on the public page (GET /notices): since when, until when, withdrawn when
+        until = f", until {publication['until']}" if publication.get("until") else ""
+        withdrawn = f", withdrawn {publication['withdrawn_at']}" if publication.get("withdrawn_at") else ""
+        click.echo(f"published   {publication['published_at']}{until}{withdrawn}")
     click.echo(f"recipients  {document.get('total')} dispatched, {document.get('bad_rows', 0)} bad rows")
     for sample in document.get("bad_row_samples", [])[:10]:
         click.echo(f"  line {sample['line']}: {sample['reason']}")
+    if document.get("warnings"):
+        click.echo(f"warnings    {document['warnings']} rows kept for their usable channels")
+        for sample in document.get("warning_samples", [])[:10]:
+            click.echo(f"  line {sample['line']}: {sample['reason']}")
+    reach = document.get("reach")
+    if reach:  # in people (recipient ids), not rows
+        figures = ", ".join(f"{k} {v}" for k, v in reach.items() if k != "people" and v)
+        click.echo(f"reach       {reach['people']} people: {figures}")
     counts = document.get("counts", {})
     if counts.get("recipients"):
         click.echo("by recipient " + ", ".join(f"{k} {v}" for k, v in sorted(counts["recipients"].items()) if v))
@@ -239,42 +270,140 @@ def status(notice_id: str, wait: bool, stack_name: str | None, config_env: str |
     _print(document, as_json)
 
 
+@notice.command("withdraw")
+@click.argument("notice_id")
+@with_target
+def withdraw(notice_id: str, stack_name: str | None, config_env: str | None, as_json: bool) -> None:
+    """Take a published notice off the public page (GET /notices); its dates stay in its status."""
+    target = _target(stack_name, config_env)
+    withdrawn = target.admin().ok("POST", f"/admin/notices/{notice_id}/withdraw")
+    if as_json:
+        click.echo(json.dumps(withdrawn, indent=2))
+        return
+    click.echo(f"notice {notice_id} withdrawn {withdrawn['withdrawn_at']} (published {withdrawn['published_at']})")
+
+
 @notice.command("report")
 @click.argument("notice_id")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the report --format names goes: the CSV file, or the art33 report's (absent: stdout).",
+)
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(["csv", "art33"]),
+    default="csv",
+    show_default=True,
+    help="csv: the evidence, one row per recipient and channel. art33: a breach alert's report to the"
+    " supervisory authority (GDPR Art. 33(3): nature, subjects and records concerned, contact point,"
+    " consequences, measures; the timeline against 72 hours; the counts by decision), in Markdown.",
+)
+@click.option(
+    "--html",
+    is_flag=False,
+    flag_value="-",
+    default=None,
+    metavar="[FILE]",
+    help="HTML. With --format art33: the authority report in HTML instead of Markdown, to FILE (else --out,"
+    " else stdout). Otherwise: the visual report, one self-contained file (counts by decision and channel,"
+    " notifications over time against the deadline, unreachable recipients, bad rows), written to FILE"
+    " (with --out too, the CSV as well).",
+)
 @click.option(
     "--decision",
     "decisions",
     type=click.Choice(list(DECISIONS)),
     multiple=True,
-    help="Only rows with this decision (repeatable), e.g. unknown: the sends to follow up by hand.",
+    help="Only CSV rows with this decision (repeatable), e.g. unknown: the sends to follow up by hand.",
 )
 @with_target
-def report(notice_id: str, out: Path, decisions: tuple[str, ...], stack_name: str | None, config_env: str | None,
-           as_json: bool) -> None:  # fmt: skip
-    """Export the evidence: one row per recipient and channel."""
+def report(notice_id: str, out: Path | None, report_format: str, html: str | None, decisions: tuple[str, ...],
+           stack_name: str | None, config_env: str | None, as_json: bool) -> None:  # fmt: skip
+    """Export the evidence (CSV), the authority report (--format art33) or the visual report (--html FILE).
+
+    \b
+      report ID --out deliveries.csv               the evidence, one row per recipient and channel
+      report ID --html report.html [--out f.csv]   the visual report (and the evidence)
+      report ID --format art33 [--out art33.md]    a breach alert's Art. 33 report, Markdown
+      report ID --format art33 --html [FILE]       the same in HTML
+    """
+    if report_format == "art33":
+        _art33(notice_id, out, html, decisions, lambda: _target(stack_name, config_env), as_json)
+        return
+    if html == "-":
+        raise click.UsageError("--html needs a FILE for the visual report (--format art33 --html: the art33 report)")
+    if out is None and html is None:
+        raise click.UsageError("give --out FILE for the CSV evidence, --html FILE for the visual report, or both")
     target = _target(stack_name, config_env)
     document = target.admin().ok("GET", f"/admin/notices/{notice_id}")
     rows = 0
     token: str | None = None
     columns = ["recipient_id", "address_key", "channel", "decision", "reason", "provider_message_id", "at"]
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
-        writer.writeheader()
+    deliveries = notice_reports.Deliveries()
+    with contextlib.ExitStack() as files:
+        writer = None
+        if out is not None:
+            handle = files.enter_context(out.open("w", newline="", encoding="utf-8"))
+            writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
+            writer.writeheader()
         while True:
             query = {"limit": 1000, **({"next_token": token} if token else {})}
             page = target.admin().ok("GET", f"/admin/notices/{notice_id}/deliveries", query=query)
             for item in page["items"]:
-                if decisions and _decision_of(item) not in decisions:
+                if html is not None:
+                    deliveries.add(item)
+                if writer is None or (decisions and _decision_of(item) not in decisions):
                     continue
                 writer.writerow({c: item.get(c) or "" for c in columns})
                 rows += 1
             token = page.get("next_token")
             if not token:
                 break
+    if html is not None:
+        page_text = notice_reports.visual_html(document, deliveries.finish(), datetime.now(UTC))
+        Path(html).write_text(page_text, encoding="utf-8")
     if as_json:
-        written = {"path": str(out), "rows": rows, **({"decisions": list(decisions)} if decisions else {})}
+        written: dict[str, Any] = {}
+        if out is not None:
+            written = {"path": str(out), "rows": rows, **({"decisions": list(decisions)} if decisions else {})}
+        if html is not None:
+            written["html"] = html
         click.echo(json.dumps({**document, "report": written}, indent=2))
     else:
         which = f" ({', '.join(decisions)})" if decisions else ""
-        click.echo(f"{rows} delivery rows{which} written to {out} (notice {notice_id}, {document['status']})")
+        if out is not None:
+            click.echo(f"{rows} delivery rows{which} written to {out} (notice {notice_id}, {document['status']})")
+        if html is not None:
+            click.echo(f"visual report written to {html} (notice {notice_id}, {document['status']})")
+
+
+def _art33(notice_id: str, out: Path | None, html: str | None, decisions: tuple[str, ...], target: Callable[[], Target],
+           as_json: bool) -> None:  # fmt: skip
+    """The authority report of a breach alert: Markdown, or HTML with --html, to a file or stdout."""
+    if decisions:
+        raise click.UsageError("--decision filters the CSV evidence; the art33 report covers every decision")
+    destination = out
+    if html not in (None, "-"):
+        if out is not None and out != Path(str(html)):
+            raise click.UsageError("--html FILE and --out name two files for one report: give one of them")
+        destination = Path(str(html))
+    if as_json and destination is None:
+        raise click.UsageError("--json prints the notice: write the art33 report to a file with --out")
+    document = target().admin().ok("GET", f"/admin/notices/{notice_id}")
+    render = notice_reports.art33_html if html is not None else notice_reports.art33_markdown
+    try:
+        text = render(document, datetime.now(UTC))
+    except notice_reports.NotABreachAlert as exc:
+        raise click.ClickException(str(exc)) from None
+    if destination is None:
+        click.echo(text, nl=False)
+        return
+    destination.write_text(text, encoding="utf-8")
+    if as_json:
+        written = {"path": str(destination), "format": "art33", "html": html is not None}
+        click.echo(json.dumps({**document, "report": written}, indent=2))
+    else:
+        kind = "HTML" if html is not None else "Markdown"
+        click.echo(f"art33 report ({kind}) written to {destination} (notice {notice_id}, {document['status']})")

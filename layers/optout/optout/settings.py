@@ -248,6 +248,20 @@ class LinkSettings(PublicUrlSettings):
         return ""
 
 
+class LinkRequestSettings(LinkSettings):
+    """The "email me a new link" form (POST /preferences): who mails it, and how often each address and IP may ask.
+
+    Counted per fixed window of ``link_request_window_seconds``; a request over either limit gets
+    the same answer as any other and sends nothing.
+    """
+
+    sender_address: str = "notices@example.com"
+    ses_configuration_set: str = ""
+    link_requests_per_address: int = Field(default=3, ge=1)
+    link_requests_per_ip: int = Field(default=20, ge=1)
+    link_request_window_seconds: int = Field(default=3600, ge=60)
+
+
 class SmsSettings(OptoutSettings):
     """Outbound SMS: SNS Publish, or End User Messaging from an origination identity."""
 
@@ -293,6 +307,18 @@ class DispatchQueueSettings(OptoutSettings):
 
 class SendQueueSettings(OptoutSettings):
     send_queue_url: ResourceName
+
+
+class InboundSmsQueueSettings(OptoutSettings):
+    """InboundSmsQueue: where a webhook that cannot record its message inline hands it off."""
+
+    inbound_sms_queue_url: ResourceName
+
+
+class EvidenceSettings(OptoutSettings):
+    """How long delivery evidence is kept (EvidenceRetentionDays): DynamoDB's TTL deletes it then."""
+
+    evidence_retention_days: int = Field(default=1095, ge=1)
 
 
 class NoticeSettings(BrandSettings, LinkSettings):
@@ -341,8 +367,29 @@ class BounceSettings(OptoutSettings):
 # --- one model per function -----------------------------------------------------------------
 
 
-class UnsubscribeSettings(SuppressionStoreSettings, TokenSettings, TopicSettings, BrandSettings, FormSettings):
-    """Unsubscribe: verifies the link's token and changes consent; the token carries the address key."""
+class PublicNoticeSettings(OptoutSettings):
+    """GET /notices and /notices.json (read from the NoticesTable): how long browsers and CDNs may keep them."""
+
+    public_notices_max_age: int = Field(default=300, ge=0, le=86400)
+
+
+class UnsubscribeSettings(
+    SuppressionStoreSettings, TokenSettings, TopicSettings, BrandSettings, FormSettings, AddressKeySettings,
+    LinkRequestSettings, NoticeStoreSettings, PublicNoticeSettings,
+):  # fmt: skip
+    """Unsubscribe: verifies the link's token and changes consent; the token carries the address key.
+
+    It also mails a fresh link to an address typed into /preferences, so it keys addresses (the
+    pepper) and needs a base for the links it mails; and it serves the public notices.
+    """
+
+    @model_validator(mode="after")
+    def _links_have_a_base(self) -> Self:
+        if not self.links_base_url:
+            raise ValueError(
+                "OPTOUT_PUBLIC_BASE_URL, or OPTOUT_API_ID with AWS_REGION, is required: /preferences mails links"
+            )
+        return self
 
 
 class SmsKeywordSettings(
@@ -352,8 +399,9 @@ class SmsKeywordSettings(
     """The keyword engine behind both inbound SMS paths: STOP, START and HELP, and their replies."""
 
 
-class SmsWebhookSettings(SmsKeywordSettings, TwilioSettings, PublicUrlSettings):
-    """SmsWebhook: Twilio-style webhooks, verified against the auth token and the public URL."""
+class SmsWebhookSettings(SmsKeywordSettings, TwilioSettings, PublicUrlSettings, InboundSmsQueueSettings):
+    """SmsWebhook: Twilio-style webhooks, verified against the auth token and the public URL; handed
+    to InboundSmsQueue when they cannot be recorded inline."""
 
 
 class SmsInboundSettings(SmsKeywordSettings):
@@ -373,14 +421,14 @@ class AdminApiSettings(
 
 class DispatcherSettings(
     SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings,
-    SendQueueSettings, NoticeSettings,
+    SendQueueSettings, NoticeSettings, EvidenceSettings,
 ):  # fmt: skip
     """Dispatcher: streams a manifest into send batches, or decides a dry run."""
 
 
 class SenderSettings(
     SuppressionStoreSettings, AddressKeySettings, TokenSettings, TopicSettings, NoticeStoreSettings,
-    SendQueueSettings, NoticeSettings, DeliverySettings, SmsSettings,
+    SendQueueSettings, NoticeSettings, DeliverySettings, SmsSettings, EvidenceSettings,
 ):  # fmt: skip
     """Sender: sends each batch by email and SMS, every mail with its unsubscribe link."""
 
@@ -396,7 +444,8 @@ class SenderSettings(
 class Settings(
     SuppressionStoreSettings, AddressKeySettings, TokenSettings, TopicSettings, NoticeStoreSettings,
     DispatchQueueSettings, SendQueueSettings, TwilioSettings, NoticeSettings, DeliverySettings, SmsSettings,
-    KeywordBookSettings, FormSettings, BounceSettings, ManifestBucketSettings,
+    KeywordBookSettings, FormSettings, BounceSettings, ManifestBucketSettings, LinkRequestSettings,
+    EvidenceSettings, PublicNoticeSettings,
 ):  # fmt: skip
     """Every part with nothing required: for tools and tests beside a stack. Functions never read it."""
 

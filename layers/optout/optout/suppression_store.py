@@ -39,11 +39,24 @@ class OnceMarker:
 
     Written in the same transaction as the change it caused, so a redelivered message is
     recognised without ever losing the change; ``replied_at`` is set once the reply went out.
+
+    Each side effect that must happen once is tracked on its own, so a redelivery finishes what
+    an attempt left undone:
+
+    - the reply: ``replied_at`` is its claim, set before it is sent (SMS has no idempotency key:
+      a claimed reply is never sent again), with ``claimed_by`` the attempt that claimed it (a
+      webhook attempt that handed the message off sent nothing, so the queue may take its claim
+      over) and ``reply_outcome`` ``unknown`` when the send's answer was lost;
+    - the mirror into the provider's opt-out list: ``mirror`` (``opt_out`` or ``opt_in``) is
+      written with the change and removed once mirrored (mirroring is idempotent).
     """
 
     key: str
     reply: str | None = None
     replied_at: datetime | None = None
+    claimed_by: str | None = None
+    mirror: str | None = None
+    reply_outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,13 @@ class SuppressionStore(Protocol):
 
     def once_get(self, key: str) -> OnceMarker | None: ...
 
-    def once_mark_replied(self, key: str, at: datetime) -> bool: ...
+    def once_mark_replied(self, key: str, at: datetime, by: str | None = None, over: str | None = None) -> bool: ...
 
     def once_unmark_replied(self, key: str) -> None: ...
+
+    def once_reply_unknown(self, key: str) -> None: ...
+
+    def once_mirrored(self, key: str) -> None: ...
 
 
 class MemorySuppressionStore:
@@ -137,16 +154,24 @@ class MemorySuppressionStore:
     def once_get(self, key: str) -> OnceMarker | None:
         return self.once.get(key)
 
-    def once_mark_replied(self, key: str, at: datetime) -> bool:
+    def once_mark_replied(self, key: str, at: datetime, by: str | None = None, over: str | None = None) -> bool:
         marker = self.once.get(key)
-        if marker is None or marker.replied_at is not None:
+        if marker is None or (marker.replied_at is not None and (over is None or marker.claimed_by != over)):
             return False
-        self.once[key] = replace(marker, replied_at=at)
+        self.once[key] = replace(marker, replied_at=at, claimed_by=by)
         return True
 
     def once_unmark_replied(self, key: str) -> None:
         if key in self.once:
-            self.once[key] = replace(self.once[key], replied_at=None)
+            self.once[key] = replace(self.once[key], replied_at=None, claimed_by=None)
+
+    def once_reply_unknown(self, key: str) -> None:
+        if key in self.once:
+            self.once[key] = replace(self.once[key], reply_outcome="unknown")
+
+    def once_mirrored(self, key: str) -> None:
+        if key in self.once:
+            self.once[key] = replace(self.once[key], mirror=None)
 
 
 def _s(value: str) -> dict[str, Any]:
@@ -185,6 +210,8 @@ def state_to_item(state: SuppressionState) -> dict[str, Any]:
         item["updated_at"] = _s(state.updated_at.isoformat())
     if state.keyword_at is not None:
         item["keyword_at"] = _s(state.keyword_at.isoformat())
+    if state.erased_at is not None:
+        item["erased_at"] = _s(state.erased_at.isoformat())
     return item
 
 
@@ -207,6 +234,7 @@ def item_to_state(item: dict[str, Any]) -> SuppressionState:
         version=int(item["version"]["N"]),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]) if "updated_at" in item else None,
         keyword_at=datetime.fromisoformat(item["keyword_at"]["S"]) if "keyword_at" in item else None,
+        erased_at=datetime.fromisoformat(item["erased_at"]["S"]) if "erased_at" in item else None,
     )
 
 
@@ -348,6 +376,10 @@ class DynamoSuppressionStore(DynamoTable):
                 marker["reply"] = _s(once.reply)
             if once.replied_at is not None:
                 marker["replied_at"] = _s(once.replied_at.isoformat())
+            for name in ("claimed_by", "mirror", "reply_outcome"):
+                value = getattr(once, name)
+                if value is not None:
+                    marker[name] = _s(value)
             items.append(
                 {"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}}
             )
@@ -370,31 +402,66 @@ class DynamoSuppressionStore(DynamoTable):
         if not item:
             return None
         replied = item.get("replied_at", {}).get("S")
+        text: dict[str, str | None] = {
+            name: item[name]["S"] if name in item else None
+            for name in ("reply", "claimed_by", "mirror", "reply_outcome")
+        }
         return OnceMarker(
             key=key,
-            reply=item["reply"]["S"] if "reply" in item else None,
+            reply=text["reply"],
             replied_at=datetime.fromisoformat(replied) if replied else None,
+            claimed_by=text["claimed_by"],
+            mirror=text["mirror"],
+            reply_outcome=text["reply_outcome"],
         )
 
-    def once_mark_replied(self, key: str, at: datetime) -> bool:
-        """Set replied_at once; False if it was already set (someone else sent the reply)."""
+    def once_mark_replied(self, key: str, at: datetime, by: str | None = None, over: str | None = None) -> bool:
+        """Claim the reply (set replied_at, and ``by``); False if it was already claimed (someone else sends it).
+
+        ``over``: a claim by that attempt may be taken over (it is known to have sent nothing).
+        """
+        condition = "attribute_exists(pk) AND attribute_not_exists(replied_at)"
+        values: dict[str, Any] = {":at": _s(at.isoformat())}
+        if over is not None:
+            condition = "attribute_exists(pk) AND (attribute_not_exists(replied_at) OR claimed_by = :over)"
+            values[":over"] = _s(over)
+        update = "SET replied_at = :at"
+        if by is not None:
+            update += ", claimed_by = :by"
+            values[":by"] = _s(by)
+        else:
+            update += " REMOVE claimed_by"
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
-                UpdateExpression="SET replied_at = :at",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(replied_at)",
-                ExpressionAttributeValues={":at": _s(at.isoformat())},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
     def once_unmark_replied(self, key: str) -> None:
-        """Give the reply back (its send failed) so a redelivery sends it."""
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
-            UpdateExpression="REMOVE replied_at",
-            ConditionExpression="attribute_exists(pk)",
-        )
+        """Give the reply back (its send surely failed) so a redelivery sends it."""
+        self._once_update(key, "REMOVE replied_at, claimed_by")
+
+    def once_reply_unknown(self, key: str) -> None:
+        """The reply's send may have gone out (its answer was lost): it stays claimed, and says so."""
+        self._once_update(key, "SET reply_outcome = :unknown", {":unknown": _s("unknown")})
+
+    def once_mirrored(self, key: str) -> None:
+        """The opt-out list holds what the message changed: no redelivery mirrors it again."""
+        self._once_update(key, "REMOVE mirror")
+
+    def _once_update(self, key: str, update: str, values: dict[str, Any] | None = None) -> None:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        self.client.update_item(**request)

@@ -32,10 +32,13 @@ from optout.settings import (
 )
 
 if TYPE_CHECKING:
+    from optout.erasure import SubjectEraser
     from optout.feedback import Feedback
     from optout.keywords import KeywordBook
+    from optout.link_request import LinkRequests
     from optout.notices.admin import NoticeAdmin
     from optout.notices.dispatch import Dispatcher
+    from optout.notices.public import PublicNoticeStore
     from optout.notices.send import Sender
     from optout.notices.store import NoticeStore
     from optout.sms_inbound import SmsInbound
@@ -118,10 +121,10 @@ def _suppressions(table: str) -> DynamoSuppressionStore:
     return DynamoSuppressionStore(table)
 
 
-def _notice_store(table: str) -> NoticeStore:
+def _notice_store(table: str, retention_days: int | None = None) -> NoticeStore:
     from optout.notices.store import NoticeStore
 
-    return _once(("notice_store", table), lambda: NoticeStore(table))
+    return _once(("notice_store", table, retention_days), lambda: NoticeStore(table, retention_days=retention_days))
 
 
 def _keyword_book(path: str) -> KeywordBook:
@@ -148,7 +151,45 @@ def unsubscribe() -> Unsubscribe:
     return _once("unsubscribe", build)
 
 
-def _sms_keywords(settings: SmsKeywordSettings, twilio_auth_token: Callable[[], str] | None = None) -> SmsInbound:
+def link_requests() -> LinkRequests:
+    """The "email me a new link" form as Unsubscribe runs it: counters in the SuppressionTable, mail through SES."""
+
+    def build() -> LinkRequests:
+        from optout.channels.email import SesEmail
+        from optout.link_request import DynamoRateLimits, LinkRequests
+
+        settings = unsubscribe_settings()
+        secrets = _secrets(settings)
+        return LinkRequests(
+            settings,
+            _suppressions(settings.suppression_table),
+            DynamoRateLimits(settings.suppression_table),
+            pepper=lambda: secrets.pepper(settings.pepper_secret),
+            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            # A provider send: botocore never retries it (a lost answer would mail twice)
+            mailer=cache(
+                lambda: SesEmail(
+                    clients.provider("sesv2"), settings.sender_address, settings.ses_configuration_set or None
+                )
+            ),
+        )
+
+    return _once("link_requests", build)
+
+
+def public_notices() -> PublicNoticeStore:
+    """The published notices GET /notices shows, as Unsubscribe reads them (one Query)."""
+    from optout.notices.public import PublicNoticeStore
+
+    settings = unsubscribe_settings()
+    return _once(("public_notices", settings.notices_table), lambda: PublicNoticeStore(settings.notices_table))
+
+
+def _sms_keywords(
+    settings: SmsKeywordSettings,
+    twilio_auth_token: Callable[[], str] | None = None,
+    hand_off: Callable[[dict[str, Any]], None] | None = None,
+) -> SmsInbound:
     from optout.channels.sms import sms_channel
     from optout.sms_inbound import SmsInbound
 
@@ -163,16 +204,24 @@ def _sms_keywords(settings: SmsKeywordSettings, twilio_auth_token: Callable[[], 
         sms=cache(lambda: sms_channel(settings.sms_provider, clients.provider, settings)),
         mirror=cache(lambda: sms_channel(settings.sms_provider, clients.client, settings)),
         twilio_auth_token=twilio_auth_token,
+        hand_off=hand_off,
     )
 
 
 def sms_webhook() -> SmsInbound:
-    """The keyword engine as SmsWebhook runs it: Twilio-style webhooks, replies in TwiML."""
+    """The keyword engine as SmsWebhook runs it: Twilio-style webhooks, replies in TwiML; what it
+    cannot record inline it hands to InboundSmsQueue (a redelivered SQS message is harmless)."""
 
     def build() -> SmsInbound:
+        from optout.queues import send_message
+
         settings = sms_webhook_settings()
         secrets = _secrets(settings)
-        return _sms_keywords(settings, lambda: secrets.string(settings.twilio_auth_token_secret))
+        return _sms_keywords(
+            settings,
+            lambda: secrets.string(settings.twilio_auth_token_secret),
+            lambda m: send_message(settings.inbound_sms_queue_url, m),
+        )
 
     return _once("sms_webhook", build)
 
@@ -208,9 +257,27 @@ def suppression_admin() -> SuppressionAdmin:
     return _once("suppression_admin", build)
 
 
+def subject_eraser() -> SubjectEraser:
+    def build() -> SubjectEraser:
+        from optout.erasure import SubjectEraser
+
+        settings = admin_api_settings()
+        secrets = _secrets(settings)
+        return SubjectEraser(
+            _suppressions(settings.suppression_table),
+            _notice_store(settings.notices_table),
+            s3=lambda: clients.client("s3"),
+            bucket=settings.manifest_bucket,
+            pepper=lambda: secrets.pepper(settings.pepper_secret),
+        )
+
+    return _once("subject_eraser", build)
+
+
 def notice_admin() -> NoticeAdmin:
     def build() -> NoticeAdmin:
         from optout.notices.admin import NoticeAdmin
+        from optout.notices.public import PublicNoticeStore
         from optout.queues import send_message
 
         settings = admin_api_settings()
@@ -218,6 +285,7 @@ def notice_admin() -> NoticeAdmin:
             _notice_store(settings.notices_table),
             lambda m: send_message(settings.dispatch_queue_url, m),
             settings.manifest_bucket,
+            public=PublicNoticeStore(settings.notices_table),
         )
 
     return _once("notice_admin", build)
@@ -232,7 +300,7 @@ def dispatcher() -> Dispatcher:
         secrets = _secrets(settings)
         return Dispatcher(
             settings,
-            _notice_store(settings.notices_table),
+            _notice_store(settings.notices_table, settings.evidence_retention_days),
             _suppressions(settings.suppression_table),
             s3=lambda: clients.client("s3"),
             send_batches=lambda ms: send_message_batch(settings.send_queue_url, ms),
@@ -254,7 +322,7 @@ def sender() -> Sender:
         secrets = _secrets(settings)
         return Sender(
             settings,
-            _notice_store(settings.notices_table),
+            _notice_store(settings.notices_table, settings.evidence_retention_days),
             _suppressions(settings.suppression_table),
             pepper=lambda: secrets.pepper(settings.pepper_secret),
             key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),

@@ -12,6 +12,7 @@ from typing import Any
 
 from optout.errors import InvalidFields, OptoutError
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
+from optout.notices.public import PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
 
 MAX_PAGE = 1000
@@ -34,7 +35,10 @@ def new_notice_id(now: datetime) -> str:
 
 
 def request_hash(request: NoticeRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    fields = request.model_dump(mode="json")
+    if not request.publish:  # a request that publishes nothing hashes as it did before publishing existed
+        del fields["publish"], fields["until"]
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -45,11 +49,13 @@ class NoticeAdmin:
         dispatch: Callable[[dict[str, Any]], None],
         manifest_bucket: str,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        public: PublicNoticeStore | None = None,
     ) -> None:
         self.store = store
         self.dispatch = dispatch
         self.manifest_bucket = manifest_bucket
         self.now = now
+        self.public = public  # where published notices are kept (GET /notices)
 
     def create(self, request: NoticeRequest, idempotency_key: str | None, actor: str) -> tuple[Notice, bool]:
         """Store the notice and queue its dispatch; returns (notice, created_now).
@@ -63,9 +69,11 @@ class NoticeAdmin:
             problems.append(("manifest", f"must be in this stack's manifest bucket: s3://{self.manifest_bucket}/..."))
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             problems.append(("headers.idempotency-key", "must be 1 to 255 printable ASCII characters, no spaces"))
+        now = self.now()
+        if request.until is not None and request.until <= now:
+            problems.append(("until", "must be in the future: the notice is published from now until then"))
         if problems:
             raise InvalidFields(problems)
-        now = self.now()
         spec = request.channel_spec()
         variables = request.variables
         notice = Notice(
@@ -84,6 +92,9 @@ class NoticeAdmin:
         )
         stored = self.store.create(notice, idempotency_key, request_hash(request))
         created = stored.id == notice.id
+        if request.publish and not request.dry_run and self.public is not None:
+            # Before dispatch, and again on a retried create (publishing keeps the first copy)
+            self.public.publish(from_notice(stored, stored.created_at, request.until))
         if created or stored.status == "queued":
             # A retried create whose first dispatch message never left is dispatched now;
             # the dispatcher ignores a second message for a notice already under way.
@@ -94,6 +105,22 @@ class NoticeAdmin:
         if not NOTICE_ID.fullmatch(notice_id):
             raise NoticeNotFound("no notice with this id")
         return self.store.get(notice_id)
+
+    def publication(self, notice_id: str) -> PublicNotice | None:
+        """When the notice was published, until when, and when withdrawn; None if never published."""
+        if self.public is None:
+            return None
+        try:
+            return self.public.get(notice_id)
+        except PublicNoticeNotFound:
+            return None
+
+    def withdraw(self, notice_id: str) -> PublicNotice:
+        """Take the notice off the public page (404 if it was never published); again: no change."""
+        self.get(notice_id)
+        if self.public is None:
+            raise PublicNoticeNotFound("this notice was never published")
+        return self.public.withdraw(notice_id, self.now())
 
     def deliveries(self, notice_id: str, limit: int, next_token: str | None) -> tuple[list[DeliveryRecord], str | None]:
         self.get(notice_id)  # 404 for an unknown notice rather than an empty page

@@ -18,6 +18,11 @@ sees every row, and it drops (see ``Dispatcher._classify``):
   recipient keeps the channels whose address is new, and is decided on those by the sender. A
   recipient with no new address left is a duplicate recipient, with a record per channel.
 
+It also counts people (a person is a recipient id), for the reach report (Notice.reach): each
+id once, however many rows list it; an id listed only on bad rows (no usable address) is a person
+without an address, unreachable, until a later row gives them one. A row kept for its one usable
+channel (manifest.recipient) is counted with its warning.
+
 What it has seen (ids, and addresses per channel) is a set of 8-byte keyed digests (SeenKeys),
 saved beside the checkpoint in segments (NoticeStore.save_seen_segment) whenever it stops and
 every SNAPSHOT_KEYS new digests: a continuation loads them and never reads the manifest before
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import sys
 from array import array
 from bisect import bisect_left
@@ -48,6 +54,7 @@ from optout.notices.model import (
     ChannelName,
     DeliveryRecord,
     Notice,
+    People,
     Recipient,
     SendBatch,
     Status,
@@ -64,11 +71,15 @@ from optout.notices.store import (
 from optout.settings import DispatcherSettings
 from optout.suppression_store import SuppressionStore
 
+log = logging.getLogger(__name__)
+# Kinds whose free content may name the recipient ({{ name }}): their batches carry the name
+NAMED_KINDS = ("product", "marketing")
 BATCH_MAX = 50
 RECORDS_MAX = 98  # claims per batch transaction (100 items less the marker and the counts)
 MESSAGES_PER_CALL = 10
 STOP_WHEN_LEFT_MS = 60_000
 SNAPSHOT_KEYS = 1_000_000  # new seen digests that make a checkpoint save them (8 MB, 21 chunk items)
+MAX_REASON = 110  # characters of a bad row's or warning's reason kept in its sample
 
 
 @dataclass
@@ -82,17 +93,32 @@ class Tally:
     duplicates: int = 0
     bad_rows: int = 0
     bad: list[BadRow] = field(default_factory=list)  # samples of them
+    warnings: int = 0  # rows kept with a warning
+    warned: list[BadRow] = field(default_factory=list)  # samples of them, within the same budget
+    people: int = 0  # persons (recipient ids) read for the first time
+    without_address: int = 0  # a net change: persons first read on a bad row, less those listed again on a good one
+    shared: int = 0  # persons every address of whom was listed before
     channel_duplicates: Counter[str] = field(default_factory=Counter)  # duplicate channels, by channel
     records: list[DeliveryRecord] = field(default_factory=list)  # theirs, to write before the checkpoint
 
     def bad_row(self, row: BadRow) -> None:
         self.bad_rows += 1
+        self._sample(self.bad, row)
+
+    def warning(self, line: int, reason: str) -> None:
+        self.warnings += 1
+        self._sample(self.warned, BadRow(line=line, reason=reason))
+
+    def _sample(self, samples: list[BadRow], row: BadRow) -> None:
         if self.samples_left > 0:
-            self.bad.append(row)
+            if len(row.reason) > MAX_REASON:  # the samples' room in the notice item is bounded (NOTICE_GROWTH)
+                row = row.model_copy(update={"reason": row.reason[: MAX_REASON - 1] + "…"})
+            samples.append(row)
             self.samples_left -= 1
 
     def reset(self, since: int) -> None:
         self.since, self.rows, self.recipients, self.duplicates, self.bad_rows, self.bad = since, 0, 0, 0, 0, []
+        self.warnings, self.warned, self.people, self.without_address, self.shared = 0, [], 0, 0, 0
         self.channel_duplicates, self.records = Counter(), []
 
 
@@ -336,6 +362,8 @@ class Dispatcher:
             parsed = parse_line(raw, number, replay)
             if isinstance(parsed, Recipient):
                 self._classify(notice, parsed, seen)
+            elif isinstance(parsed, BadRow):
+                self._without_address(parsed, seen)
 
     def _classify(self, notice: Notice, recipient: Recipient, seen: SeenKeys) -> tuple[str, list[ChannelName]]:
         """Whether the recipient is "new", "duplicate" (its id, or every address it has on the
@@ -351,7 +379,8 @@ class Dispatcher:
         another channel, by the state of its addresses at send time: the address stays theirs,
         and the second recipient's fallback to it is a duplicate.)
 
-        A repeated id is dropped whole, addresses included: the id already has its decision.
+        A repeated id is dropped whole, addresses included: the id already has its decision (the
+        kind is "duplicate", with no channel repeated).
         """
         id_digest = seen.digest("id", recipient.recipient_id)
         if id_digest in seen:
@@ -373,11 +402,30 @@ class Dispatcher:
             return "new", []
         return ("partial" if new else "duplicate"), repeated
 
+    def _without_address(self, row: BadRow, seen: SeenKeys) -> bool:
+        """Whether a bad row lists a person for the first time (one with no usable address so far);
+        adds them to ``seen`` (as "badid", so that a good row listing them later is still read)."""
+        if row.recipient_id is None or seen.digest("id", row.recipient_id) in seen:
+            return False
+        digest = seen.digest("badid", row.recipient_id)
+        if digest in seen:
+            return False
+        seen.add(digest)
+        return True
+
     def _recipients(self, notice: Notice, reading: Reading, tally: Tally) -> Iterator[Entry]:
         """The manifest's recipients from the cursor on, each once and each address once; the rest
-        is counted in ``tally`` (with the records of duplicate channels, for a notice that sends)."""
+        is counted in ``tally`` (with the records of duplicate channels, for a notice that sends).
+
+        People are counted once each (a person is a recipient id): a person listed only on bad
+        rows has no usable address (unreachable); one whose every address was listed before
+        shares it with an earlier recipient.
+        """
         cursor = reading.cursor
         pepper = self.pepper()
+        seen = reading.seen
+        # No bad row read yet, none listed a person: a good row need not be looked up as one (most manifests)
+        bad_ids = notice.bad_rows > 0
         for raw, number, offset in lines(reading.stream, cursor):
             parsed = parse_line(raw, number, cursor)
             cursor.line, cursor.offset = number, offset
@@ -386,13 +434,27 @@ class Dispatcher:
             tally.rows += 1
             if isinstance(parsed, BadRow):
                 tally.bad_row(parsed)
+                bad_ids = bad_ids or parsed.recipient_id is not None
+                if self._without_address(parsed, seen):
+                    tally.people += 1
+                    tally.without_address += 1
                 continue
-            kind, repeated = self._classify(notice, parsed, reading.seen)
+            kind, repeated = self._classify(notice, parsed, seen)
             for channel in repeated:
                 tally.channel_duplicates[channel] += 1
                 if not notice.dry_run:
                     tally.records.append(self._duplicate_record(notice, parsed, channel, pepper))
+            if kind == "duplicate" and not repeated:  # the id listed again: the row is dropped
+                tally.duplicates += 1
+                continue
+            if parsed.warning:
+                tally.warning(number, parsed.warning)
+            if bad_ids and seen.digest("badid", parsed.recipient_id) in seen:  # counted, as without an address
+                tally.without_address -= 1
+            else:
+                tally.people += 1
             if kind == "duplicate":
+                tally.shared += 1
                 tally.duplicates += 1
                 continue
             tally.recipients += 1
@@ -441,6 +503,9 @@ class Dispatcher:
                 tally.bad_rows,
                 tally.bad,
                 dict(tally.channel_duplicates),
+                tally.warnings,
+                tally.warned,
+                People(listed=tally.people, without_address=tally.without_address, shared=tally.shared),
             ),
             since=tally.since,
             done=done,
@@ -451,7 +516,7 @@ class Dispatcher:
         tally.reset(since=cursor.offset)
 
     def _tally(self, notice: Notice, cursor: Cursor) -> Tally:
-        return Tally(since=cursor.offset, samples_left=max(0, MAX_BAD_ROW_SAMPLES - notice.bad_rows))
+        return Tally(since=cursor.offset, samples_left=max(0, MAX_BAD_ROW_SAMPLES - notice.bad_rows - notice.warnings))
 
     def _finish(self, notice: Notice) -> None:
         """After the last checkpoint: a dry run is complete; a notice is sending, and will be closed."""
@@ -498,8 +563,11 @@ class Dispatcher:
             batch=f"L{entries[0].recipient.line}",
             entries=[BatchEntry(recipient=e.recipient, only=e.only) for e in entries],
         )
-        # Defaults left out: a third of the bytes, for SQS to carry and the sender to parse
-        return batch.model_dump(mode="json", exclude_defaults=True)
+        # Defaults left out (a third of the bytes, for SQS to carry and the sender to parse), and
+        # what the sender never reads: the manifest line, and the name where no content can use it
+        unused = {"line"} if notice.kind in NAMED_KINDS else {"line", "name"}
+        exclude = {"entries": {"__all__": {"recipient": unused}}}
+        return batch.model_dump(mode="json", exclude_defaults=True, exclude=exclude)
 
     # --- dry run -------------------------------------------------------------------------
 
@@ -535,11 +603,11 @@ class Dispatcher:
 
     def _evaluate(self, notice: Notice, chunk: list[Entry], result: DryRun) -> None:
         keys = address_keys(self.pepper(), ((e.recipient, e.only or notice.channels) for e in chunk))
-        states = self.suppressions.get_many(list(dict.fromkeys(keys.values())))
+        states = self.suppressions.get_many(keys.to_read())  # legacy keys too (rules.AddressKeys): one read
         now = self.now()
         for entry in chunk:
             recipient, channels = entry.recipient, entry.only or notice.channels
-            channel_states = {ch: states.get(keys.get((recipient.recipient_id, ch), "")) for ch in channels}
+            channel_states = {ch: keys.state((recipient.recipient_id, ch), states) for ch in channels}
             outcome = decide(
                 recipient, notice.topic, self.settings.optional_topics, channels, notice.mode, channel_states,
                 now, hold_optional_sms=notice.kind != "breach_alert", default_timezone=self.settings.default_timezone,
@@ -583,10 +651,39 @@ class Dispatcher:
             notice = self.notices.get(notice_id)
             follow_up = sum(notice.counts.recipients.get(d, 0) for d in NEEDS_FOLLOW_UP)
             status: Status = "complete_with_failures" if follow_up else "complete"
-            self.notices.set_status(notice_id, status, self.now(), only_from=("sending", "dispatching"))
+            if self.notices.set_status(notice_id, status, self.now(), only_from=("sending", "dispatching")):
+                self.delete_manifest(notice)
             return status
         self.requeue({"notice_id": notice_id, "action": "finalize", "attempt": attempt + 1}, min(60, 2 + 2 * attempt))
         return "waiting"
+
+    def delete_manifest(self, notice: Notice) -> None:
+        """A complete notice needs its manifest no more: delete every version of it (retention, README).
+
+        Each current version is deleted by its id until none is left, so no older version comes back
+        as current. Best effort: the bucket's lifecycle rule is the backstop. A dry run keeps its
+        manifest, for the notice it tries out.
+        """
+        if notice.dry_run:
+            return
+        bucket, key = notice.manifest.removeprefix("s3://").split("/", 1)
+        s3 = self.s3()
+        try:
+            for _ in range(MANIFEST_VERSIONS_DELETED):
+                try:
+                    version = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+                except Exception as exc:
+                    if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                        return  # gone (or a delete marker on top)
+                    raise
+                s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+                if not version or version == "null":
+                    return
+        except Exception:
+            log.warning("cannot delete a complete notice's manifest", exc_info=True, extra={"notice_id": notice.id})
+
+
+MANIFEST_VERSIONS_DELETED = 20  # versions of one manifest key deleted on completion; the lifecycle rule does the rest
 
 
 def _chunks(body: Any, size: int = 256 * 1024) -> Iterator[bytes]:

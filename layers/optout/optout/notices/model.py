@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     Field,
@@ -19,6 +20,8 @@ from pydantic import (
 )
 
 Kind = Literal["policy_change", "change_of_control", "breach_alert", "product", "marketing"]
+# The kinds a privacy policy promises to post publicly (optout.notices.public)
+PUBLISHABLE: tuple[Kind, ...] = ("policy_change", "change_of_control", "breach_alert")
 ChannelName = Literal["email", "sms"]
 Mode = Literal["all", "first_available"]
 # "duplicate": the dispatcher dropped it, the recipient id or the address on that channel was
@@ -158,6 +161,12 @@ class BreachAlertVariables(BaseModel, extra="forbid"):
     measures_taken: Text
     # one line: it is set into the SMS and the mail as written
     contact: Annotated[ShortText, BeforeValidator(_single_line), AfterValidator(_contact_point)]
+    # What Art. 33(3) adds for the supervisory authority (optout notice report --format art33); none
+    # of it is sent to recipients. Without subjects_concerned the report gives the notice's recipients.
+    subject_categories: list[ShortText] | None = Field(default=None, min_length=1, max_length=50)
+    subjects_concerned: Annotated[int, Field(strict=True, ge=1, le=10_000_000_000)] | None = None
+    records_concerned: Annotated[int, Field(strict=True, ge=1, le=10_000_000_000_000)] | None = None
+    measures_proposed: Text | None = None
 
 
 def _known_variables(value: str) -> str:
@@ -207,9 +216,21 @@ class _NoticeRequest(BaseModel, extra="forbid"):
     channels: ChannelSpec | None = None
     manifest: S3Uri
     dry_run: bool = False
+    # Shown on the public page (GET /notices) from its creation until ``until``, or until withdrawn:
+    # a policy change, a change of control, a breach alert's public communication (Art. 34(3)(c))
+    publish: bool = False
+    until: AwareDatetime | None = None
 
     kind: Kind
     variables: BaseModel
+
+    @model_validator(mode="after")
+    def _publishable(self) -> _NoticeRequest:
+        if self.until is not None and not self.publish:
+            raise ValueError("until is the end of a publication: set publish too")
+        if self.publish and self.kind not in PUBLISHABLE:
+            raise ValueError(f"publish: a {self.kind} notice is not published; only {', '.join(PUBLISHABLE)}")
+        return self
 
     def channel_spec(self) -> ChannelSpec:
         if self.channels is not None:
@@ -260,9 +281,23 @@ class Counts(BaseModel):
         return sum(v for k, v in self.recipients.items() if k != "deferred")
 
 
+class People(BaseModel):
+    """The persons a manifest lists, as the dispatcher counted them: a person is a recipient id,
+    however many rows list it. Each listed person is decided once (``Counts.recipients``), unless
+    none of their rows has a usable address, or every address they have was listed before."""
+
+    listed: int = 0  # distinct valid recipient ids
+    without_address: int = 0  # listed only on bad rows: no usable channel, so unreachable
+    shared: int = 0  # every address listed before under another id: sent (or not) through that one
+
+
 class BadRow(BaseModel):
+    """A manifest row and what is wrong with it: refused (a bad row), or kept with a warning."""
+
     line: int
     reason: str
+    # Its id, if valid: a person with no usable address is unreachable. Never stored with the sample.
+    recipient_id: str | None = Field(default=None, exclude=True)
 
 
 class Notice(BaseModel):
@@ -282,6 +317,9 @@ class Notice(BaseModel):
     rows_read: int = 0
     bad_rows: int = 0
     bad_row_samples: list[BadRow] = Field(default_factory=list)
+    warnings: int = 0  # rows kept for their usable channels: what of them could not be used
+    warning_samples: list[BadRow] = Field(default_factory=list)  # with the bad rows' samples, at most 1000
+    people: People | None = None  # None: dispatched before people were counted
     counts: Counts = Field(default_factory=Counts)
     discovered_at: datetime | None = None
     first_sent_at: datetime | None = None
@@ -289,11 +327,35 @@ class Notice(BaseModel):
     dry_run_result: dict[str, Any] | None = None
     error: str | None = None
 
+    def reach(self) -> dict[str, int] | None:
+        """Who the notice reached, in people (recipient ids), not rows; a dry run's, as it would.
+
+        Reached: sent on at least one channel. Unreachable: no usable channel (blocked, no
+        address, or only bad rows): they need substitute notice. Pending: not decided yet
+        (dispatching, or deferred).
+        """
+        if self.people is None:
+            return None
+        decided = (self.dry_run_result or {}).get("recipients", {}) if self.dry_run else self.counts.recipients
+        report = {
+            "people": self.people.listed,
+            "reached": decided.get("sent", 0),
+            "unreachable": decided.get("unreachable", 0) + self.people.without_address,
+            "shared_address": self.people.shared,
+            **{d: decided.get(d, 0) for d in ("suppressed", "failed", "unknown")},
+        }
+        report["pending"] = max(0, self.people.listed - sum(v for k, v in report.items() if k != "people"))
+        return report
+
     def breach_report(self) -> dict[str, Any] | None:
-        """For breach alerts: time to notify and whether the 72-hour window held."""
+        """For breach alerts: time to notify, the reach in people, and whether every reachable
+        person was notified within 72 hours (none failed, unknown or still pending)."""
         if self.kind != "breach_alert" or self.discovered_at is None:
             return None
         report: dict[str, Any] = {"discovered_at": self.discovered_at.isoformat()}
+        reach = self.reach()
+        if reach is not None:
+            report |= {k: reach[k] for k in ("people", "reached", "unreachable")}
         if self.first_sent_at is not None:
             report["first_sent_at"] = self.first_sent_at.isoformat()
         if self.last_sent_at is not None:
@@ -301,11 +363,14 @@ class Notice(BaseModel):
             report["last_sent_at"] = self.last_sent_at.isoformat()
             report["hours_to_notify"] = round(hours, 2)
             done = self.status in ("complete", "complete_with_failures")
-            report["all_reachable_notified_within_72h"] = done and hours <= 72
+            # A notice dispatched before people were counted (reach None) says what it said then
+            told = reach is None or reach["failed"] == reach["unknown"] == reach["pending"] == 0
+            report["all_reachable_notified_within_72h"] = done and hours <= 72 and told
         return report
 
     def public(self) -> dict[str, Any]:
         document = self.model_dump(mode="json")
+        document["reach"] = self.reach()
         document["breach"] = self.breach_report()
         return document
 
@@ -320,6 +385,8 @@ class Recipient(BaseModel, frozen=True):
     timezone: str | None = None
     name: str | None = None
     line: int = 0
+    # What of the row could not be used (manifest.recipient): reported once by the dispatcher, never sent on
+    warning: str | None = Field(default=None, exclude=True)
 
 
 class DeliveryRecord(BaseModel):

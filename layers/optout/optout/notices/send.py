@@ -29,15 +29,18 @@ from typing import Any
 from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEmail
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
+from optout.erasure import erased_for, pseudonym
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
-from optout.notices.rules import ChannelOutcome, RecipientOutcome, address_keys, decide
+from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide
 from optout.notices.store import BatchTaken, CallResult, NoticeStore
 from optout.settings import SenderSettings
+from optout.suppression import Block
 from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
+ERASED_BLOCK = "subject erased"
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +49,7 @@ class Plan:
     entry: BatchEntry
     outcome: RecipientOutcome
     keys: dict[ChannelName, str]  # address keys of the channels with an address
+    erased: frozenset[ChannelName] = frozenset()  # channels whose address was erased since the notice
 
 
 @dataclass
@@ -140,12 +144,13 @@ class Sender:
         suppression read per 100. The states are read here, just before those batches are sent,
         and forgotten when the invocation ends (forget_prefetched).
         """
-        keys = [key for batch in batches for key in self._keys(batch).values()]
+        # With each address's legacy key where it has one (rules.AddressKeys): in the same calls
+        keys = [key for batch in batches for key in self._keys(batch).to_read()]
         unique = list(dict.fromkeys(keys))
         found = self.suppressions.get_many(unique)
         self._prefetched = {key: found.get(key) for key in unique}
 
-    def _keys(self, batch: SendBatch) -> dict[tuple[str, ChannelName], str]:
+    def _keys(self, batch: SendBatch) -> AddressKeys:
         notice = self.notice(batch.notice_id)
         return address_keys(self.pepper(), ((e.recipient, e.only or notice.channels) for e in batch.entries))
 
@@ -180,7 +185,7 @@ class Sender:
         now = self.now()
         deadline = now + timedelta(milliseconds=remaining_ms) if remaining_ms is not None else None
         keys = self._keys(batch)
-        states = self._states(list(dict.fromkeys(keys.values())))
+        states = self._states(keys.to_read())
         plans: list[Plan] = []
         seen: set[str] = set()
         for entry in batch.entries:
@@ -215,25 +220,34 @@ class Sender:
         self,
         notice: Notice,
         entry: BatchEntry,
-        keys: dict[tuple[str, ChannelName], str],
+        keys: AddressKeys,
         states: dict[str, Any],
         now: datetime,
     ) -> Plan:
         rid = entry.recipient.recipient_id
         channels = entry.only or notice.channels
-        own = {ch: keys[(rid, ch)] for ch in channels if (rid, ch) in keys}
+        own = {ch: keys.current[(rid, ch)] for ch in channels if (rid, ch) in keys.current}
+        channel_states = {ch: keys.state((rid, ch), states) for ch in own}
+        # Erased since the notice was created: the address is not used, as if blocked, and its
+        # record is written pseudonymised (optout.erasure)
+        erased = frozenset(ch for ch, state in channel_states.items() if erased_for(state, notice.created_at))
+        for ch in erased:
+            state = channel_states[ch]
+            if state is not None and state.erased_at is not None:
+                block = Block(reason=ERASED_BLOCK, source="admin", at=state.erased_at)
+                channel_states[ch] = state.model_copy(update={"blocked": block})
         outcome = decide(
             entry.recipient,
             notice.topic,
             self.optional_topics,
             channels,
             notice.mode,
-            {ch: states.get(key) for ch, key in own.items()},
+            channel_states,
             now,
             hold_optional_sms=notice.kind != "breach_alert",
             default_timezone=self.settings.default_timezone,
         )
-        return Plan(entry, outcome, own)
+        return Plan(entry, outcome, own, erased)
 
     def _send_all(
         self,
@@ -316,8 +330,11 @@ class Sender:
         if notice.mode == "first_available" and waiting:
             channels = plan.entry.only or notice.channels
             only += channels[channels.index(waiting[-1].channel) + 1 :]
+        recipient = plan.entry.recipient
+        if plan.erased:  # an erased address never rides in a queued message again
+            recipient = recipient.model_copy(update={"email" if ch == "email" else "phone": None for ch in plan.erased})
         entry = BatchEntry(
-            recipient=plan.entry.recipient,
+            recipient=recipient,
             only=only,
             previous="deferred",
             deferred=deferred if only != deferred else None,
@@ -337,11 +354,13 @@ class Sender:
         at: datetime | None = None,
     ) -> DeliveryRecord:
         # Built from values this code produced, so not validated again (once per recipient)
+        erased = channel in plan.erased
+        recipient_id = plan.entry.recipient.recipient_id
         return DeliveryRecord.model_construct(
             notice_id=notice.id,
-            recipient_id=plan.entry.recipient.recipient_id,
+            recipient_id=pseudonym(self.pepper(), notice.id, recipient_id) if erased else recipient_id,
             channel=channel,
-            address_key=plan.keys.get(channel),
+            address_key=None if erased else plan.keys.get(channel),
             decision=decision,
             reason=reason,
             provider_message_id=message_id,
@@ -620,7 +639,7 @@ class Sender:
             if before is None:  # not in the mark (cannot happen with marks this code writes): assume sent
                 channels = plan.entry.only or notice.channels
                 before = RecipientOutcome("sent", tuple(ChannelOutcome(ch, "sent") for ch in channels))
-            then = Plan(plan.entry, before, plan.keys)
+            then = Plan(plan.entry, before, plan.keys, plan.erased)
             records = []
             for o in before.channels:
                 decision, reason, message_id, at = o.decision, o.reason, None, None

@@ -38,15 +38,15 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from optout.clients import DynamoTable
 from optout.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
-from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, Status
+from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, People, Status
 
 log = logging.getLogger(__name__)
 NOTICE_SK = "notice"
@@ -58,9 +58,10 @@ SEEN_CHUNK_KEYS = 48_000  # 8-byte digests a chunk item: 384,000 bytes
 DUPLICATE_REASON = "an earlier recipient in the manifest has this address on this channel"
 ITEM_LIMIT = 400 * 1024  # DynamoDB's item limit: every attribute's name and value, in UTF-8 bytes
 SAMPLE_MIME_BYTES = 20_000  # a dry run's sample mail, as stored with its result
-# A notice item grows as it is dispatched: up to MAX_BAD_ROW_SAMPLES bad-row samples (at most about
-# 140 bytes each), a dry run's result (its sample mail, at most twice SAMPLE_MIME_BYTES JSON-escaped,
-# and its sample text), the CSV header, counters and seen-set segments. Its first write leaves them room.
+# A notice item grows as it is dispatched: up to MAX_BAD_ROW_SAMPLES samples of bad rows and warnings
+# together (at most about 140 bytes each: dispatch.MAX_REASON), a dry run's result (its sample mail,
+# at most twice SAMPLE_MIME_BYTES JSON-escaped, and its sample text), the CSV header, counters and
+# seen-set segments. Its first write leaves them room.
 NOTICE_GROWTH = 200 * 1024
 NOTICE_CREATE_LIMIT = ITEM_LIMIT - NOTICE_GROWTH
 _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_run", "created_by", "created_at")
@@ -130,6 +131,9 @@ class DispatchRead:
     bad_rows: int
     samples: Sequence[BadRow]  # of the bad rows, as many as the notice may still keep
     channel_duplicates: Mapping[str, int] = field(default_factory=dict)  # duplicate channels, by channel
+    warnings: int = 0  # rows kept for their usable channels, with a warning
+    warning_samples: Sequence[BadRow] = ()  # of them, within the same budget as ``samples``
+    people: People = field(default_factory=People)  # persons first read (without_address: a net change)
 
 
 class IdempotencyConflict(OptoutError):
@@ -164,6 +168,16 @@ class Progress:
 
 
 class NoticeStore(DynamoTable):
+    """``retention_days``: delivery evidence (records and send-batch marks) carries ``expires_at``,
+    that many days after it was written, and DynamoDB's TTL deletes it then (EvidenceRetentionDays)."""
+
+    def __init__(self, table: str, client: Any = None, retention_days: int | None = None) -> None:
+        super().__init__(table, client)
+        self.retention = timedelta(days=retention_days) if retention_days else None
+
+    def _expires(self, at: datetime) -> dict[str, Any] | None:
+        return _n(int((at + self.retention).timestamp())) if self.retention is not None else None
+
     # --- notices ---------------------------------------------------------------------
 
     def create(self, notice: Notice, idempotency_key: str | None, request_hash: str) -> Notice:
@@ -339,11 +353,28 @@ class NoticeStore(DynamoTable):
             names["#samples"] = "samples"
             values[":empty"] = {"L": []}
             values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in read.samples]}
+        if read.warning_samples:
+            sets.append("#wsamples = list_append(if_not_exists(#wsamples, :empty), :warn)")
+            names["#wsamples"] = "warning_samples"
+            values[":empty"] = {"L": []}
+            values[":warn"] = {"L": [_s(json.dumps(b.model_dump())) for b in read.warning_samples]}
         if dry_run_result is not None:
             sets.append("#dry = :dry")
             names["#dry"] = "dry_run_result"
             values[":dry"] = _s(json.dumps(dry_run_result))
         adds = ["#rows :r", "#bad :b", "#queued :q"]
+        # People and warnings: added even when zero, so a notice read by this code always has them
+        for i, (name, amount) in enumerate(
+            (
+                ("warnings", read.warnings),
+                ("people", read.people.listed),
+                ("people_without_address", read.people.without_address),
+                ("people_shared", read.people.shared),
+            )
+        ):
+            names[f"#pw{i}"] = name
+            values[f":pw{i}"] = _n(amount)
+            adds.append(f"#pw{i} :pw{i}")
         if read.duplicates:
             names["#dup"] = "c__" + _counter("r.duplicate")
             values[":dup"] = _n(read.duplicates)
@@ -434,7 +465,7 @@ class NoticeStore(DynamoTable):
         BatchWriteItem. The dispatcher writes them before the checkpoint past their rows.
         """
         for record in records:
-            item = _delivery_item(record)
+            item = self._delivery_item(record)
             key = {"pk": item.pop("pk"), "sk": item.pop("sk")}
             names = {f"#a{i}": name for i, name in enumerate(item)}
             self.client.update_item(
@@ -665,6 +696,8 @@ class NoticeStore(DynamoTable):
         }
         if later:
             mark["later"] = _s(later)
+        if (expires := self._expires(now)) is not None:
+            mark[TTL_ATTRIBUTE] = expires
         condition: dict[str, Any] = {
             "ConditionExpression": "#state = :sending",
             "ExpressionAttributeNames": {"#state": "state"},
@@ -675,7 +708,7 @@ class NoticeStore(DynamoTable):
             condition["ExpressionAttributeNames"]["#step"] = "step"
             condition["ExpressionAttributeValues"][":step"] = _n(step)
         items: list[Any] = [{"Put": {"TableName": self.table, "Item": mark, **condition}}]
-        items += [{"Put": {"TableName": self.table, "Item": _delivery_item(r)}} for r in records]
+        items += [{"Put": {"TableName": self.table, "Item": self._delivery_item(r)}} for r in records]
         update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:
             items.append({"Update": update})
@@ -709,6 +742,65 @@ class NoticeStore(DynamoTable):
         last = response.get("LastEvaluatedKey")
         return records, (last["sk"]["S"].removeprefix(DELIVERY_PREFIX) if last else None)
 
+    def _delivery_item(self, record: DeliveryRecord) -> dict[str, Any]:
+        item = _delivery_item(record)
+        if (expires := self._expires(record.at)) is not None:
+            item[TTL_ATTRIBUTE] = expires
+        return item
+
+    # --- erasure (optout.erasure) -----------------------------------------------------------
+
+    def deliveries_to(self, address_key: str, page: int = 100) -> Iterator[dict[str, Any]]:
+        """The delivery items of one address key, from the by_address index (it projects them whole),
+        ``page`` a query, so that a caller watching its deadline stops between two small pages."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": BY_ADDRESS_INDEX,
+            "KeyConditionExpression": "address_key = :k",
+            "ExpressionAttributeValues": {":k": _s(address_key)},
+            "ProjectionExpression": "pk, sk, #d, #at, #ttl",
+            "ExpressionAttributeNames": {"#d": "decision", "#at": "at", "#ttl": TTL_ATTRIBUTE},
+            "Limit": page,
+        }
+        while True:
+            found = self.client.query(**kwargs)
+            yield from found.get("Items", [])
+            if "LastEvaluatedKey" not in found:
+                return
+            kwargs["ExclusiveStartKey"] = found["LastEvaluatedKey"]
+
+    def pseudonymise_deliveries(self, items: Sequence[dict[str, Any]], pseudonym: Callable[[str, str], str]) -> int:
+        """Move each delivery record to a pseudonymous recipient id, without its address key.
+
+        The record keeps its notice, channel, decision and time (the notice's evidence and counts
+        still add up) and its ``expires_at``; it loses the recipient id (``pseudonym(notice_id,
+        recipient_id)`` instead), the address key (so the by_address index no longer finds it), the
+        provider's message id and the reason (a provider's refusal may quote the address).
+
+        The copies are written first, then the originals deleted (BatchWriteItem, one write unit
+        each): interrupted in between, an erasure run again writes the same copies and deletes what
+        is left, so nothing is lost or doubled. Returns how many records were moved.
+        """
+        copies: list[Any] = []
+        originals: list[Any] = []
+        for item in items:
+            notice_id = item["pk"]["S"].removeprefix("notice#")
+            recipient_id, _, channel = item["sk"]["S"].removeprefix(DELIVERY_PREFIX).rpartition("#")
+            copy = {
+                "pk": item["pk"],
+                "sk": _s(_delivery_sk(pseudonym(notice_id, recipient_id), channel)),
+                "decision": item["decision"],
+                "at": item["at"],
+                "reason": _s(ERASED_REASON),
+            }
+            if TTL_ATTRIBUTE in item:
+                copy[TTL_ATTRIBUTE] = item[TTL_ATTRIBUTE]
+            copies.append({"PutRequest": {"Item": copy}})
+            originals.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+        self.batch_write(copies)
+        self.batch_write(originals)
+        return len(originals)
+
     def all_deliveries(self, notice_id: str) -> Iterator[DeliveryRecord]:
         start: str | None = None
         while True:
@@ -718,6 +810,9 @@ class NoticeStore(DynamoTable):
                 return
 
 
+TTL_ATTRIBUTE = "expires_at"  # the NoticesTable's TimeToLiveSpecification
+BY_ADDRESS_INDEX = "by_address"
+ERASED_REASON = "subject erased: recipient id pseudonymised, address key removed"
 COMPLETE_ATTEMPTS = 5  # a batch's transaction, cancelled by a conflict or throttled: within about a second
 # What cancels a transaction, or refuses a request, without applying it, and may pass if tried again
 _TRY_AGAIN_REASONS = frozenset({"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
@@ -862,6 +957,17 @@ def _progress(item: dict[str, Any]) -> Progress:
 def _notice(notice_id: str, item: dict[str, Any]) -> Notice:
     doc = json.loads(item["doc"]["S"])
     samples = [BadRow.model_validate_json(s["S"]) for s in item.get("samples", {}).get("L", [])[:MAX_BAD_ROW_SAMPLES]]
+    warned = [BadRow.model_validate_json(s["S"]) for s in item.get("warning_samples", {}).get("L", [])]
+    rows_read = int(item.get("rows_read", {"N": "0"})["N"])
+    people: People | None = None  # read before people were counted: unknown
+    if "people" in item:
+        people = People(
+            listed=int(item["people"]["N"]),
+            without_address=int(item.get("people_without_address", {"N": "0"})["N"]),
+            shared=int(item.get("people_shared", {"N": "0"})["N"]),
+        )
+    elif rows_read == 0:
+        people = People()  # nothing read yet
     optional = {k: item[k]["S"] for k in ("discovered_at", "first_sent_at", "last_sent_at", "error") if k in item}
     return Notice(
         id=notice_id,
@@ -869,9 +975,12 @@ def _notice(notice_id: str, item: dict[str, Any]) -> Notice:
         status=item["status"]["S"],
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
         total=int(item["total"]["N"]) if "total" in item else None,
-        rows_read=int(item.get("rows_read", {"N": "0"})["N"]),
+        rows_read=rows_read,
         bad_rows=int(item.get("bad_rows", {"N": "0"})["N"]),
         bad_row_samples=samples,
+        warnings=int(item.get("warnings", {"N": "0"})["N"]),
+        warning_samples=warned[:MAX_BAD_ROW_SAMPLES],
+        people=people,
         counts=_counts(item),
         dry_run_result=json.loads(item["dry_run_result"]["S"]) if "dry_run_result" in item else None,
         **optional,
