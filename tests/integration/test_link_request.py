@@ -17,7 +17,7 @@ import pytest
 
 from optout import wiring
 from optout.identity import Identity
-from optout.link_request import ip_counter
+from optout.link_request import ip_counter, mailbox
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
 from optout.suppression_store import DynamoSuppressionStore
@@ -259,3 +259,15 @@ def test_the_unsubscribe_role_updates_only_the_new_link_counters(aws: Stack) -> 
             )
     assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
     assert DynamoSuppressionStore(table).get(key) is None
+
+
+def test_the_address_limit_also_holds_per_mailbox_whatever_plus_tags_or_gmail_dots(handler, lambda_context) -> None:
+    # Given variants of one Gmail inbox, each asked for from an IP of its own
+    limit = get_settings().link_requests_per_address
+    variants = [f"f.lood+{i}@gmail.com" if i % 2 else f"flo.od+{i}@googlemail.com" for i in range(limit + 3)]
+    answers = [ask(handler, lambda_context, email_field(v), ip=f"203.0.113.{i + 1}") for i, v in enumerate(variants)]
+    # Then the answers are the same, and the inbox got no more than the limit
+    assert len({(a["statusCode"], a["body"]) for a in answers}) == 1
+    assert len(sent_mail()) == limit
+    assert mailbox("F.Lood+news@gmail.com".lower()) == mailbox("flood@googlemail.com") == "flood@gmail.com"
+    assert mailbox("a.b+x@example.com") == "a.b@example.com"  # dots matter outside Gmail

@@ -156,6 +156,35 @@ def test_an_inline_write_that_outlasts_its_budget_is_handed_off_and_confirmed_on
     assert len(confirmations()) == 1
 
 
+def test_inline_writes_hanging_in_a_brownout_never_hold_up_the_hand_off(
+    aws: Stack, webhook: Any, lambda_context: LambdaContext, faults: pytest.MonkeyPatch
+) -> None:
+    # Given a DynamoDB whose writes hang (each abandoned inline call keeps its thread), more of
+    # them than the inline calls have threads
+    import threading
+
+    dynamodb = clients.dynamodb()
+    release = threading.Event()
+    faults.setattr(dynamodb, "transact_write_items", lambda **kwargs: release.wait(30) and throttled("Transact"))
+    faults.setattr(dynamodb, "get_item", lambda **kwargs: release.wait(30) and {})
+    faults.setattr(wiring.sms_webhook(), "inline_seconds", 0.2)
+    try:
+        # When 24 STOPs arrive one after another
+        took = []
+        for _ in range(24):
+            started = time.monotonic()
+            assert empty_twiml(webhook(twilio_event("STOP"), lambda_context))
+            took.append(time.monotonic() - started)
+        # Then every one was handed off within its budget: none waited for a hung inline call
+        assert max(took) < 2.0, took
+        handed = 0
+        while batch := in_process.installed().poll("InboundSmsQueue", delete=True):
+            handed += len(batch)
+        assert handed == 24
+    finally:
+        release.set()
+
+
 def test_when_the_hand_off_fails_too_the_webhook_answers_503(
     aws: Stack, webhook: Any, lambda_context: LambdaContext, store: Any, faults: pytest.MonkeyPatch
 ) -> None:

@@ -165,3 +165,18 @@ def test_blank_rows_blanks_a_row_kept_for_its_other_channel_that_holds_the_addre
     assert getattr(kept, "warning", None) and getattr(kept, "phone", None) == "+14155550101"
     blanked, found = blank_rows(data, "csv", "email", ALICE)
     assert found == 1 and len(blanked) == len(data) and b"alice" not in blanked and b"b@example.com" in blanked
+
+
+def test_blank_rows_compares_whole_values_never_parts_of_another_address() -> None:
+    # Rows with a warning (an unknown timezone) or none that parse, holding addresses that contain
+    # the erased one: none of them is the subject's
+    data = (
+        b"recipient_id,email,phone,locale,timezone\r\n"
+        b"u1,sal@example.com,+14155550101,en,Mars/Base\r\n"
+        b"u2,al@example.com.au,,en,Mars/Base\r\n"
+        b"u3,,,en,al@example.com-not-a-zone\r\n"
+        b"u4,al@example.com,,en,Mars/Base\r\n"
+    )
+    blanked, found = blank_rows(data, "csv", "email", "al@example.com")
+    assert found == 1 and len(blanked) == len(data)
+    assert b"sal@example.com" in blanked and b"al@example.com.au" in blanked and b"u4," not in blanked

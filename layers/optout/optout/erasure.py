@@ -23,8 +23,12 @@ completes removes it.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import hmac
+import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,21 +85,43 @@ def blank_rows(data: bytes, fmt: Format, channel: Channel, address: str) -> tupl
     cursor = Cursor(fmt=fmt)
     begin = 0
     found = 0
-    needle = address.lower().encode()
     for raw, number, end in lines([data], Cursor(fmt=fmt)):
         row = parse_line(raw, number, cursor)
         if isinstance(row, Recipient):
             match = (row.email if channel == "email" else row.phone) == address
-            # a row kept for its other channel (a warning) may hold this one as written, unparsed
-            match = match or (row.warning is not None and needle in raw.lower())
+            # a row kept for its other channel (a warning) may hold this one in a form it could not use
+            match = match or (row.warning is not None and _holds(raw, fmt, channel, address))
         else:
-            match = row is not None and needle in raw.lower()
+            match = row is not None and _holds(raw, fmt, channel, address)
         if match:
             content = data[begin:end].rstrip(b"\n").rstrip(b"\r")
             out[begin : begin + len(content)] = b" " * len(content)
             found += 1
         begin = end
     return bytes(out), found
+
+
+_BRACKETED = re.compile(r"<([^<>]*)>")
+
+
+def _holds(raw: bytes, fmt: Format, channel: Channel, address: str) -> bool:
+    """Whether one of the row's values, or an address in angle brackets within one, normalises to
+    ``address``: whole values compared, so erasing al@example.com never blanks sal@example.com."""
+    text = raw.decode("utf-8", errors="replace")
+    values: list[str] = []
+    if fmt == "csv":
+        values = next(csv.reader([text]), [])
+    else:
+        with contextlib.suppress(ValueError, RecursionError):
+            document = json.loads(text)
+            if isinstance(document, dict):
+                values = [v for v in document.values() if isinstance(v, str)]
+    for value in values:
+        for candidate in (value, *_BRACKETED.findall(value)):
+            with contextlib.suppress(Exception):  # whatever does not normalise is not this address
+                if normalise(channel, candidate) == address:
+                    return True
+    return False
 
 
 class ErasureLog(DynamoTable):

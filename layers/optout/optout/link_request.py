@@ -48,6 +48,19 @@ Outcome = Literal["sent", "invalid", "ip_limited", "address_limited", "blocked",
 log = logging.getLogger(__name__)
 
 
+_GMAIL = ("gmail.com", "googlemail.com")
+
+
+def mailbox(address: str) -> str:
+    """The inbox a normalised address reaches, as far as its form tells: the ``+tag`` dropped, and
+    for Gmail the dots too (Gmail ignores both). Only for rate limits: never a suppression key."""
+    local, _, domain = address.rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _GMAIL:
+        local, domain = local.replace(".", "") or local, "gmail.com"
+    return f"{local}@{domain}"
+
+
 class Mailer(Protocol):
     def send(self, to: str, raw_message: bytes) -> str: ...
 
@@ -177,6 +190,10 @@ class LinkRequests:
         ):
             return "ip_limited"
         if not self.limits.take(f"email#{key}", settings.link_requests_per_address, window, now):
+            return "address_limited"
+        # The same limit per mailbox: a+1@, a+2@ (and Gmail's dotted forms) are one inbox to flood
+        box = address_key(self.pepper(), "email", mailbox(address))
+        if box != key and not self.limits.take(f"mailbox#{box}", settings.link_requests_per_address, window, now):
             return "address_limited"
         state = self.store.get(key)
         if state is not None and state.blocked is not None:

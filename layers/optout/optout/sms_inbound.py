@@ -242,7 +242,9 @@ class SmsInbound:
         self.hand_off = hand_off
         self.inline_seconds = inline_seconds
         self._mirrors = settings.sms_provider == "end-user-messaging"
-        self._pool: ThreadPoolExecutor | None = None
+        # Two pools: inline calls abandoned at their budget may run on for a while (the SDK's own
+        # retries), and must never hold up the hand-off that backs them up
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def handle(
         self,
@@ -416,7 +418,7 @@ class SmsInbound:
         left = 10.0 if seconds_left is None else seconds_left
         inline = max(0.2, min(self.inline_seconds, (left - HAND_OFF_RESERVE) / 2))
         try:
-            return WebhookAnswer(self._within(inline, lambda: self._inline(sms, attempt)))
+            return WebhookAnswer(self._within("inline", inline, lambda: self._inline(sms, attempt)))
         except InvalidInbound:
             raise
         except Exception as exc:
@@ -429,7 +431,8 @@ class SmsInbound:
         handed = HandedOffTwilio(params=params, received_at=sms.sent_at, attempt=attempt)
         hand_off = self.hand_off
         try:
-            self._within(max(0.2, left - inline - HAND_OFF_RESERVE), lambda: hand_off(handed.model_dump(mode="json")))
+            budget = max(0.2, left - inline - HAND_OFF_RESERVE)
+            self._within("hand-off", budget, lambda: hand_off(handed.model_dump(mode="json")))
         except Exception as exc:
             log.error("hand-off to the queue failed too", extra={"error": type(exc).__name__})
             raise IntakeUnavailable("the message could not be recorded; try again") from exc
@@ -443,16 +446,19 @@ class SmsInbound:
         # that no delivery has claimed yet.
         return twilio.twiml(self.claim_reply(result, by=attempt) if result.duplicate else result.reply)
 
-    def _within(self, seconds: float, call: Callable[[], T]) -> T:
+    def _within(self, pool: Literal["inline", "hand-off"], seconds: float, call: Callable[[], T]) -> T:
         """``call``'s result if it comes within ``seconds``, else TimeoutError.
 
         On time out the call runs on, unawaited: whatever it writes is keyed by the message's once
         marker, so it is harmless, and it sends nothing (replies travel in the answer). It runs in
-        a copy of this context (the invocation's logging and tracing context goes with it).
+        a copy of this context (the invocation's logging and tracing context goes with it), on
+        ``pool``'s threads: the inline calls have their own, so however many of them hang in a
+        DynamoDB brownout (each until the SDK gives up), a webhook is still handed off in time.
         """
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sms-intake")
-        return self._pool.submit(contextvars.copy_context().run, call).result(timeout=seconds)
+        if pool not in self._pools:
+            workers = 16 if pool == "inline" else 4
+            self._pools[pool] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sms-{pool}")
+        return self._pools[pool].submit(contextvars.copy_context().run, call).result(timeout=seconds)
 
     def receive_queued(self, body: str, sqs_sent_at: datetime) -> InboundResult | None:
         """Process one InboundSmsQueue message (End User Messaging's, or a handed-off webhook); None when unusable.
