@@ -8,6 +8,7 @@ JSON error format.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -30,6 +31,10 @@ wiring.admin_api_settings()  # at init: a missing or bad variable fails the cold
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # a time without a zone is UTC
+
+
 def _actor() -> str:
     iam = app.current_event.request_context.authorizer.iam
     return (iam.user_arn or iam.caller_id or "unknown") if iam else "unknown"
@@ -47,6 +52,25 @@ def create_notice(request: Annotated[NoticeRequest, Body()]) -> Response[str]:
         body=notice.model_dump_json(),
         headers={"Location": f"/admin/notices/{notice.id}"},
     )
+
+
+@app.get("/admin/notices")
+def list_notices(
+    since: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> dict[str, Any]:
+    notices, token = wiring.notice_admin().list(_utc(since) if since else None, limit, next_token)
+    return {"items": [n.summary() for n in notices], "next_token": token}
+
+
+@app.get("/admin/compliance/opt-outs")
+def list_opt_outs(
+    since: Annotated[datetime, Query()],
+    next_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> dict[str, Any]:
+    """One page of opt-outs with the sends after each (``optout compliance report`` adds the pages up)."""
+    return wiring.opt_out_ledger().page(_utc(since), next_token, app.lambda_context.get_remaining_time_in_millis)
 
 
 @app.get("/admin/notices/<notice_id>")

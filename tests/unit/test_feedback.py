@@ -704,6 +704,7 @@ def test_permanent_bounce_blocks_email(
         "bounce_type": "Permanent",
         "bounce_subtype": subtype,
         "diagnostic": "smtp; 550 5.1.1 user unknown <[redacted]>",
+        "received_at": "2026-11-26T10:00:01+00:00",  # SES's time: the compliance report's clock starts there
     }
     assert state.all_optional is False and state.topics == frozenset()
     assert state.version == 1 and state.updated_at == T0
@@ -780,6 +781,7 @@ def test_complaint_opts_out_of_optional_topics_only(
         "ses_message_id": MESSAGE_ID,
         "notice_id": NOTICE_ID,
         "complaint_type": expected_type,
+        "received_at": "2026-11-26T10:00:01+00:00",
     }
 
 

@@ -648,9 +648,11 @@ def soak(recipients: int, opt_outs: int, fault_rate: float) -> None:
 
 
 def _register() -> None:
+    from optout_local.compliance_cli import compliance
     from optout_local.notice_cli import notice
 
     main.add_command(notice)
+    main.add_command(compliance)
 
 
 _register()

@@ -270,6 +270,50 @@ def status(notice_id: str, wait: bool, stack_name: str | None, config_env: str |
     _print(document, as_json)
 
 
+@notice.command("list")
+@click.option("--since", type=click.DateTime(), help="Only notices created at or after this date (UTC).")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="How many notices at most.")
+@with_target
+def list_notices(since: datetime | None, limit: int, stack_name: str | None, config_env: str | None,
+                 as_json: bool) -> None:  # fmt: skip
+    """The notices, newest first: kind, status and reach."""
+    target = _target(stack_name, config_env)
+    found = list_all(target, since, limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no notices" + (f" since {since:%Y-%m-%d %H:%M}" if since else ""))
+        return
+    click.echo(f"{'notice':<34} {'kind':<18} {'status':<22} {'created (UTC)':<17} reach")
+    for item in found:
+        reach = item.get("reach") or {}
+        people = f"{reach.get('reached', 0)}/{reach.get('people', 0)} reached" if reach else "not dispatched yet"
+        if reach.get("unreachable"):
+            people += f", {reach['unreachable']} unreachable"
+        kind = item["kind"] + (" (dry run)" if item.get("dry_run") else "")
+        created = datetime.fromisoformat(item["created_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{item['id']:<34} {kind:<18} {item['status']:<22} {created:<17} {people}")
+
+
+def list_all(target: Target, since: datetime | None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every notice created since ``since`` (up to ``limit``), newest first, through GET /admin/notices."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while limit is None or len(found) < limit:
+        query: dict[str, Any] = {"limit": 100 if limit is None else min(100, limit - len(found))}
+        if since is not None:
+            query["since"] = (since if since.tzinfo else since.replace(tzinfo=UTC)).isoformat()
+        if token:
+            query["next_token"] = token
+        page = target.admin().ok("GET", "/admin/notices", query=query)
+        found += page["items"]
+        token = page.get("next_token")
+        if not token:
+            break
+    return found if limit is None else found[:limit]
+
+
 @notice.command("withdraw")
 @click.argument("notice_id")
 @with_target

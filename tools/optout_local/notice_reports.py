@@ -261,7 +261,11 @@ def _md_code(text: str) -> str:
 
 
 def art33_markdown(notice: Mapping[str, Any], now: datetime) -> str:
-    report = authority_report(notice, now)
+    return report_markdown(authority_report(notice, now))
+
+
+def report_markdown(report: AuthorityReport) -> str:
+    """A report as Markdown: everything from its data escaped, ids as code."""
     out = [f"# {report.title}", ""]
     out += [
         f"- **{label}:** {_md_code(value) if label == 'Notice' else _md_line(value)}"
@@ -288,7 +292,12 @@ def art33_markdown(notice: Mapping[str, Any], now: datetime) -> str:
 
 
 def art33_html(notice: Mapping[str, Any], now: datetime) -> str:
-    return _environment().get_template("art33.html").render(report=authority_report(notice, now))
+    return report_html(authority_report(notice, now))
+
+
+def report_html(report: AuthorityReport) -> str:
+    """A report as one self-contained HTML page (inline CSS, no script), autoescaped."""
+    return _environment().get_template("art33.html").render(report=report)
 
 
 # --- the visual report ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,14 @@ def reset() -> None:
     _client.cache_clear()
     provider.cache_clear()
     _session.cache_clear()
+
+
+def iso_lower_bound(moment: datetime) -> str:
+    """A string key condition ``>=`` on the UTC ISO 8601 times the stores write (``isoformat()``) that
+    keeps every time from ``moment`` on: a whole second is written without its fraction, and that
+    prefix sorts before every time in its second."""
+    utc = moment.astimezone(UTC)
+    return utc.isoformat() if utc.microsecond else utc.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class DynamoTable:

@@ -171,6 +171,8 @@ class Feedback:
                 "ses_message_id": event.ses_message_id or "",
                 "notice_id": event.notice_id or "",
             }
+            if event.at is not None:  # when SES received it: the compliance report's clock starts there
+                evidence["received_at"] = event.at.isoformat()
             try:
                 if event.kind == "complaint":
                     evidence["complaint_type"] = event.complaint_type or ""

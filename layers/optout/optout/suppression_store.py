@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from optout.clients import DynamoTable
+from optout.clients import DynamoTable, iso_lower_bound
 from optout.errors import AlreadyProcessed, ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
 
@@ -311,6 +311,30 @@ class DynamoSuppressionStore(DynamoTable):
             if "LastEvaluatedKey" not in response:
                 return events
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def changed_since(
+        self, since: datetime, limit: int, start: dict[str, Any] | None = None
+    ) -> tuple[list[SuppressionState], dict[str, Any] | None]:
+        """One page of a Scan: the state items changed at or after ``since`` (one per address, so an
+        address is never listed twice), and the key to go on from (None: the table is done).
+
+        ``limit`` items are read (DynamoDB applies the filter after it), so a page may be empty and
+        still have more to come.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :state AND updated_at >= :since",
+            "ExpressionAttributeValues": {
+                ":state": _s(STATE_SK),
+                ":since": _s(iso_lower_bound(since)),
+            },
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.client.scan(**kwargs)
+        return [item_to_state(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
 
     def save(
         self,

@@ -32,6 +32,7 @@ from optout.settings import (
 )
 
 if TYPE_CHECKING:
+    from optout.compliance_admin import OptOutLedger
     from optout.erasure import SubjectEraser
     from optout.feedback import Feedback
     from optout.keywords import KeywordBook
@@ -255,6 +256,18 @@ def suppression_admin() -> SuppressionAdmin:
         )
 
     return _once("suppression_admin", build)
+
+
+def opt_out_ledger() -> OptOutLedger:
+    def build() -> OptOutLedger:
+        from optout.compliance_admin import OptOutLedger
+
+        settings = admin_api_settings()
+        return OptOutLedger(
+            _suppressions(settings.suppression_table), _notice_store(settings.notices_table), settings.optional_topics
+        )
+
+    return _once("opt_out_ledger", build)
 
 
 def subject_eraser() -> SubjectEraser:

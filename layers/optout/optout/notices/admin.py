@@ -10,23 +10,22 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.errors import InvalidFields, OptoutError
+from optout.clients import iso_lower_bound
+from optout.errors import InvalidFields
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
 from optout.notices.public import PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
+from optout.page_token import BadPageToken, decode, encode
 
 MAX_PAGE = 1000
+MAX_LIST_PAGE = 100  # notices a page: one BatchGetItem
+LISTED_KEY = ("pk", "sk", "listed", "created_at")  # a key of the by_created index
 # Printable ASCII, short: it becomes part of a DynamoDB key (at most 2,048 bytes)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # The shape of new_notice_id's ids: nothing else is looked up (a key over 2,048 bytes is an error in DynamoDB)
 NOTICE_ID = re.compile(r"^ntc_[0-9A-Za-z_-]{1,64}$")
 # Where a page ends: a delivery's key after its prefix, <recipient id>#<channel>
 PAGE_START = re.compile(r"^[^#]{1,128}#[a-z]{1,16}$")
-
-
-class BadPageToken(OptoutError):
-    code = "bad_page_token"
-    status = 400
 
 
 def new_notice_id(now: datetime) -> str:
@@ -134,3 +133,14 @@ class NoticeAdmin:
                 raise BadPageToken("next_token is not one this API gave out")
         records, last = self.store.deliveries(notice_id, max(1, min(limit, MAX_PAGE)), start)
         return records, (last.encode().hex() if last else None)
+
+    def list(self, since: datetime | None, limit: int, next_token: str | None) -> tuple[list[Notice], str | None]:
+        """Notices created since ``since`` (all if None), newest first, ``limit`` a page."""
+        start = decode(next_token, LISTED_KEY) if next_token else None
+        if start is not None and (
+            start["listed"]["S"] != "notice"
+            or (since is not None and start["created_at"]["S"] < iso_lower_bound(since))
+        ):  # outside the query's key condition: DynamoDB would refuse it
+            raise BadPageToken("next_token is not one this API gave out for this query")
+        notices, last = self.store.listed(since, max(1, min(limit, MAX_LIST_PAGE)), start)
+        return notices, encode(last)

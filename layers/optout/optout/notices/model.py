@@ -368,6 +368,15 @@ class Notice(BaseModel):
             report["all_reachable_notified_within_72h"] = done and hours <= 72 and told
         return report
 
+    def summary(self) -> dict[str, Any]:
+        """What a listing shows of a notice: what it is, where it stands, whom it reached."""
+        return {
+            **self.model_dump(mode="json", include={"id", "kind", "topic", "channels", "dry_run", "status",
+                                                    "created_by", "created_at", "updated_at", "total"}),
+            "recipients": dict(self.counts.recipients),
+            "reach": self.reach(),
+        }  # fmt: skip
+
     def public(self) -> dict[str, Any]:
         document = self.model_dump(mode="json")
         document["reach"] = self.reach()

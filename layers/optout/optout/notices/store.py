@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from optout.clients import DynamoTable
+from optout.clients import DynamoTable, iso_lower_bound
 from optout.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, People, Status
@@ -70,6 +70,11 @@ _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_ru
 class NoticeNotFound(OptoutError):
     code = "not_found"
     status = 404
+
+
+class NoticesUnavailable(OptoutError):
+    code = "try_again"
+    status = 503
 
 
 class CallResult(NamedTuple):
@@ -202,6 +207,8 @@ class NoticeStore(DynamoTable):
         }
         if notice.discovered_at is not None:
             item["discovered_at"] = _s(notice.discovered_at.isoformat())
+        # the by_created index (keys only: the notice's counters never write to it)
+        item[LISTED_ATTRIBUTE], item["created_at"] = _s(NOTICE_SK), _s(notice.created_at.isoformat())
         size = item_bytes(item)
         if size > NOTICE_CREATE_LIMIT:
             path, field_size = _largest_field(doc)
@@ -245,6 +252,50 @@ class NoticeStore(DynamoTable):
         if item is None:
             raise NoticeNotFound("no notice with this id")
         return _notice(notice_id, item)
+
+    def listed(
+        self, since: datetime | None, limit: int, start: dict[str, Any] | None = None
+    ) -> tuple[list[Notice], dict[str, Any] | None]:
+        """Notices created at or after ``since``, newest first, a page at a time (the by_created index,
+        then one BatchGetItem of the notices themselves). Returns the page and the key to go on from."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": BY_CREATED_INDEX,
+            "KeyConditionExpression": "#listed = :listed",
+            "ExpressionAttributeNames": {"#listed": LISTED_ATTRIBUTE},
+            "ExpressionAttributeValues": {":listed": _s(NOTICE_SK)},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if since is not None:
+            kwargs["KeyConditionExpression"] += " AND created_at >= :since"
+            kwargs["ExpressionAttributeValues"][":since"] = _s(iso_lower_bound(since))
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.client.query(**kwargs)
+        ids = [item["pk"]["S"].removeprefix("notice#") for item in response.get("Items", [])]
+        found = self._get_notices(ids)
+        return [found[i] for i in ids if i in found], response.get("LastEvaluatedKey")
+
+    def _get_notices(self, ids: Sequence[str]) -> dict[str, Notice]:
+        """Up to 100 notices in one BatchGetItem (strongly consistent), with what it leaves unprocessed
+        asked again a few times: a page of a listing, never an unbounded loop."""
+        found: dict[str, Notice] = {}
+        keys = [{"pk": _pk(i), "sk": _s(NOTICE_SK)} for i in ids]
+        for attempt in range(LIST_ATTEMPTS):
+            if not keys:
+                break
+            if attempt:
+                time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter  # nosec B311
+            response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+            for item in response.get("Responses", {}).get(self.table, []):
+                notice_id = item["pk"]["S"].removeprefix("notice#")
+                found[notice_id] = _notice(notice_id, item)
+            unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+            keys = list(unprocessed.get(self.table, {}).get("Keys", []))
+        if keys:
+            raise NoticesUnavailable("DynamoDB left notices of this page unread; try again")
+        return found
 
     def cursor(self, notice_id: str) -> tuple[Cursor, bool]:
         """The checkpoint, with the seen set saved with it (``Cursor.saved``), in one consistent read."""
@@ -812,6 +863,9 @@ class NoticeStore(DynamoTable):
 
 TTL_ATTRIBUTE = "expires_at"  # the NoticesTable's TimeToLiveSpecification
 BY_ADDRESS_INDEX = "by_address"
+BY_CREATED_INDEX = "by_created"  # notices by creation time: only notice items carry LISTED_ATTRIBUTE
+LISTED_ATTRIBUTE = "listed"
+LIST_ATTEMPTS = 4
 ERASED_REASON = "subject erased: recipient id pseudonymised, address key removed"
 COMPLETE_ATTEMPTS = 5  # a batch's transaction, cancelled by a conflict or throttled: within about a second
 # What cancels a transaction, or refuses a request, without applying it, and may pass if tried again
