@@ -220,11 +220,14 @@ def test_sigkill_loses_at_most_the_last_second_and_never_half_a_transaction(
     table = written["table"]
     # Transactions of two items each run on while snapshots are taken and until the kill
     stop_writing = threading.Event()
+    committed = threading.Event()
     ddb = first.client("dynamodb")
 
     def transactions(worker: int) -> None:
         n = 0
         while not stop_writing.is_set():
+            if n:
+                committed.set()
             items = [
                 {"Put": {"TableName": table, "Item": {"pk": {"S": f"tx#{worker}#{n}"}, "sk": {"S": part}}}}
                 for part in ("a", "b")
@@ -238,9 +241,14 @@ def test_sigkill_loses_at_most_the_last_second_and_never_half_a_transaction(
     workers = [threading.Thread(target=transactions, args=(w,)) for w in range(4)]
     for worker in workers:
         worker.start()
-    time.sleep(2.0)  # what was written before this is older than a snapshot interval
-    state = first.state()
-    assert state["snapshots"] >= 1 and state["forked"] is True  # taken off the request path
+    # Once transactions have committed, wait for two more snapshots: the second began after them
+    # (a fixed sleep was not enough on a loaded machine, where the first commits came late)
+    assert committed.wait(timeout=30)
+    taken = first.state()["snapshots"]
+    deadline = time.monotonic() + 30
+    while (state := first.state())["snapshots"] < taken + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state["snapshots"] >= taken + 2 and state["forked"] is True  # taken off the request path
     first.kill()
     stop_writing.set()
     for worker in workers:
