@@ -22,7 +22,7 @@ from optout import wiring
 from optout.erasure import EraseRequest
 from optout.errors import NotFound, OptoutError
 from optout.http import error_body, json_body_refusal, validation_error_body
-from optout.notices.model import NoticeRequest
+from optout.notices.model import NoticeRequest, PublishRequest
 from optout.observability import logger, metrics, traced
 from optout.suppression_admin import LookupRequest, SuppressionRequest
 
@@ -79,6 +79,13 @@ def get_notice(notice_id: str) -> dict[str, Any]:
     document = admin.get(notice_id).public()
     publication = admin.publication(notice_id)
     return {**document, "publication": publication.public() if publication else None}
+
+
+@app.post("/admin/notices/<notice_id>/publish")
+def publish_notice(notice_id: str, request: Annotated[PublishRequest, Body()]) -> dict[str, Any]:
+    published = wiring.notice_admin().publish(notice_id, request.until)
+    logger.info("notice published", extra={"notice_id": notice_id, "actor": _actor()})
+    return published.public()
 
 
 @app.post("/admin/notices/<notice_id>/withdraw")

@@ -81,6 +81,11 @@ def with_target(func: Any) -> Any:
 @click.option("--subjects-concerned", type=int, help="breach-alert: about how many people (default: the recipients).")
 @click.option("--records-concerned", type=int, help="breach-alert: about how many personal data records.")
 @click.option("--measures-proposed", help="breach-alert: the measures proposed, beyond those taken.")
+@click.option(
+    "--publish-if-unreachable",
+    is_flag=True,
+    help="breach-alert: when it completes with anyone unreachable, publish it on GET /notices (Art. 34(3)(c)).",
+)
 @click.option("--subject", help="product, marketing: the mail's subject (one line).")
 @click.option(
     "--body-file",
@@ -104,6 +109,8 @@ def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_
         "dry_run": dry_run,
     }
     publish, until = variables.pop("publish"), variables.pop("until")
+    if variables.get("publish_if_unreachable") and kind != "breach-alert":
+        raise click.UsageError("--publish-if-unreachable is for breach alerts only")
     if publish or until:
         request.update({"publish": publish, **({"until": until} if until else {})})
     request["variables"] = _variables(KINDS[kind], variables)
@@ -128,13 +135,14 @@ def _variables(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         names = ("new_controller", "effective_date", "summary", "choices_url")
     elif kind == "breach_alert":
         names = ("discovered_at", "nature", "data_categories", "likely_consequences", "measures_taken", "contact",
-                 "subject_categories", "subjects_concerned", "records_concerned", "measures_proposed")  # fmt: skip
+                 "subject_categories", "subjects_concerned", "records_concerned", "measures_proposed",
+                 "publish_if_unreachable")  # fmt: skip
     else:
         names = ("subject", "body_file", "sms_text")
     variables: dict[str, Any] = {}
     for name in names:
         value = options.get(name)
-        if value is None:
+        if value is None or value is False:  # an unset flag: the API's default
             continue
         if name in ("data_categories", "subject_categories"):
             value = [v.strip() for v in str(value).split(",") if v.strip()]
@@ -312,6 +320,22 @@ def list_all(target: Target, since: datetime | None, limit: int | None = None) -
         if not token:
             break
     return found if limit is None else found[:limit]
+
+
+@notice.command("publish")
+@click.argument("notice_id")
+@click.option("--until", help="When it leaves the public page, ISO 8601 with a zone (default: until withdrawn).")
+@with_target
+def publish(notice_id: str, until: str | None, stack_name: str | None, config_env: str | None, as_json: bool) -> None:
+    """Show a sent notice on the public page (GET /notices): a breach alert's public communication for
+    the people it could not reach (Art. 34(3)(c)), a policy change or a change of control."""
+    target = _target(stack_name, config_env)
+    published = target.admin().ok("POST", f"/admin/notices/{notice_id}/publish", body={"until": until})
+    if as_json:
+        click.echo(json.dumps(published, indent=2))
+        return
+    shown = f" until {published['until']}" if published.get("until") else " until withdrawn"
+    click.echo(f"notice {notice_id} published {published['published_at']}{shown}")
 
 
 @notice.command("withdraw")

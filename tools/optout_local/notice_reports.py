@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -168,6 +168,7 @@ def authority_report(notice: Mapping[str, Any], now: datetime) -> AuthorityRepor
         ["72-hour deadline", _utc(deadline), "72.00"],
         ["This report", _utc(now), _hours(now, discovered)],
     ]
+    timeline[5:5] = publication_rows(notice, lambda moment: _hours(moment, discovered))
     # with reach, the people listed only on refused rows are unreachable too: they have no address
     unreachable = reach["unreachable"] if reach is not None else recipients.get("unreachable", 0)
     return AuthorityReport(
@@ -229,6 +230,18 @@ def authority_report(notice: Mapping[str, Any], now: datetime) -> AuthorityRepor
             ),
         ],
     )
+
+
+def publication_rows(notice: Mapping[str, Any], hours: Callable[[datetime], str]) -> list[list[str]]:
+    """When the notice was on the public page (GET /notices): published, shown until, withdrawn."""
+    publication: Mapping[str, Any] = notice.get("publication") or {}
+    rows = []
+    for label, name in (("Published publicly (Art. 34(3)(c))", "published_at"), ("Shown until", "until"),
+                        ("Withdrawn from the public page", "withdrawn_at")):  # fmt: skip
+        moment = _when(publication.get(name))
+        if moment is not None:
+            rows.append([label, _utc(moment), hours(moment)])
+    return rows
 
 
 UNREACHABLE_NOTE = (
@@ -490,6 +503,7 @@ def visual_html(notice: Mapping[str, Any], deliveries: Deliveries, now: datetime
             created=_utc(_when(notice.get("created_at"))),
             discovered=_utc(_when(notice.get("discovered_at"))),
             prepared=_utc(now),
+            published=[row[:2] for row in publication_rows(notice, lambda _: "")],
         )
     )
 

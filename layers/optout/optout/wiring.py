@@ -307,6 +307,7 @@ def notice_admin() -> NoticeAdmin:
 def dispatcher() -> Dispatcher:
     def build() -> Dispatcher:
         from optout.notices.dispatch import Dispatcher
+        from optout.notices.public import PublicNoticeStore
         from optout.queues import send_message, send_message_batch
 
         settings = dispatcher_settings()
@@ -319,6 +320,7 @@ def dispatcher() -> Dispatcher:
             send_batches=lambda ms: send_message_batch(settings.send_queue_url, ms),
             requeue=lambda m, delay: send_message(settings.dispatch_queue_url, m, delay),
             pepper=lambda: secrets.pepper(settings.pepper_secret),
+            public=PublicNoticeStore(settings.notices_table),
         )
 
     return _once("dispatcher", build)

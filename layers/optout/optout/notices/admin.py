@@ -13,7 +13,7 @@ from typing import Any
 from optout.clients import iso_lower_bound
 from optout.errors import InvalidFields
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
-from optout.notices.public import PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
+from optout.notices.public import NotPublishable, PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
 from optout.page_token import BadPageToken, decode, encode
 
@@ -37,6 +37,8 @@ def request_hash(request: NoticeRequest) -> str:
     fields = request.model_dump(mode="json")
     if not request.publish:  # a request that publishes nothing hashes as it did before publishing existed
         del fields["publish"], fields["until"]
+    if fields["variables"].get("publish_if_unreachable") is False:  # likewise for a breach alert
+        del fields["variables"]["publish_if_unreachable"]
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -113,6 +115,19 @@ class NoticeAdmin:
             return self.public.get(notice_id)
         except PublicNoticeNotFound:
             return None
+
+    def publish(self, notice_id: str, until: datetime | None) -> PublicNotice:
+        """Publish a notice after it was sent (a breach alert's public communication, Art. 34(3)(c),
+        once its report shows whom it could not reach); publishing it again keeps the first copy."""
+        notice = self.get(notice_id)
+        if notice.dry_run:
+            raise NotPublishable("a dry run is never published: send the notice itself")
+        if self.public is None:
+            raise NotPublishable("this stack has no public notices")
+        now = self.now()
+        if until is not None and until <= now:
+            raise InvalidFields([("until", "must be in the future: the notice is published from now until then")])
+        return self.public.publish(from_notice(notice, now, until))
 
     def withdraw(self, notice_id: str) -> PublicNotice:
         """Take the notice off the public page (404 if it was never published); again: no change."""

@@ -59,6 +59,7 @@ from optout.notices.model import (
     SendBatch,
     Status,
 )
+from optout.notices.public import PublicNoticeStore, from_notice
 from optout.notices.rules import address_keys, address_of, decide
 from optout.notices.store import (
     DUPLICATE_REASON,
@@ -290,7 +291,9 @@ class Dispatcher:
         requeue: Callable[[dict[str, Any], int], None],
         pepper: Callable[[], bytes],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        public: PublicNoticeStore | None = None,
     ) -> None:
+        self.public = public  # where a breach alert publishes for the people it could not reach
         self.settings = settings
         self.notices = notices
         self.suppressions = suppressions
@@ -651,11 +654,29 @@ class Dispatcher:
             notice = self.notices.get(notice_id)
             follow_up = sum(notice.counts.recipients.get(d, 0) for d in NEEDS_FOLLOW_UP)
             status: Status = "complete_with_failures" if follow_up else "complete"
+            self._publish_for_unreachable(notice)  # first: a failure here retries the finalize
             if self.notices.set_status(notice_id, status, self.now(), only_from=("sending", "dispatching")):
                 self.delete_manifest(notice)
             return status
         self.requeue({"notice_id": notice_id, "action": "finalize", "attempt": attempt + 1}, min(60, 2 + 2 * attempt))
         return "waiting"
+
+    def _publish_for_unreachable(self, notice: Notice) -> None:
+        """Art. 34(3)(c): a breach alert that asked for it (``publish_if_unreachable``) and could not
+        reach everyone publishes its public communication (GET /notices). Publishing is idempotent."""
+        reach = notice.reach()
+        if (
+            notice.kind != "breach_alert"
+            or notice.dry_run
+            or not notice.variables.get("publish_if_unreachable")
+            or self.public is None
+            or not reach
+            or not reach["unreachable"]
+        ):
+            return
+        published = self.public.publish(from_notice(notice, self.now()))
+        log.info("breach alert published for the unreachable", extra={"notice_id": notice.id,
+                 "unreachable": reach["unreachable"], "published_at": published.published_at.isoformat()})  # fmt: skip
 
     def delete_manifest(self, notice: Notice) -> None:
         """A complete notice needs its manifest no more: delete every version of it (retention, README).

@@ -167,6 +167,9 @@ class BreachAlertVariables(BaseModel, extra="forbid"):
     subjects_concerned: Annotated[int, Field(strict=True, ge=1, le=10_000_000_000)] | None = None
     records_concerned: Annotated[int, Field(strict=True, ge=1, le=10_000_000_000_000)] | None = None
     measures_proposed: Text | None = None
+    # Art. 34(3)(c): when the alert completes with anyone unreachable (no usable channel), the
+    # dispatcher publishes its public communication (GET /notices) by itself
+    publish_if_unreachable: Annotated[bool, Field(strict=True)] = False
 
 
 def _known_variables(value: str) -> str:
@@ -382,6 +385,12 @@ class Notice(BaseModel):
         document["reach"] = self.reach()
         document["breach"] = self.breach_report()
         return document
+
+
+class PublishRequest(BaseModel, extra="forbid"):
+    """POST /admin/notices/{id}/publish: shown from now until ``until`` (or until withdrawn)."""
+
+    until: AwareDatetime | None = None
 
 
 class Recipient(BaseModel, frozen=True):
