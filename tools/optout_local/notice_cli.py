@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from optout.notices.model import DECISIONS, FINAL_STATUSES
+from optout.notices.manifest import Cursor, format_of, lines, parse_line
+from optout.notices.model import DECISIONS, FINAL_STATUSES, BadRow
 from optout_local import notice_reports
 from optout_local.csv_export import ExportWriter
 from optout_local.target import Target, resolve_target
@@ -60,8 +61,19 @@ def with_target(func: Any) -> Any:
 )
 @click.option("--channels", help="email, sms or email,sms (default per kind).")
 @click.option("--mode", type=click.Choice(["all", "first_available"]), help="Use every usable channel, or the first.")
-@click.option("--dry-run", is_flag=True, help="Decide everything, send nothing, report what would happen.")
-@click.option("--wait", is_flag=True, help="Show progress until the notice completes.")
+@click.option(
+    "--dry-run", is_flag=True, help="Decide everything, send nothing, and (unless --no-wait) print what would happen."
+)
+@click.option(
+    "--wait/--no-wait", default=None, help="Show progress until the notice completes (default: only for --dry-run)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="With --wait: give up waiting after this many seconds (exit 3); the notice goes on.",
+)
 @click.option("--idempotency-key", help="Retrying with the same key returns the same notice.")
 @click.option("--publish", is_flag=True, help="Also show it on the public page (GET /notices) from now on.")
 @click.option("--until", help="With --publish: when it leaves the public page, ISO 8601 with a zone.")
@@ -94,10 +106,15 @@ def with_target(func: Any) -> Any:
 )
 @click.option("--sms-text", help="product, marketing: the text message (default: the subject).")
 @with_target
-def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_run: bool, wait: bool,
-         idempotency_key: str | None, stack_name: str | None, config_env: str | None, as_json: bool,
+def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_run: bool, wait: bool | None,
+         timeout: float, idempotency_key: str | None, stack_name: str | None, config_env: str | None, as_json: bool,
          **variables: Any) -> None:  # fmt: skip
-    """Upload MANIFEST, create the notice through the signed admin API, and (with --wait) follow it."""
+    """Upload MANIFEST, create the notice through the signed admin API, and (with --wait) follow it.
+
+    Exit status with --wait: 0 when the notice completes, 1 when it ends failed, 3 when --timeout
+    runs out first (the notice goes on: follow it with `optout notice status ID --wait`).
+    """
+    check_manifest(manifest)
     target = _target(stack_name, config_env)
     # Content-addressed, so a retried send (same file, same Idempotency-Key) makes the same request
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:24]
@@ -120,11 +137,44 @@ def send(kind: str, manifest: Path, channels: str | None, mode: str | None, dry_
             request["channels"]["mode"] = mode
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     created = target.admin().ok("POST", "/admin/notices", body=request, headers=headers)
-    if not as_json:
-        label = "(dry run) " if dry_run else ""
-        click.echo(f"notice {created['id']} {label}queued: {created['kind']} to {', '.join(created['channels'])}")
-    result = _follow(target, created["id"], quiet=False) if wait else created
+    label = "(dry run) " if dry_run else ""
+    # the id before any wait; with --json on stderr, so stdout stays one JSON document
+    click.echo(f"notice {created['id']} {label}queued: {created['kind']} to {', '.join(created['channels'])}",
+               err=as_json)  # fmt: skip
+    waiting = dry_run if wait is None else wait
+    result = _follow(target, created["id"], quiet=False, timeout=timeout) if waiting else created
     _print(result, as_json)
+    _exit_for(result, waiting, timeout)
+
+
+def _exit_for(document: dict[str, Any], waited: bool, timeout: float) -> None:
+    if not waited:
+        return
+    if document["status"] == "failed":
+        sys.exit(1)
+    if document["status"] not in FINAL_STATUSES:
+        click.echo(f"still {document['status']} after {timeout:g} s: follow it with"
+                   f" `optout notice status {document['id']} --wait`", err=True)  # fmt: skip
+        sys.exit(3)
+
+
+def check_manifest(path: Path) -> None:
+    """Refuse, before any notice exists, a manifest the dispatcher could make nothing of: empty, a CSV
+    header without recipient_id, or no row that is a usable recipient (read up to the first that is)."""
+    with path.open("rb") as head:
+        cursor = Cursor(fmt=format_of(path.name, head.read(64)))
+    first_problem: BadRow | None = None
+    with path.open("rb") as handle:
+        for raw, number, _ in lines(iter(lambda: handle.read(256 * 1024), b""), cursor):
+            parsed = parse_line(raw, number, cursor)
+            if isinstance(parsed, BadRow):
+                if cursor.header == []:
+                    raise click.UsageError(f"{path.name}: {parsed.reason} (line {parsed.line})")
+                first_problem = first_problem or parsed
+            elif parsed is not None:
+                return
+    detail = f" (line {first_problem.line}: {first_problem.reason})" if first_problem else ""
+    raise click.UsageError(f"{path.name} lists no usable recipient{detail}: nothing was created")
 
 
 def _variables(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -268,14 +318,20 @@ def _unknown_line(counts: dict[str, Any], notice_id: str) -> str | None:
 @notice.command("status")
 @click.argument("notice_id")
 @click.option("--wait", is_flag=True, help="Show progress until the notice completes.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="With --wait: give up waiting after this many seconds (exit 3).")  # fmt: skip
 @with_target
-def status(notice_id: str, wait: bool, stack_name: str | None, config_env: str | None, as_json: bool) -> None:
-    """Status and counts of a notice."""
+def status(notice_id: str, wait: bool, timeout: float, stack_name: str | None, config_env: str | None,
+           as_json: bool) -> None:  # fmt: skip
+    """Status and counts of a notice. With --wait, exits 1 if it ends failed, 3 at --timeout."""
     target = _target(stack_name, config_env)
     document = (
-        _follow(target, notice_id, quiet=False) if wait else target.admin().ok("GET", f"/admin/notices/{notice_id}")
+        _follow(target, notice_id, quiet=False, timeout=timeout)
+        if wait
+        else target.admin().ok("GET", f"/admin/notices/{notice_id}")
     )
     _print(document, as_json)
+    _exit_for(document, wait, timeout)
 
 
 @notice.command("list")
