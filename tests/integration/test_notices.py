@@ -289,7 +289,7 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
     morning = Sender(base.settings, base.notices, base.suppressions, base.pepper, base.key_ring, base.email, base.sms,
                      base.enqueue, now=lambda: night + timedelta(hours=6))  # fmt: skip
     run_as("SenderFunction", morning.process, batch_from_message(json.dumps(later)))
-    assert [body for _, body in sent_sms()] == ["Example Co: Dark mode is here Reply STOP to opt out."]
+    assert [body for _, body in sent_sms()] == ["Example Co: Dark mode is here. Reply STOP to opt out."]
     wiring.dispatcher().finalize(notice["id"], 0)
     result = pipeline.get(notice["id"])
     assert result["status"] == "complete"

@@ -305,8 +305,8 @@ def test_spanish_breach_sms() -> None:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("product", "Example Co: Shared workspaces are here Reply STOP to opt out."),
-        ("marketing", "Example Co: Winter sale: 30% off Reply STOP to opt out."),  # no sms_text: the subject
+        ("product", "Example Co: Shared workspaces are here. Reply STOP to opt out."),
+        ("marketing", "News from Example Co: Winter sale: 30% off. Reply STOP to opt out."),  # no sms_text: the subject
     ],
 )
 def test_optional_sms_end_with_opt_out_instruction(kind: Kind, expected: str) -> None:
@@ -317,7 +317,14 @@ def test_optional_sms_end_with_opt_out_instruction(kind: Kind, expected: str) ->
 
 def test_spanish_optional_sms_suffix() -> None:
     text = render_sms(make_notice("marketing"), reader("es"), BRAND, optional=True)
-    assert text.endswith("Responda PARAR para darse de baja.")
+    assert text == "Novedades de Example Co: Winter sale: 30% off. Responda PARAR para darse de baja."
+
+
+def test_a_text_that_ends_a_sentence_gets_no_second_full_stop() -> None:
+    notice = make_notice("product", sms_text="Shared workspaces are here!")
+    assert render_sms(notice, reader(), BRAND, optional=True) == (
+        "Example Co: Shared workspaces are here! Reply STOP to opt out."
+    )
 
 
 # --- SMS segments ---------------------------------------------------------------------------------

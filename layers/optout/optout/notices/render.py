@@ -304,11 +304,18 @@ def render_sms(notice: Notice, recipient: Recipient, brand: str, optional: bool)
         )  # fmt: skip
     elif notice.kind == "breach_alert":
         text = w["breach_alert"]["sms"].format(brand=brand, contact=v["contact"])
-    else:
-        text = f"{brand}: {v.get('sms_text') or v['subject']}"
+    elif v.get("sms_text"):
+        text = f"{brand}: {v['sms_text']}"
+    else:  # the mail's subject, framed in the recipient's language so that the text reads as one
+        text = w["free"]["sms_from_subject"].format(brand=brand, subject=v["subject"])
     if optional:
-        text = f"{text} {w['free']['sms_suffix']}"
+        text = f"{_sentence(text)} {w['free']['sms_suffix']}"
     return str(text)
+
+
+def _sentence(text: str) -> str:
+    """End with a full stop unless it ends a sentence already: the suffix that follows is one."""
+    return text if text.rstrip().endswith((".", "!", "?", "…", "。", "！", "？")) else f"{text.rstrip()}."
 
 
 def sms_segments(text: str) -> dict[str, Any]:
