@@ -74,6 +74,14 @@ def test_an_alert_is_published_after_the_fact_and_what_cannot_be_published_is_a_
     # Then it is shown until then, and publishing again keeps the first publication
     assert status == status_again == 200 and first == again and first["until"].startswith(until[:19])
     assert _public() == [alert["id"]] and pipeline.get(alert["id"])["publication"]["until"] == first["until"]
+    # a different end is a 409 (it is set once), and so is publishing again once withdrawn
+    later = (datetime.now(UTC) + timedelta(days=60)).isoformat()
+    status, body = _publish(pipeline, alert["id"], {"until": later})
+    assert status == 409 and body["error"]["code"] == "publication_conflict"
+    route = "/admin/notices/{notice_id}/withdraw"
+    pipeline.api("POST", f"/admin/notices/{alert['id']}/withdraw", route=route, params={"notice_id": alert["id"]})
+    status, body = _publish(pipeline, alert["id"], {})
+    assert status == 409 and "withdrawn" in body["error"]["message"] and _public() == []
     # And a dry run, a product notice, a past date and a bad body are refused
     assert _publish(pipeline, dry["id"], {})[1]["error"]["code"] == "not_publishable"
     assert _publish(pipeline, product["id"], {})[1]["error"]["code"] == "not_publishable"
@@ -86,4 +94,4 @@ def test_an_alert_is_published_after_the_fact_and_what_cannot_be_published_is_a_
     }, pipeline.manifest(ROWS, "f.csv"))  # fmt: skip
     status, body = _publish(pipeline, fresh["id"], {"until": past})
     assert status == 422 and body["error"]["fields"][0]["path"] == "until"
-    assert _public() == [alert["id"]]
+    assert _public() == []

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from optout import compliance_admin, wiring
+from optout import compliance_admin, page_token, wiring
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
@@ -60,6 +60,12 @@ def test_the_ledger_joins_each_opt_out_with_the_sends_to_its_address(pipeline: P
     assert entry["subject"] == _key("alice@example.com")[:16] and entry["source"] == "one_click"
     assert entry["scope"] == "product" and entry["sends_after"] == [] and entry["suppressed_after"] == 1
     assert "alice" not in json.dumps(entry)
+    # every send's record keeps when it was decided, no later than when it was recorded
+    route = "/admin/notices/{notice_id}/deliveries"
+    _, page = pipeline.api("GET", f"/admin/notices/{policy['id']}/deliveries", route=route,
+                           params={"notice_id": policy["id"]})  # fmt: skip
+    sent = [r for r in page["items"] if r["decision"] == "sent"]
+    assert len(sent) == 2 and all(r["decided_at"] and r["decided_at"] <= r["at"] for r in sent)
 
     # And when a faulty sender had mailed her a product notice anyway, the ledger names that send
     table = get_settings().notices_table
@@ -99,7 +105,8 @@ def test_pages_resume_where_they_stopped_and_a_made_up_token_is_a_400(
     assert status == 200 and len(rest["items"]) == 6 and rest["next_token"] is None
 
     # And a token it never gave out is refused, as is a request without its date
-    for token in ("nonsense", "eyJ4IjoxfQ=="):
+    too_long = page_token.encode({"pk": {"S": "k"}, "sk": {"S": "s" * 1500}})
+    for token in ("nonsense", "eyJ4IjoxfQ==", too_long):
         status, body = _opt_outs(pipeline, since, token)
         assert status == 400 and body["error"]["code"] == "bad_page_token"
     status, body = pipeline.api("GET", "/admin/compliance/opt-outs")

@@ -145,3 +145,50 @@ def test_the_summary_gives_each_clock_its_percentiles_and_its_breaches() -> None
     assert [b["why"] for b in gmail["breaches"]] == ["in force 3.0 days after it was received"]
     assert can_spam["breaches"] == []
     assert len(fcc["breaches"]) == 1 and "1 send(s) after it" in fcc["breaches"][0]["why"]
+
+
+def test_a_send_decided_before_the_opt_out_is_on_its_way_even_if_recorded_after_it() -> None:
+    # Given a product mail decided at T0 and recorded 20 s later, and a one-click opt-out at T0+3 s
+    events = [_event("opt_out", "product", T0 + timedelta(seconds=3))]
+    deliveries = [{**_delivery("n_product", T0 + timedelta(seconds=20)), "decided_at": T0}]
+
+    (entry,) = _entries(events, deliveries)
+
+    # Then it was sent before the opt-out, not after it: nothing is listed, no clock is broken
+    assert entry.sends_after == []
+    assert all(c["breaches"] == [] for c in summarise([entry]))
+    # while judged by its record time alone it would have been a send after the opt-out
+    (naive,) = _entries(events, [_delivery("n_product", T0 + timedelta(seconds=20))])
+    assert [s.in_force for s in naive.sends_after] == [True]
+
+
+def test_an_older_opt_out_is_listed_when_a_send_since_the_window_went_against_it() -> None:
+    # Given an opt-out 40 days before the window, and a product mail inside the window
+    events = [_event("opt_out", "product", T0 - timedelta(days=40))]
+    deliveries = [_delivery("n_product", T0 - timedelta(days=35)), _delivery("n_product", T0 + timedelta(days=1))]
+
+    (entry,) = _entries(events, deliveries, since=T0)
+
+    # Then it is there for that send alone, and counts for the breach but not the clocks' times
+    assert entry.before_window and [s.at for s in entry.sends_after] == [T0 + timedelta(days=1)]
+    gmail = next(c for c in summarise([entry]) if c["clock"] == "gmail_yahoo")
+    assert gmail["opt_outs"] == 0 and gmail["p50_seconds"] is None and len(gmail["breaches"]) == 1
+    # without a send in the window it is not listed at all
+    assert _entries(events, deliveries[:1], since=T0) == []
+
+
+def test_a_send_stopped_only_by_a_later_bounce_is_not_pinned_on_a_lifted_opt_out() -> None:
+    # Given an opt-out of product mail, lifted the next day, then a hard bounce
+    events = [
+        _event("opt_out", "product", T0),
+        _event("opt_in", "product", T0 + timedelta(days=1), "preference_page"),
+        _event("block", "channel", T0 + timedelta(days=2), "bounce"),
+    ]
+    deliveries = [
+        _delivery("n_product", T0 + timedelta(days=3)),
+        _delivery("n_product", T0 + timedelta(days=4), "suppressed"),
+    ]
+
+    (entry,) = _entries(events, deliveries)
+
+    assert entry.sends_after == [] and entry.suppressed_after == 0 and entry.lifted_at == T0 + timedelta(days=1)

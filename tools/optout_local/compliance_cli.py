@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import click
 from optout_local import compliance_report, notice_reports
 from optout_local.notice_cli import list_all
 from optout_local.target import resolve_target
+
+BREACHES_FOUND = 4  # apart from 1, which says the report could not be made
+PAGE_ATTEMPTS = 4  # a page the admin API could not serve (5xx, throttled) is asked again
 
 
 @click.group()
@@ -34,7 +38,8 @@ def report(since: datetime | None, as_json: bool, html: Path | None, stack_name:
     that address after it; the time to honour as p50, p99 and max against Gmail/Yahoo's 2 days and
     CAN-SPAM's and the FCC's 10 business days, with every breach; the reach of required notices.
 
-    Exits 1 when any clock was broken or anything was sent after an opt-out was in force.
+    Exits 4 when any clock was broken or anything was sent after an opt-out was in force (1: the
+    report could not be made).
     """
     now = datetime.now(UTC)
     start = (since.replace(tzinfo=UTC) if since and since.tzinfo is None else since) or now - timedelta(days=30)
@@ -43,8 +48,12 @@ def report(since: datetime | None, as_json: bool, html: Path | None, stack_name:
 
     def page(token: str | None) -> dict[str, Any]:
         query = {"since": start.isoformat(), **({"next_token": token} if token else {})}
-        answer: dict[str, Any] = admin.ok("GET", "/admin/compliance/opt-outs", query=query)
-        return answer
+        for attempt in range(PAGE_ATTEMPTS):
+            status, answer = admin.request("GET", "/admin/compliance/opt-outs", query=query)
+            if status < 500 and status != 429:
+                break
+            time.sleep(min(8.0, 0.5 * 2**attempt))  # the same page again: nothing read so far is lost
+        return dict(admin.ok("GET", "/admin/compliance/opt-outs", query=query) if status >= 400 else answer)
 
     def progress(addresses: int, found: int) -> None:
         if sys.stderr.isatty():
@@ -64,4 +73,4 @@ def report(since: datetime | None, as_json: bool, html: Path | None, stack_name:
         if html is not None:
             click.echo(f"\nHTML report written to {html}")
     if document["breaches"] or document["sends_after_in_force"]:
-        sys.exit(1)
+        sys.exit(BREACHES_FOUND)

@@ -93,7 +93,7 @@ def document(report: Mapping[str, Any]) -> AuthorityReport:
         ("Sends after an opt-out was in force", f"{report['sends_after_in_force']:,} (there must be none)"),
         ("Sends while an opt-out was on its way", f"{report['sends_while_received']:,}"),
         ("Later sends the opt-outs stopped", f"{report['suppressed_after']:,}"),
-        ("Breaches of a clock", f"{report['breaches']:,}"),
+        ("Clock breaches (an opt-out breaks each of its clocks)", f"{report['breaches']:,}"),
     ]  # fmt: skip
     warnings = []
     if report["sends_after_in_force"]:

@@ -108,8 +108,9 @@ class SendAfter(BaseModel):
     notice_id: str
     topic: str
     decision: str
-    at: datetime
-    # True: sent after the opt-out was in force (never allowed). False: while it was on its way.
+    at: datetime  # when the delivery was recorded
+    decided_at: datetime  # when the sender read the suppression state and decided (``at`` if not recorded)
+    # True: decided after the opt-out was in force (never allowed). False: it was on its way.
     in_force: bool
 
 
@@ -126,6 +127,8 @@ class OptOut(BaseModel):
     erased: bool = False  # the subject was erased: deliveries to them since then cannot be joined
     sends_after: list[SendAfter] = []
     suppressed_after: int = 0  # sends it stopped: the dispatcher or sender decided "suppressed"
+    # received before the report's start: listed only for a send since then that went against it
+    before_window: bool = False
 
 
 def received_at(event: ConsentEvent) -> datetime:
@@ -195,10 +198,15 @@ def entries_for(
     since: datetime,
     erased: bool = False,
 ) -> list[OptOut]:
-    """The opt-outs of one address received at or after ``since``, each with the sends after it.
+    """The opt-outs of one address received at or after ``since``, each with the sends after it, and
+    any older opt-out that a send since ``since`` went against (``before_window``).
 
     ``events``: every consent event of the address; ``deliveries``: its delivery records (notice
-    id, decision, time); ``topic_of``: a notice's topic (None: the notice is gone, skipped).
+    id, decision, ``at`` when recorded and ``decided_at`` when the sender read the suppression
+    state and decided to send, if recorded); ``topic_of``: a notice's topic (None: skipped).
+
+    A send is judged at its decision: one decided before an opt-out was in force (the mail was
+    already on its way when the person clicked) is listed as on its way, never as a breach.
     """
     ordered = sorted(events, key=lambda e: e.at)
     replay = _replay(ordered, address_key, channel, optional_topics)
@@ -216,35 +224,50 @@ def entries_for(
             honour_seconds=(e.at - received_at(e)).total_seconds(),
             lifted_at=_lifted(e, ordered, replay, initial, optional_topics),
             erased=erased,
+            before_window=received_at(e) < since,
         )
         for e in opt_outs
     }
-    for delivery in deliveries:
+
+    def holds(e: ConsentEvent, moment: datetime, topic: str) -> bool:
+        if not (e.at <= moment and covers(e.scope, topic, optional_topics)):
+            return False
+        lifted = _lifted(e, ordered, replay, initial, optional_topics, topic)
+        return lifted is None or moment < lifted
+
+    for delivery in sorted(deliveries, key=decided):
         topic = topic_of(str(delivery["notice_id"]))
         if topic is None:
             continue
-        at = delivery["at"]
-        state = replay.at(at, initial)
-        if _stops(state, topic, optional_topics):
-            # the latest opt-out in force at the time that covers the topic answers for it
-            owner = next(
-                (e for e in reversed(opt_outs) if e.at <= at and covers(e.scope, topic, optional_topics)), None
-            )
+        moment = decided(delivery)
+        if _stops(replay.at(moment, initial), topic, optional_topics):
+            # the latest opt-out that held at the time and covers the topic answers for it
+            owner = next((e for e in reversed(opt_outs) if holds(e, moment, topic)), None)
             if owner is None:
                 continue  # stopped by a bounce block: not an opt-out
             entry = entries[id(owner)]
-            if delivery["decision"] in SENT_DECISIONS:
+            if delivery["decision"] in SENT_DECISIONS and moment >= since:
                 entry.sends_after.append(_send(delivery, topic, in_force=True))
             elif delivery["decision"] == "suppressed":
                 entry.suppressed_after += 1
         elif delivery["decision"] in SENT_DECISIONS:
-            # sent while an opt-out covering it was received but not yet in force
+            # decided while an opt-out covering it was received but not yet in force
             pending = next(
-                (e for e in opt_outs if received_at(e) <= at < e.at and covers(e.scope, topic, optional_topics)), None
+                (e for e in opt_outs if received_at(e) <= moment < e.at and covers(e.scope, topic, optional_topics)),
+                None,
             )
             if pending is not None:
                 entries[id(pending)].sends_after.append(_send(delivery, topic, in_force=False))
-    return [entries[id(e)] for e in opt_outs if received_at(e) >= since]
+    return [
+        entries[id(e)]
+        for e in opt_outs
+        if received_at(e) >= since or any(s.in_force for s in entries[id(e)].sends_after)
+    ]
+
+
+def decided(delivery: Mapping[str, Any]) -> datetime:
+    moment: datetime = delivery.get("decided_at") or delivery["at"]
+    return moment
 
 
 def _send(delivery: Mapping[str, Any], topic: str, in_force: bool) -> SendAfter:
@@ -253,6 +276,7 @@ def _send(delivery: Mapping[str, Any], topic: str, in_force: bool) -> SendAfter:
         topic=topic,
         decision=str(delivery["decision"]),
         at=delivery["at"],
+        decided_at=decided(delivery),
         in_force=in_force,
     )
 
@@ -263,10 +287,14 @@ def _lifted(
     replay: _Replay,
     initial: SuppressionState,
     optional: Sequence[str],
+    topic: str | None = None,
 ) -> datetime | None:
-    """When a later change first let through a topic this opt-out stopped (for ``optional``: any)."""
+    """When a later change first let through a topic this opt-out stopped (``topic``: that one;
+    else, for ``optional``, any of them)."""
     if event.scope == CHANNEL_SCOPE:
         topics: Sequence[str] = ("",)  # any topic: only the block matters
+    elif topic is not None:
+        topics = (topic,)
     elif event.scope == OPTIONAL_SCOPE:
         topics = optional
     else:
@@ -291,22 +319,28 @@ def _percentile(sorted_values: Sequence[float], share: float) -> float:
 def summarise(entries: Sequence[OptOut]) -> list[dict[str, Any]]:
     """Each clock's opt-outs: time to honour as p50, p99 and max (seconds), and every breach.
 
-    A breach: in force after the clock's deadline, or a send it covered that went out after the
-    deadline (or at any time once it was in force).
+    A breach: in force after the clock's deadline, or a send it covered decided after the deadline
+    (or at any time once it was in force). An opt-out received before the window counts for its
+    breaches only: its time to honour was reported with its own window.
     """
     summary = []
     for clock in CLOCKS:
         mine = [e for e in entries if e.channel == clock.channel]
-        honour = sorted(e.honour_seconds for e in mine)
+        honour = sorted(e.honour_seconds for e in mine if not e.before_window)
         breaches = []
         for entry in mine:
             deadline = clock.deadline(entry.received_at)
             reasons = []
             if entry.in_force_at > deadline:
                 reasons.append(f"in force {_duration(entry.honour_seconds)} after it was received")
-            late = [s for s in entry.sends_after if s.in_force or s.at > deadline]
+            late = sorted(
+                (s for s in entry.sends_after if s.in_force or s.decided_at > deadline), key=lambda s: s.decided_at
+            )
             if late:
-                reasons.append(f"{len(late)} send(s) after it, first {late[0].at.isoformat()} ({late[0].notice_id})")
+                first = late[0]
+                reasons.append(
+                    f"{len(late)} send(s) after it, first {first.decided_at.isoformat()} ({first.notice_id})"
+                )
             if reasons:
                 breaches.append({"subject": entry.subject, "received_at": entry.received_at.isoformat(),
                                  "deadline": deadline.isoformat(), "why": "; ".join(reasons)})  # fmt: skip
@@ -315,7 +349,7 @@ def summarise(entries: Sequence[OptOut]) -> list[dict[str, Any]]:
                 "clock": clock.name,
                 "channel": clock.channel,
                 "rule": clock.rule,
-                "opt_outs": len(mine),
+                "opt_outs": sum(not e.before_window for e in mine),
                 "p50_seconds": _percentile(honour, 0.5) if honour else None,
                 "p99_seconds": _percentile(honour, 0.99) if honour else None,
                 "max_seconds": honour[-1] if honour else None,

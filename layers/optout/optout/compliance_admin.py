@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from optout.compliance import OptOut, entries_for
+from optout.compliance import SENT_DECISIONS, OptOut, decided, entries_for
 from optout.notices.store import NoticeNotFound, NoticeStore
 from optout.page_token import decode, encode
 from optout.suppression_store import DynamoSuppressionStore
 
-SCAN_LIMIT = 500  # items read by one Scan call of a page
+SCAN_LIMIT = 1000  # items read by one Scan call of a page
 RESERVE_MS = 5_000  # what a page leaves of the invocation for its answer
 KEY = ("pk", "sk")  # the SuppressionTable's
 
@@ -32,7 +32,7 @@ class OptOutLedger:
     def page(self, since: datetime, next_token: str | None, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """The opt-outs received since ``since`` of the addresses on one page, and the next token."""
         start = decode(next_token, KEY) if next_token else None
-        states, last = self.suppressions.changed_since(since, SCAN_LIMIT, start)
+        states, last = self.suppressions.reportable_since(since, SCAN_LIMIT, start)
         topics: dict[str, str | None] = {}
         items: list[OptOut] = []
         for index, state in enumerate(states):
@@ -40,11 +40,10 @@ class OptOutLedger:
                 # go on after the last address done: the Scan resumes in the same order
                 last = {"pk": {"S": states[index - 1].address_key}, "sk": {"S": "state"}}
                 break
-            deliveries = [
-                {"notice_id": d["pk"]["S"].removeprefix("notice#"), "decision": d["decision"]["S"],
-                 "at": datetime.fromisoformat(d["at"]["S"])}
-                for d in self.notices.deliveries_to(state.address_key, page=1000)
-            ]  # fmt: skip
+            deliveries = [_delivery(d) for d in self.notices.deliveries_to(state.address_key, page=1000)]
+            changed = state.updated_at is not None and state.updated_at >= since
+            if not changed and not any(d["decision"] in SENT_DECISIONS and decided(d) >= since for d in deliveries):
+                continue  # an older opt-out, and nothing sent since: nothing to report of it
             items += entries_for(
                 state.address_key,
                 state.channel,
@@ -69,3 +68,13 @@ class OptOutLedger:
             except NoticeNotFound:
                 cache[notice_id] = None
         return cache[notice_id]
+
+
+def _delivery(item: dict[str, Any]) -> dict[str, Any]:
+    """What optout.compliance reads of a delivery item, as the by_address index projects it."""
+    return {
+        "notice_id": item["pk"]["S"].removeprefix("notice#"),
+        "decision": item["decision"]["S"],
+        "at": datetime.fromisoformat(item["at"]["S"]),
+        "decided_at": datetime.fromisoformat(item["decided_at"]["S"]) if "decided_at" in item else None,
+    }

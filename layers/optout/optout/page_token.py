@@ -14,7 +14,7 @@ from typing import Any
 
 from optout.errors import OptoutError
 
-MAX_KEY_BYTES = 2048  # a partition key's limit; a sort key's is 1,024
+MAX_KEY_BYTES = 1024  # a sort key's limit (a partition key's is 2,048): every key this API pages by fits
 
 
 class BadPageToken(OptoutError):

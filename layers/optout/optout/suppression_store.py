@@ -312,24 +312,27 @@ class DynamoSuppressionStore(DynamoTable):
                 return events
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def changed_since(
+    def reportable_since(
         self, since: datetime, limit: int, start: dict[str, Any] | None = None
     ) -> tuple[list[SuppressionState], dict[str, Any] | None]:
-        """One page of a Scan: the state items changed at or after ``since`` (one per address, so an
-        address is never listed twice), and the key to go on from (None: the table is done).
+        """One page of a Scan: the state items changed at or after ``since``, or suppressing anything
+        now (an older opt-out a send since then may have gone against), one per address, so an
+        address is never listed twice; and the key to go on from (None: the table is done).
 
-        ``limit`` items are read (DynamoDB applies the filter after it), so a page may be empty and
-        still have more to come.
+        A Scan reads every item of the table whatever its filter (``limit`` of them a call, so a page
+        may be empty and still have more to come): a report costs one read of the whole table,
+        eventually consistent (half the read units; a report is not a decision).
         """
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "FilterExpression": "sk = :state AND updated_at >= :since",
+            "FilterExpression": "sk = :state AND (updated_at >= :since OR attribute_exists(blocked)"
+            " OR all_optional = :true OR attribute_exists(topics))",
             "ExpressionAttributeValues": {
                 ":state": _s(STATE_SK),
                 ":since": _s(iso_lower_bound(since)),
+                ":true": {"BOOL": True},
             },
             "Limit": limit,
-            "ConsistentRead": True,
         }
         if start:
             kwargs["ExclusiveStartKey"] = start

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optout.clients import iso_lower_bound
-from optout.errors import InvalidFields
+from optout.errors import InvalidFields, OptoutError
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
 from optout.notices.public import NotPublishable, PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
@@ -41,6 +41,15 @@ def request_hash(request: NoticeRequest) -> str:
         del fields["variables"]["publish_if_unreachable"]
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _end(published: PublicNotice) -> str:
+    return published.until.isoformat() if published.until else "it is withdrawn"
+
+
+class PublicationConflict(OptoutError):
+    code = "publication_conflict"
+    status = 409
 
 
 class NoticeAdmin:
@@ -127,7 +136,18 @@ class NoticeAdmin:
         now = self.now()
         if until is not None and until <= now:
             raise InvalidFields([("until", "must be in the future: the notice is published from now until then")])
-        return self.public.publish(from_notice(notice, now, until))
+        published = self.public.publish(from_notice(notice, now, until))
+        if published.withdrawn_at is not None:
+            raise PublicationConflict(
+                f"this notice was withdrawn {published.withdrawn_at.isoformat()}: a withdrawn notice stays"
+                " withdrawn (send a new notice to publish again)"
+            )
+        if until is not None and published.until != until:
+            raise PublicationConflict(
+                f"this notice is published already, until {_end(published)}: a publication's end is set once"
+                " (withdraw it to end it sooner)"
+            )
+        return published
 
     def withdraw(self, notice_id: str) -> PublicNotice:
         """Take the notice off the public page (404 if it was never published); again: no change."""

@@ -416,6 +416,9 @@ class DeliveryRecord(BaseModel):
     reason: str | None = None
     provider_message_id: str | None = None
     at: datetime
+    # When the sender read the suppression state and decided (a batch's records are written after
+    # its calls): what the compliance report judges a send by. None: recorded before it was kept.
+    decided_at: datetime | None = None
 
 
 class BatchEntry(BaseModel):

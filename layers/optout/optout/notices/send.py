@@ -50,6 +50,7 @@ class Plan:
     outcome: RecipientOutcome
     keys: dict[ChannelName, str]  # address keys of the channels with an address
     erased: frozenset[ChannelName] = frozenset()  # channels whose address was erased since the notice
+    decided_at: datetime | None = None  # when the suppression state this plan follows was read
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Sender:
         deadline = now + timedelta(milliseconds=remaining_ms) if remaining_ms is not None else None
         keys = self._keys(batch)
         states = self._states(keys.to_read())
+        read_at = self.now()  # each send is decided on these states, read by now
         plans: list[Plan] = []
         seen: set[str] = set()
         for entry in batch.entries:
@@ -193,7 +195,7 @@ class Sender:
             # hand for a redrive) must still not write one item twice in a transaction.
             if entry.recipient.recipient_id not in seen:
                 seen.add(entry.recipient.recipient_id)
-                plans.append(self._plan(notice, entry, keys, states, now))
+                plans.append(replace(self._plan(notice, entry, keys, states, now), decided_at=read_at))
         duplicates = len(batch.entries) - len(plans)
         lease_until = deadline + LEASE_SLACK if deadline is not None else None
         stop_at = deadline - SEND_MARGIN if deadline is not None else None
@@ -365,6 +367,7 @@ class Sender:
             reason=reason,
             provider_message_id=message_id,
             at=at or self.now(),
+            decided_at=plan.decided_at,
         )
 
     def _complete(

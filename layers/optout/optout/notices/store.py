@@ -809,7 +809,7 @@ class NoticeStore(DynamoTable):
             "IndexName": BY_ADDRESS_INDEX,
             "KeyConditionExpression": "address_key = :k",
             "ExpressionAttributeValues": {":k": _s(address_key)},
-            "ProjectionExpression": "pk, sk, #d, #at, #ttl",
+            "ProjectionExpression": "pk, sk, #d, #at, #ttl, decided_at",
             "ExpressionAttributeNames": {"#d": "decision", "#at": "at", "#ttl": TTL_ATTRIBUTE},
             "Limit": page,
         }
@@ -962,6 +962,8 @@ def _delivery_item(record: DeliveryRecord) -> dict[str, Any]:
         "decision": _s(record.decision),
         "at": _s(record.at.isoformat()),
     }
+    if record.decided_at is not None and record.decision in ("sent", "unknown"):
+        item["decided_at"] = _s(record.decided_at.isoformat())
     for name in ("address_key", "reason", "provider_message_id"):
         value = getattr(record, name)
         if value:
@@ -981,6 +983,7 @@ def delivery_from_item(item: dict[str, Any]) -> DeliveryRecord:
         reason=item.get("reason", {}).get("S"),
         provider_message_id=item.get("provider_message_id", {}).get("S"),
         at=datetime.fromisoformat(item["at"]["S"]),
+        decided_at=datetime.fromisoformat(item["decided_at"]["S"]) if "decided_at" in item else None,
     )
 
 
