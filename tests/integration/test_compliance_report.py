@@ -65,7 +65,8 @@ def test_the_ledger_joins_each_opt_out_with_the_sends_to_its_address(pipeline: P
     _, page = pipeline.api("GET", f"/admin/notices/{policy['id']}/deliveries", route=route,
                            params={"notice_id": policy["id"]})  # fmt: skip
     sent = [r for r in page["items"] if r["decision"] == "sent"]
-    assert len(sent) == 2 and all(r["decided_at"] and r["decided_at"] <= r["at"] for r in sent)
+    times = [(datetime.fromisoformat(r["decided_at"]), datetime.fromisoformat(r["at"])) for r in sent]
+    assert len(sent) == 2 and all(decided <= at for decided, at in times)
 
     # And when a faulty sender had mailed her a product notice anyway, the ledger names that send
     table = get_settings().notices_table

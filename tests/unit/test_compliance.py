@@ -154,8 +154,8 @@ def test_a_send_decided_before_the_opt_out_is_on_its_way_even_if_recorded_after_
 
     (entry,) = _entries(events, deliveries)
 
-    # Then it was sent before the opt-out, not after it: nothing is listed, no clock is broken
-    assert entry.sends_after == []
+    # Then it is listed as on its way (it may have gone out after the click), and no clock is broken
+    assert [(s.in_force, s.decided_at) for s in entry.sends_after] == [(False, T0)]
     assert all(c["breaches"] == [] for c in summarise([entry]))
     # while judged by its record time alone it would have been a send after the opt-out
     (naive,) = _entries(events, [_delivery("n_product", T0 + timedelta(seconds=20))])
@@ -192,3 +192,40 @@ def test_a_send_stopped_only_by_a_later_bounce_is_not_pinned_on_a_lifted_opt_out
     (entry,) = _entries(events, deliveries)
 
     assert entry.sends_after == [] and entry.suppressed_after == 0 and entry.lifted_at == T0 + timedelta(days=1)
+
+
+def test_an_opt_in_while_the_channel_was_bounce_blocked_still_lifts_the_opt_out() -> None:
+    # Given an opt-out of product mail, a hard bounce, then an opt-in, then a product mail
+    events = [
+        _event("opt_out", "product", T0),
+        _event("block", "channel", T0 + timedelta(days=1), "bounce"),
+        _event("opt_in", "product", T0 + timedelta(days=2), "preference_page"),
+    ]
+    (entry,) = _entries(events, [_delivery("n_product", T0 + timedelta(days=3))])
+    assert entry.lifted_at == T0 + timedelta(days=2) and entry.sends_after == []
+
+
+def test_a_queued_opt_out_received_before_the_window_and_in_force_in_it_counts_in_this_window() -> None:
+    # Given an email opt-out received three days before the window and in force a day into it
+    since = T0
+    events = [_event("opt_out", "optional", T0 + timedelta(days=1), "complaint",
+                     received_at=(T0 - timedelta(days=3)).isoformat())]  # fmt: skip
+    (entry,) = _entries(events, [], since=since)
+    gmail = next(c for c in summarise([entry]) if c["clock"] == "gmail_yahoo")
+    assert not entry.before_window and gmail["opt_outs"] == 1 and len(gmail["breaches"]) == 1
+
+
+def test_an_older_opt_out_carries_only_what_happened_in_the_window() -> None:
+    # Given an opt-out received 45 days and in force 40 days before the window, a pending send and a
+    # suppression before the window, and one send in it
+    events = [_event("opt_out", "product", T0 - timedelta(days=40), "complaint",
+                     received_at=(T0 - timedelta(days=45)).isoformat())]  # fmt: skip
+    deliveries = [
+        _delivery("n_product", T0 - timedelta(days=42)),
+        _delivery("n_product", T0 - timedelta(days=39), "suppressed"),
+        _delivery("n_product", T0 + timedelta(days=1)),
+    ]
+    (entry,) = _entries(events, deliveries, since=T0)
+    assert [s.at for s in entry.sends_after] == [T0 + timedelta(days=1)] and entry.suppressed_after == 0
+    (gmail_breach,) = next(c for c in summarise([entry]) if c["clock"] == "gmail_yahoo")["breaches"]
+    assert gmail_breach["why"].startswith("1 send(s) after it")

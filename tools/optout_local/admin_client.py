@@ -35,6 +35,8 @@ class AdminClient:
             response = requests.request(method, url, data=data, headers=dict(request.headers.items()), timeout=60)
         except requests.ConnectionError as exc:
             raise click.ClickException(f"cannot reach the admin API at {self.base_url}") from exc
+        except requests.Timeout as exc:
+            raise click.ClickException(f"the admin API at {self.base_url} did not answer within 60 s") from exc
         try:
             payload = response.json()
         except ValueError:
@@ -44,10 +46,15 @@ class AdminClient:
     def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         status, payload = self.request(method, path, **kwargs)
         if status >= 400:
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if isinstance(error, dict):
-                lines = [f"{status} {error.get('code')}: {error.get('message')}"]
-                lines += [f"  {f['path']}: {f['message']}" for f in error.get("fields", [])]
-                raise click.ClickException("\n".join(lines))
-            raise click.ClickException(f"{status}: {payload}")
+            raise refusal(status, payload)
         return payload
+
+
+def refusal(status: int, payload: Any) -> click.ClickException:
+    """The admin API's error answer as the CLI says it: status, code, message, and each bad field."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        lines = [f"{status} {error.get('code')}: {error.get('message')}"]
+        lines += [f"  {f['path']}: {f['message']}" for f in error.get("fields", [])]
+        return click.ClickException("\n".join(lines))
+    return click.ClickException(f"{status}: {payload}")

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from optout_local import compliance_report, notice_reports
+from optout_local.admin_client import refusal
 from optout_local.notice_cli import list_all
 from optout_local.target import resolve_target
 
@@ -48,12 +49,21 @@ def report(since: datetime | None, as_json: bool, html: Path | None, stack_name:
 
     def page(token: str | None) -> dict[str, Any]:
         query = {"since": start.isoformat(), **({"next_token": token} if token else {})}
+        failure = click.ClickException("the admin API could not serve this page")
         for attempt in range(PAGE_ATTEMPTS):
-            status, answer = admin.request("GET", "/admin/compliance/opt-outs", query=query)
+            if attempt:
+                time.sleep(min(8.0, 0.5 * 2**attempt))  # the same page again: nothing read so far is lost
+            try:
+                status, answer = admin.request("GET", "/admin/compliance/opt-outs", query=query)
+            except click.ClickException as exc:  # unreachable, or no answer in time: try again
+                failure = exc
+                continue
+            if status < 400:
+                return dict(answer)
+            failure = refusal(status, answer)
             if status < 500 and status != 429:
-                break
-            time.sleep(min(8.0, 0.5 * 2**attempt))  # the same page again: nothing read so far is lost
-        return dict(admin.ok("GET", "/admin/compliance/opt-outs", query=query) if status >= 400 else answer)
+                break  # refused: asking again changes nothing
+        raise failure
 
     def progress(addresses: int, found: int) -> None:
         if sys.stderr.isatty():

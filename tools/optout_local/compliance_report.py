@@ -47,11 +47,13 @@ def build(
     required = [n for n in notices if n.get("topic") in required_topics and not n.get("dry_run")]
     clocks = summarise(entries)
     sends = [s for e in entries for s in e.sends_after]
+    current = [e for e in entries if not e.before_window]
     return {
         "since": since.isoformat(),
         "generated_at": now.isoformat(),
-        "opt_outs": len(entries),
-        "by_channel": {c: sum(e.channel == c for e in entries) for c in ("email", "sms")},
+        "opt_outs": len(current),
+        "by_channel": {c: sum(e.channel == c for e in current) for c in ("email", "sms")},
+        "older_opt_outs_sent_to": len(entries) - len(current),
         "sends_after_in_force": sum(s.in_force for s in sends),
         "sends_while_received": sum(not s.in_force for s in sends),
         "suppressed_after": sum(e.suppressed_after for e in entries),
@@ -91,6 +93,7 @@ def document(report: Mapping[str, Any]) -> AuthorityReport:
         ("Opt-outs", f"{report['opt_outs']:,} ({report['by_channel']['email']:,} email, "
                      f"{report['by_channel']['sms']:,} SMS)"),
         ("Sends after an opt-out was in force", f"{report['sends_after_in_force']:,} (there must be none)"),
+        ("Older opt-outs a send since then went against", f"{report['older_opt_outs_sent_to']:,}"),
         ("Sends while an opt-out was on its way", f"{report['sends_while_received']:,}"),
         ("Later sends the opt-outs stopped", f"{report['suppressed_after']:,}"),
         ("Clock breaches (an opt-out breaks each of its clocks)", f"{report['breaches']:,}"),

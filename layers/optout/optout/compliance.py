@@ -127,7 +127,7 @@ class OptOut(BaseModel):
     erased: bool = False  # the subject was erased: deliveries to them since then cannot be joined
     sends_after: list[SendAfter] = []
     suppressed_after: int = 0  # sends it stopped: the dispatcher or sender decided "suppressed"
-    # received before the report's start: listed only for a send since then that went against it
+    # in force before the report's start: listed only for a send since then that went against it
     before_window: bool = False
 
 
@@ -198,15 +198,16 @@ def entries_for(
     since: datetime,
     erased: bool = False,
 ) -> list[OptOut]:
-    """The opt-outs of one address received at or after ``since``, each with the sends after it, and
-    any older opt-out that a send since ``since`` went against (``before_window``).
+    """The opt-outs of one address in force at or after ``since`` (a queued one received before it
+    too), each with the sends after it, and any older opt-out that a send since ``since`` went
+    against (``before_window``: only what happened since then is counted for it).
 
     ``events``: every consent event of the address; ``deliveries``: its delivery records (notice
     id, decision, ``at`` when recorded and ``decided_at`` when the sender read the suppression
     state and decided to send, if recorded); ``topic_of``: a notice's topic (None: skipped).
 
-    A send is judged at its decision: one decided before an opt-out was in force (the mail was
-    already on its way when the person clicked) is listed as on its way, never as a breach.
+    A send is judged at its decision: one decided before an opt-out was in force but recorded after
+    it (the mail was on its way when the person clicked) is listed as on its way, never as a breach.
     """
     ordered = sorted(events, key=lambda e: e.at)
     replay = _replay(ordered, address_key, channel, optional_topics)
@@ -224,15 +225,18 @@ def entries_for(
             honour_seconds=(e.at - received_at(e)).total_seconds(),
             lifted_at=_lifted(e, ordered, replay, initial, optional_topics),
             erased=erased,
-            before_window=received_at(e) < since,
+            before_window=e.at < since,
         )
         for e in opt_outs
     }
+    lifts: dict[tuple[int, str], datetime | None] = {}
 
     def holds(e: ConsentEvent, moment: datetime, topic: str) -> bool:
         if not (e.at <= moment and covers(e.scope, topic, optional_topics)):
             return False
-        lifted = _lifted(e, ordered, replay, initial, optional_topics, topic)
+        if (id(e), topic) not in lifts:
+            lifts[(id(e), topic)] = _lifted(e, ordered, replay, initial, optional_topics, topic)
+        lifted = lifts[(id(e), topic)]
         return lifted is None or moment < lifted
 
     for delivery in sorted(deliveries, key=decided):
@@ -243,26 +247,29 @@ def entries_for(
         if _stops(replay.at(moment, initial), topic, optional_topics):
             # the latest opt-out that held at the time and covers the topic answers for it
             owner = next((e for e in reversed(opt_outs) if holds(e, moment, topic)), None)
-            if owner is None:
-                continue  # stopped by a bounce block: not an opt-out
+            if owner is None or (entries[id(owner)].before_window and moment < since):
+                continue  # stopped by a bounce block (not an opt-out), or reported with an earlier window
             entry = entries[id(owner)]
-            if delivery["decision"] in SENT_DECISIONS and moment >= since:
+            if delivery["decision"] in SENT_DECISIONS:
                 entry.sends_after.append(_send(delivery, topic, in_force=True))
             elif delivery["decision"] == "suppressed":
                 entry.suppressed_after += 1
         elif delivery["decision"] in SENT_DECISIONS:
-            # decided while an opt-out covering it was received but not yet in force
+            # on its way: decided while an opt-out covering it was received but not yet in force, or
+            # before it and recorded (so perhaps sent) after it was in force
             pending = next(
-                (e for e in opt_outs if received_at(e) <= moment < e.at and covers(e.scope, topic, optional_topics)),
+                (
+                    e
+                    for e in opt_outs
+                    if covers(e.scope, topic, optional_topics)
+                    and not entries[id(e)].before_window
+                    and (received_at(e) <= moment < e.at or moment < e.at <= delivery["at"])
+                ),
                 None,
             )
             if pending is not None:
                 entries[id(pending)].sends_after.append(_send(delivery, topic, in_force=False))
-    return [
-        entries[id(e)]
-        for e in opt_outs
-        if received_at(e) >= since or any(s.in_force for s in entries[id(e)].sends_after)
-    ]
+    return [entries[id(e)] for e in opt_outs if e.at >= since or any(s.in_force for s in entries[id(e)].sends_after)]
 
 
 def decided(delivery: Mapping[str, Any]) -> datetime:
@@ -306,7 +313,7 @@ def _lifted(
         if event.scope == CHANNEL_SCOPE:
             if state.blocked is None:
                 return later.at
-        elif any(not _stops(state, t, optional) for t in topics):
+        elif any(not state.opted_out(t, optional) for t in topics):  # a block meanwhile is not this opt-out
             return later.at
     return None
 
@@ -331,7 +338,7 @@ def summarise(entries: Sequence[OptOut]) -> list[dict[str, Any]]:
         for entry in mine:
             deadline = clock.deadline(entry.received_at)
             reasons = []
-            if entry.in_force_at > deadline:
+            if entry.in_force_at > deadline and not entry.before_window:
                 reasons.append(f"in force {_duration(entry.honour_seconds)} after it was received")
             late = sorted(
                 (s for s in entry.sends_after if s.in_force or s.decided_at > deadline), key=lambda s: s.decided_at

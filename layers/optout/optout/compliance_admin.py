@@ -1,9 +1,10 @@
 """The admin API's side of ``optout compliance report``: opt-outs a page at a time, each joined with
 the deliveries to its address (the NoticesTable's by_address index) and checked (optout.compliance).
 
-A page is one Scan of the SuppressionTable's state items changed since the report's start (an
-address has one state item, so it is listed once), then per address changed: its consent events
-(one Query) and its deliveries (one Query of the index, paged). A page stops early, and says where
+A page is one Scan of the SuppressionTable's state items changed since the report's start or
+suppressing anything now (an address has one state item, so it is listed once), then per such
+address its deliveries (one Query of the index, paged) and, when there is anything to report, its
+consent events (one Query). A page stops early, and says where
 to go on from, when the invocation's time runs short, so any table can be reported on.
 """
 
@@ -30,7 +31,8 @@ class OptOutLedger:
         self.optional_topics = optional_topics
 
     def page(self, since: datetime, next_token: str | None, remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        """The opt-outs received since ``since`` of the addresses on one page, and the next token."""
+        """The opt-outs in force since ``since`` (and older ones a send since then went against) of the
+        addresses on one page, and the next token."""
         start = decode(next_token, KEY) if next_token else None
         states, last = self.suppressions.reportable_since(since, SCAN_LIMIT, start)
         topics: dict[str, str | None] = {}
