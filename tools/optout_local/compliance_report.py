@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.compliance import OptOut, summarise
+from optout.compliance import OptOut, duration, summarise
 from optout_local.notice_reports import AuthorityReport, Block, Section
 
 SHOWN = 1000  # opt-outs listed in the Markdown and HTML reports; --json has them all
@@ -64,18 +64,6 @@ def build(
         ],
         "entries": [e.model_dump(mode="json") for e in entries],
     }
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _utc(value: str | None) -> str:

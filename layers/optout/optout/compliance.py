@@ -339,7 +339,7 @@ def summarise(entries: Sequence[OptOut]) -> list[dict[str, Any]]:
             deadline = clock.deadline(entry.received_at)
             reasons = []
             if entry.in_force_at > deadline and not entry.before_window:
-                reasons.append(f"in force {_duration(entry.honour_seconds)} after it was received")
+                reasons.append(f"in force {duration(entry.honour_seconds)} after it was received")
             late = sorted(
                 (s for s in entry.sends_after if s.in_force or s.decided_at > deadline), key=lambda s: s.decided_at
             )
@@ -366,11 +366,14 @@ def summarise(entries: Sequence[OptOut]) -> list[dict[str, Any]]:
     return summary
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float | None) -> str:
+    """A time to honour as people read it: seconds, minutes, hours or days."""
+    if seconds is None:
+        return "-"
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.1f} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
