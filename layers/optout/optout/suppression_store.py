@@ -12,15 +12,14 @@ many addresses in one transaction the same way (``save_many``), each conditional
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from optout.clients import DynamoTable, iso_lower_bound
+from optout.dynamo import batch_get, from_item, page, pages, to_item
 from optout.errors import AlreadyProcessed, ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
 
@@ -29,7 +28,6 @@ EVENT_PREFIX = "event#"
 ONCE_PREFIX = "once#"
 ONCE_SK = "once"
 ONCE_TTL = timedelta(days=90)
-BATCH_GET_LIMIT = 100
 TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
 
 
@@ -174,143 +172,118 @@ class MemorySuppressionStore:
             self.once[key] = replace(self.once[key], mirror=None)
 
 
-def _s(value: str) -> dict[str, Any]:
-    return {"S": value}
-
-
-def _map(values: dict[str, str]) -> dict[str, Any]:
-    return {"M": {k: _s(v) for k, v in values.items()}}
-
-
-def _unmap(attr: dict[str, Any] | None) -> dict[str, str]:
-    return {k: v["S"] for k, v in (attr or {}).get("M", {}).items()}
-
-
 def state_to_item(state: SuppressionState) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": _s(state.address_key),
-        "sk": _s(STATE_SK),
-        "channel": _s(state.channel),
-        "all_optional": {"BOOL": state.all_optional},
-        "version": {"N": str(state.version)},
+    plain: dict[str, Any] = {
+        "pk": state.address_key,
+        "sk": STATE_SK,
+        "channel": state.channel,
+        "all_optional": state.all_optional,
+        "version": state.version,
     }
-    if state.topics:
-        item["topics"] = {"SS": sorted(state.topics)}
+    if state.topics:  # DynamoDB refuses an empty set
+        plain["topics"] = set(state.topics)
     if state.blocked is not None:
         block = state.blocked
-        item["blocked"] = {
-            "M": {
-                "reason": _s(block.reason),
-                "source": _s(block.source),
-                "at": _s(block.at.isoformat()),
-                "evidence": _map(block.evidence),
-            }
+        plain["blocked"] = {
+            "reason": block.reason,
+            "source": block.source,
+            "at": block.at.isoformat(),
+            "evidence": dict(block.evidence),
         }
-    if state.updated_at is not None:
-        item["updated_at"] = _s(state.updated_at.isoformat())
-    if state.keyword_at is not None:
-        item["keyword_at"] = _s(state.keyword_at.isoformat())
-    if state.erased_at is not None:
-        item["erased_at"] = _s(state.erased_at.isoformat())
-    return item
+    for name in ("updated_at", "keyword_at", "erased_at"):
+        moment: datetime | None = getattr(state, name)
+        if moment is not None:
+            plain[name] = moment.isoformat()
+    return to_item(plain)
 
 
 def item_to_state(item: dict[str, Any]) -> SuppressionState:
+    """A state from its item, as DynamoDB returns it."""
+    plain = from_item(item)
     blocked = None
-    if "blocked" in item:
-        b = item["blocked"]["M"]
+    if "blocked" in plain:
+        b = plain["blocked"]
         blocked = Block(
-            reason=b["reason"]["S"],
-            source=b["source"]["S"],
-            at=datetime.fromisoformat(b["at"]["S"]),
-            evidence=_unmap(b.get("evidence")),
+            reason=b["reason"],
+            source=b["source"],
+            at=datetime.fromisoformat(b["at"]),
+            evidence=b.get("evidence") or {},
         )
+    moments = {
+        name: datetime.fromisoformat(plain[name]) if name in plain else None
+        for name in ("updated_at", "keyword_at", "erased_at")
+    }
     return SuppressionState(
-        address_key=item["pk"]["S"],
-        channel=item["channel"]["S"],
+        address_key=plain["pk"],
+        channel=plain["channel"],
         blocked=blocked,
-        all_optional=item.get("all_optional", {}).get("BOOL", False),
-        topics=frozenset(item.get("topics", {}).get("SS", [])),
-        version=int(item["version"]["N"]),
-        updated_at=datetime.fromisoformat(item["updated_at"]["S"]) if "updated_at" in item else None,
-        keyword_at=datetime.fromisoformat(item["keyword_at"]["S"]) if "keyword_at" in item else None,
-        erased_at=datetime.fromisoformat(item["erased_at"]["S"]) if "erased_at" in item else None,
+        all_optional=plain.get("all_optional", False),
+        topics=frozenset(plain.get("topics", ())),
+        version=plain["version"],
+        **moments,
     )
 
 
 def event_to_item(address_key: str, event: ConsentEvent) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": _s(address_key),
-        "sk": _s(f"{EVENT_PREFIX}{event.at.isoformat()}#{uuid.uuid4().hex}"),
-        "action": _s(event.action),
-        "scope": _s(event.scope),
-        "source": _s(event.source),
-        "at": _s(event.at.isoformat()),
-        "evidence": _map(event.evidence),
+    plain: dict[str, Any] = {
+        "pk": address_key,
+        "sk": f"{EVENT_PREFIX}{event.at.isoformat()}#{uuid.uuid4().hex}",
+        "action": event.action,
+        "scope": event.scope,
+        "source": event.source,
+        "at": event.at.isoformat(),
+        "evidence": dict(event.evidence),
     }
     if event.actor:
-        item["actor"] = _s(event.actor)
-    return item
+        plain["actor"] = event.actor
+    return to_item(plain)
 
 
 def item_to_event(item: dict[str, Any]) -> ConsentEvent:
+    plain = from_item(item)
     return ConsentEvent(
-        action=item["action"]["S"],
-        scope=item["scope"]["S"],
-        source=item["source"]["S"],
-        at=datetime.fromisoformat(item["at"]["S"]),
-        evidence=_unmap(item.get("evidence")),
-        actor=item["actor"]["S"] if "actor" in item else None,
+        action=plain["action"],
+        scope=plain["scope"],
+        source=plain["source"],
+        at=datetime.fromisoformat(plain["at"]),
+        evidence=plain.get("evidence") or {},
+        actor=plain.get("actor"),
     )
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return to_item({"pk": pk, "sk": sk})
 
 
 class DynamoSuppressionStore(DynamoTable):
     def get(self, address_key: str) -> SuppressionState | None:
-        response = self.client.get_item(
-            TableName=self.table, Key={"pk": _s(address_key), "sk": _s(STATE_SK)}, ConsistentRead=True
-        )
+        response = self.client.get_item(TableName=self.table, Key=_key(address_key, STATE_SK), ConsistentRead=True)
         item = response.get("Item")
         return item_to_state(item) if item else None
 
     def get_many(self, address_keys: Sequence[str]) -> dict[str, SuppressionState]:
-        """Strongly consistent BatchGetItem, one call per 100 keys plus retries of unprocessed keys."""
+        """Strongly consistent BatchGetItem, one call per 100 keys plus a few retries of unprocessed
+        keys (``optout.dynamo.BatchUnfinished`` if DynamoDB still leaves some)."""
         found: dict[str, SuppressionState] = {}
-        unique = list(dict.fromkeys(address_keys))
-        for chunk in _chunks(unique, BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table: {"Keys": [{"pk": _s(k), "sk": _s(STATE_SK)} for k in chunk], "ConsistentRead": True}
-            }
-            attempt = 0
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    state = item_to_state(item)
-                    found[state.address_key] = state
-                request = dict(response.get("UnprocessedKeys") or {})
-                if request:
-                    attempt += 1
-                    time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter  # nosec B311
+        keys = [{"pk": k, "sk": STATE_SK} for k in dict.fromkeys(address_keys)]
+        for item in batch_get(self.client, self.table, keys, consistent=True):
+            state = item_to_state(item)
+            found[state.address_key] = state
         return found
 
     def history(self, address_key: str) -> list[ConsentEvent]:
-        events: list[ConsentEvent] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _s(address_key), ":prefix": _s(EVENT_PREFIX)},
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self.client.query(**kwargs)
-            events.extend(item_to_event(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return events
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [
+            item_to_event(item)
+            for response in pages(
+                self.client,
+                "query",
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues=to_item({":pk": address_key, ":prefix": EVENT_PREFIX}),
+                ConsistentRead=True,
+            )
+            for item in response.get("Items", [])
+        ]
 
     def reportable_since(
         self, since: datetime, limit: int, start: dict[str, Any] | None = None
@@ -323,21 +296,17 @@ class DynamoSuppressionStore(DynamoTable):
         may be empty and still have more to come): a report costs one read of the whole table,
         eventually consistent (half the read units; a report is not a decision).
         """
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "sk = :state AND (updated_at >= :since OR attribute_exists(blocked)"
+        items, last = page(
+            self.client,
+            "scan",
+            start,
+            TableName=self.table,
+            FilterExpression="sk = :state AND (updated_at >= :since OR attribute_exists(blocked)"
             " OR all_optional = :true OR attribute_exists(topics))",
-            "ExpressionAttributeValues": {
-                ":state": _s(STATE_SK),
-                ":since": _s(iso_lower_bound(since)),
-                ":true": {"BOOL": True},
-            },
-            "Limit": limit,
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self.client.scan(**kwargs)
-        return [item_to_state(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+            ExpressionAttributeValues=to_item({":state": STATE_SK, ":since": iso_lower_bound(since), ":true": True}),
+            Limit=limit,
+        )
+        return [item_to_state(item) for item in items], last
 
     def save(
         self,
@@ -370,7 +339,7 @@ class DynamoSuppressionStore(DynamoTable):
         else:
             condition = {
                 "ConditionExpression": "version = :expected",
-                "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+                "ExpressionAttributeValues": to_item({":expected": expected_version}),
             }
         return {"Put": {"TableName": self.table, "Item": state_to_item(state), **condition}}
 
@@ -395,21 +364,20 @@ class DynamoSuppressionStore(DynamoTable):
     def _transact(self, items: list[Any], once: OnceMarker | None) -> None:
         if once is not None:
             marker: dict[str, Any] = {
-                "pk": _s(ONCE_PREFIX + once.key),
-                "sk": _s(ONCE_SK),
-                "expires_at": {"N": str(int((datetime.now().astimezone() + ONCE_TTL).timestamp()))},
+                "pk": ONCE_PREFIX + once.key,
+                "sk": ONCE_SK,
+                "expires_at": int((datetime.now().astimezone() + ONCE_TTL).timestamp()),
             }
             if once.reply is not None:
-                marker["reply"] = _s(once.reply)
+                marker["reply"] = once.reply
             if once.replied_at is not None:
-                marker["replied_at"] = _s(once.replied_at.isoformat())
+                marker["replied_at"] = once.replied_at.isoformat()
             for name in ("claimed_by", "mirror", "reply_outcome"):
                 value = getattr(once, name)
                 if value is not None:
-                    marker[name] = _s(value)
-            items.append(
-                {"Put": {"TableName": self.table, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}}
-            )
+                    marker[name] = value
+            put = {"TableName": self.table, "Item": to_item(marker), "ConditionExpression": "attribute_not_exists(pk)"}
+            items.append({"Put": put})
         try:
             self.client.transact_write_items(TransactItems=items)
         except self.client.exceptions.TransactionCanceledException as exc:
@@ -422,24 +390,19 @@ class DynamoSuppressionStore(DynamoTable):
             raise
 
     def once_get(self, key: str) -> OnceMarker | None:
-        response = self.client.get_item(
-            TableName=self.table, Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)}, ConsistentRead=True
-        )
+        response = self.client.get_item(TableName=self.table, Key=_key(ONCE_PREFIX + key, ONCE_SK), ConsistentRead=True)
         item = response.get("Item")
         if not item:
             return None
-        replied = item.get("replied_at", {}).get("S")
-        text: dict[str, str | None] = {
-            name: item[name]["S"] if name in item else None
-            for name in ("reply", "claimed_by", "mirror", "reply_outcome")
-        }
+        plain = from_item(item)
+        replied = plain.get("replied_at")
         return OnceMarker(
             key=key,
-            reply=text["reply"],
+            reply=plain.get("reply"),
             replied_at=datetime.fromisoformat(replied) if replied else None,
-            claimed_by=text["claimed_by"],
-            mirror=text["mirror"],
-            reply_outcome=text["reply_outcome"],
+            claimed_by=plain.get("claimed_by"),
+            mirror=plain.get("mirror"),
+            reply_outcome=plain.get("reply_outcome"),
         )
 
     def once_mark_replied(self, key: str, at: datetime, by: str | None = None, over: str | None = None) -> bool:
@@ -448,23 +411,23 @@ class DynamoSuppressionStore(DynamoTable):
         ``over``: a claim by that attempt may be taken over (it is known to have sent nothing).
         """
         condition = "attribute_exists(pk) AND attribute_not_exists(replied_at)"
-        values: dict[str, Any] = {":at": _s(at.isoformat())}
+        values: dict[str, Any] = {":at": at.isoformat()}
         if over is not None:
             condition = "attribute_exists(pk) AND (attribute_not_exists(replied_at) OR claimed_by = :over)"
-            values[":over"] = _s(over)
+            values[":over"] = over
         update = "SET replied_at = :at"
         if by is not None:
             update += ", claimed_by = :by"
-            values[":by"] = _s(by)
+            values[":by"] = by
         else:
             update += " REMOVE claimed_by"
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
+                Key=_key(ONCE_PREFIX + key, ONCE_SK),
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues=to_item(values),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -476,7 +439,7 @@ class DynamoSuppressionStore(DynamoTable):
 
     def once_reply_unknown(self, key: str) -> None:
         """The reply's send may have gone out (its answer was lost): it stays claimed, and says so."""
-        self._once_update(key, "SET reply_outcome = :unknown", {":unknown": _s("unknown")})
+        self._once_update(key, "SET reply_outcome = :unknown", {":unknown": "unknown"})
 
     def once_mirrored(self, key: str) -> None:
         """The opt-out list holds what the message changed: no redelivery mirrors it again."""
@@ -485,10 +448,10 @@ class DynamoSuppressionStore(DynamoTable):
     def _once_update(self, key: str, update: str, values: dict[str, Any] | None = None) -> None:
         request: dict[str, Any] = {
             "TableName": self.table,
-            "Key": {"pk": _s(ONCE_PREFIX + key), "sk": _s(ONCE_SK)},
+            "Key": _key(ONCE_PREFIX + key, ONCE_SK),
             "UpdateExpression": update,
             "ConditionExpression": "attribute_exists(pk)",
         }
         if values:
-            request["ExpressionAttributeValues"] = values
+            request["ExpressionAttributeValues"] = to_item(values)
         self.client.update_item(**request)
