@@ -18,13 +18,11 @@ from optout.observability import logger, metrics, traced
 wiring.dispatcher_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
 processor = BatchProcessor(event_type=EventType.SQS)
-_context: list[LambdaContext] = []
 
 
-def record_handler(record: SQSRecord) -> None:
-    context = _context[-1]
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     try:
-        outcome = wiring.dispatcher().handle(json.loads(record.body), context.get_remaining_time_in_millis)
+        outcome = wiring.dispatcher().handle(json.loads(record.body), lambda_context.get_remaining_time_in_millis)
     except Exception:
         logger.exception("dispatch step failed; the message will be retried", extra={"message_id": record.message_id})
         raise
@@ -35,7 +33,6 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _context[:] = [context]
     return dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )

@@ -1093,14 +1093,13 @@ def _send_at_concurrency(config: LocalConfig, stack: Any, instances: int, batche
             invocation, deadline = str(uuid.uuid4()), time.monotonic() + spec.timeout
             try:
                 parsed = [batch_from_message(body) for body in taken]
-                sender.prefetch(parsed)
+                prefetched = sender.prefetch(parsed)
                 for batch in parsed:
-                    result = sender.process(batch, owner=invocation,
+                    result = sender.process(batch, owner=invocation, prefetched=prefetched,
                                             remaining_ms=int((deadline - time.monotonic()) * 1000))  # fmt: skip
                     with lock:
                         tally.update({k: v for k, v in result.__dict__.items() if isinstance(v, int)})
                         tally["batches"] += 1
-                sender.forget_prefetched()
             except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")

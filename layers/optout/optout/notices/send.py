@@ -21,7 +21,7 @@ import html
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +42,8 @@ from optout.token import KeyRing, issue
 MAX_DELAY = 900  # SQS DelaySeconds limit
 ERASED_BLOCK = "subject erased"
 log = logging.getLogger(__name__)
+# Suppression states by address key, read once for all the batches of an invocation (None: no state)
+Prefetched = Mapping[str, Any]
 
 
 @dataclass
@@ -136,31 +138,27 @@ class Sender:
         self._notices: dict[str, Notice] = {}
         self.optional_topics = settings.optional_topics  # read per recipient: worked out once
         self.links_base_url = settings.links_base_url
-        self._prefetched: dict[str, Any] = {}
 
-    def prefetch(self, batches: Sequence[SendBatch]) -> None:
+    def prefetch(self, batches: Sequence[SendBatch]) -> Prefetched:
         """Read the suppression state of several batches in one BatchGetItem (100 keys a call).
 
         The sender takes two 50-recipient batches per invocation, so email recipients cost one
-        suppression read per 100. The states are read here, just before those batches are sent,
-        and forgotten when the invocation ends (forget_prefetched).
+        suppression read per 100. The states are read just before those batches are sent and
+        belong to that invocation: the caller hands them to ``process`` and drops them after.
         """
         # With each address's legacy key where it has one (rules.AddressKeys): in the same calls
         keys = [key for batch in batches for key in self._keys(batch).to_read()]
         unique = list(dict.fromkeys(keys))
         found = self.suppressions.get_many(unique)
-        self._prefetched = {key: found.get(key) for key in unique}
+        return {key: found.get(key) for key in unique}
 
     def _keys(self, batch: SendBatch) -> AddressKeys:
         notice = self.notice(batch.notice_id)
         return address_keys(self.pepper(), ((e.recipient, e.only or notice.channels) for e in batch.entries))
 
-    def forget_prefetched(self) -> None:
-        self._prefetched = {}
-
-    def _states(self, keys: list[str]) -> dict[str, Any]:
-        if keys and all(k in self._prefetched for k in keys):
-            return {k: v for k in keys if (v := self._prefetched[k]) is not None}
+    def _states(self, keys: list[str], prefetched: Prefetched) -> dict[str, Any]:
+        if keys and all(k in prefetched for k in keys):
+            return {k: v for k in keys if (v := prefetched[k]) is not None}
         return dict(self.suppressions.get_many(keys))
 
     def notice(self, notice_id: str) -> Notice:
@@ -171,8 +169,15 @@ class Sender:
 
     # --- the batch ----------------------------------------------------------------------
 
-    def process(self, batch: SendBatch, owner: str | None = None, remaining_ms: int | None = None) -> BatchResult:
-        """Send one batch. ``owner``: the invocation (its request id); ``remaining_ms``: its time left.
+    def process(
+        self,
+        batch: SendBatch,
+        owner: str | None = None,
+        remaining_ms: int | None = None,
+        prefetched: Prefetched | None = None,
+    ) -> BatchResult:
+        """Send one batch. ``owner``: the invocation (its request id); ``remaining_ms``: its time left;
+        ``prefetched``: the suppression states its invocation read for all its batches (``prefetch``).
 
         The batch's mark holds a lease until the deadline: a second delivery of the batch while
         its owner may still be sending raises BatchLeased, so the message goes back to the queue
@@ -186,7 +191,7 @@ class Sender:
         now = self.now()
         deadline = now + timedelta(milliseconds=remaining_ms) if remaining_ms is not None else None
         keys = self._keys(batch)
-        states = self._states(keys.to_read())
+        states = self._states(keys.to_read(), prefetched or {})
         read_at = self.now()  # each send is decided on these states, read by now
         plans: list[Plan] = []
         seen: set[str] = set()
