@@ -154,7 +154,6 @@ def evaluate(
     """
     caller = _caller(request.principal, role_arn)
     context = _context(request, caller, resource_account)
-    action = request.action
 
     matched: list[tuple[StatementRef, _Grant]] = []
     if caller.service is None:
@@ -164,54 +163,85 @@ def evaluate(
         matched += _matches(resource_policy, RESOURCE, 0, request, context, caller=caller)
     refs = tuple(ref for ref, _ in matched)
 
-    def decide(allowed: bool, reason: str, statement: StatementRef | None) -> Decision:
-        return Decision(allowed, "" if allowed else reason, statement, refs)
-
-    for kind in (IDENTITY, RESOURCE):  # 1. explicit deny, in whichever policy
-        for ref, _ in matched:
-            if ref.effect == "Deny" and ref.policy_type == kind:
-                return decide(False, f"with an explicit deny in {_article(kind)}", ref)
-
-    identity_allow = next((r for r, _ in matched if r.policy_type == IDENTITY and r.effect == "Allow"), None)
-    direct = next((r for r, g in matched if r.policy_type == RESOURCE and r.effect == "Allow" and g == "direct"), None)
-    delegated = next(
-        (r for r, g in matched if r.policy_type == RESOURCE and r.effect == "Allow" and g == "account"), None
+    denied = _explicit_deny(matched)
+    if denied is not None:  # 1. explicit deny, in whichever policy
+        return Decision(False, f"with an explicit deny in {_article(denied.policy_type)}", denied, refs)
+    allowed, reason, statement = _verdict(
+        _Allows.of(matched), request.action, caller, caller.account == resource_account, key_policy
     )
-    no_identity_allow = f"because no {IDENTITY} allows the {action} action"
-    no_resource_allow = f"because no {RESOURCE} allows the {action} action"
-    same_account = caller.account == resource_account
-
-    if caller.service is not None:  # 3. a service: the resource's policy alone
-        return decide(direct is not None, no_resource_allow, direct)
-    if caller.root and same_account and not key_policy:  # the root user: everything not denied
-        return decide(True, "", None)
-
-    if key_policy:  # 4. the key policy must allow, directly or by enabling IAM policies
-        if same_account:
-            if direct is not None:
-                return decide(True, "", direct)
-            if delegated is None:
-                return decide(False, no_resource_allow, None)
-            if caller.root:
-                return decide(True, "", delegated)
-            return decide(identity_allow is not None, no_identity_allow, identity_allow)
-        grant = direct or delegated
-        if grant is None:
-            return decide(False, no_resource_allow, None)
-        return decide(identity_allow is not None, no_identity_allow, identity_allow)
-
-    if same_account:  # 2. either side's allow is enough
-        if identity_allow is not None:
-            return decide(True, "", identity_allow)
-        return decide(direct is not None, no_identity_allow, direct)
-    if identity_allow is None:  # 5. across accounts, both sides
-        return decide(False, no_identity_allow, None)
-    grant = direct or delegated
-    return decide(grant is not None, no_resource_allow, identity_allow)
+    return Decision(allowed, "" if allowed else reason, statement, refs)
 
 
 def _article(policy_type: str) -> str:
     return f"an {policy_type}" if policy_type[0] in "aeiou" else f"a {policy_type}"
+
+
+def _explicit_deny(matched: Sequence[tuple[StatementRef, _Grant]]) -> StatementRef | None:
+    """The first Deny that applied, an identity-based policy's before the resource's."""
+    for kind in (IDENTITY, RESOURCE):
+        for ref, _ in matched:
+            if ref.effect == "Deny" and ref.policy_type == kind:
+                return ref
+    return None
+
+
+@dataclass(frozen=True)
+class _Allows:
+    """The first Allow of each kind that applied to a request."""
+
+    identity: StatementRef | None  # in an identity-based policy
+    direct: StatementRef | None  # in the resource policy, naming the caller (or "*")
+    delegated: StatementRef | None  # in the resource policy, naming the caller's account
+
+    @classmethod
+    def of(cls, matched: Sequence[tuple[StatementRef, _Grant]]) -> _Allows:
+        allows = [(r, g) for r, g in matched if r.effect == "Allow"]
+        return cls(
+            identity=next((r for r, _ in allows if r.policy_type == IDENTITY), None),
+            direct=next((r for r, g in allows if r.policy_type == RESOURCE and g == "direct"), None),
+            delegated=next((r for r, g in allows if r.policy_type == RESOURCE and g == "account"), None),
+        )
+
+
+# (allowed, why not, the statement the decision came from)
+_Verdict = tuple[bool, str, StatementRef | None]
+
+
+def _verdict(allows: _Allows, action: str, caller: _Caller, same_account: bool, key_policy: bool) -> _Verdict:
+    """Steps 2 to 5: whether the allows that applied, with no explicit deny, are enough."""
+    no_resource_allow = f"because no {RESOURCE} allows the {action} action"
+    if caller.service is not None:  # 3. a service: the resource's policy alone
+        return allows.direct is not None, no_resource_allow, allows.direct
+    if caller.root and same_account and not key_policy:  # the root user: everything not denied
+        return True, "", None
+    no_identity_allow = f"because no {IDENTITY} allows the {action} action"
+    if key_policy:
+        return _key_policy_verdict(allows, caller.root, same_account, no_identity_allow, no_resource_allow)
+    if same_account:  # 2. either side's allow is enough
+        if allows.identity is not None:
+            return True, "", allows.identity
+        return allows.direct is not None, no_identity_allow, allows.direct
+    if allows.identity is None:  # 5. across accounts, both sides
+        return False, no_identity_allow, None
+    grant = allows.direct or allows.delegated
+    return grant is not None, no_resource_allow, allows.identity
+
+
+def _key_policy_verdict(
+    allows: _Allows, root: bool, same_account: bool, no_identity_allow: str, no_resource_allow: str
+) -> _Verdict:
+    """4. The key policy must allow, directly or by enabling IAM policies."""
+    if same_account:
+        if allows.direct is not None:
+            return True, "", allows.direct
+        if allows.delegated is None:
+            return False, no_resource_allow, None
+        if root:
+            return True, "", allows.delegated
+        return allows.identity is not None, no_identity_allow, allows.identity
+    if (allows.direct or allows.delegated) is None:
+        return False, no_resource_allow, None
+    return allows.identity is not None, no_identity_allow, allows.identity
 
 
 # --- the caller --------------------------------------------------------------------------------
