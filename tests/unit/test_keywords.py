@@ -7,13 +7,13 @@ import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from optout.keywords import INTENTS, KeywordBook, clauses, load_book, normalise_text
+from optout.keywords import Intent, KeywordBook, clauses, load_book, normalise_text
 from optout.settings import KeywordBookSettings
 
 BRAND = "Acme Widgets"
@@ -429,7 +429,7 @@ def test_a_bad_keywords_file_fails_loudly(tmp_path: Path) -> None:
 
 # --- properties ----------------------------------------------------------------------------
 
-INTENT_NAMES = {*INTENTS, "none"}
+INTENT_NAMES = set(get_args(Intent))
 # Opt-out keywords that are not exact-only, in the spellings people send, with their language.
 OPT_OUT_PREFIXES = [
     ("STOP", "en"),

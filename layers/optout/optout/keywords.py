@@ -32,7 +32,6 @@ from importlib import resources
 from typing import Any, Literal
 
 Intent = Literal["opt_out", "opt_in", "help", "clarify", "none"]
-INTENTS: tuple[Intent, ...] = ("opt_out", "opt_in", "help", "clarify")
 _NON_WORD = re.compile(r"[^\w]+|_")
 # Where a clause ends: negation never reaches across one ("No, stop" is a revocation).
 _CLAUSE_END = re.compile(r"[.!?;:,\n\r\u2026\u2013\u2014\u2028\u2029\u00a1\u00bf\u037e\u061f\u3002]+")

@@ -459,7 +459,6 @@ class Settings(
     manifest_bucket: str = ""
     # In the template's Globals; no function reads it yet.
     environment: str = "dev"
-    max_sms_body: int = Field(default=1600, ge=1)
 
 
 def get_settings() -> Settings:

@@ -22,7 +22,6 @@ from optout.identity import normalise_email, normalise_phone
 from optout.notices.model import BadRow, Recipient
 
 Format = Literal["csv", "jsonl"]
-COLUMNS = ("recipient_id", "email", "phone", "locale", "timezone", "name")
 MAX_LINE = 64 * 1024
 
 
