@@ -189,6 +189,14 @@ def parsed(page: str) -> Collect:
     return collect
 
 
+def collected(rows: list[dict[str, Any]]) -> notice_reports.Deliveries:
+    """The rows read as ``optout notice report --format visual`` reads its pages' items."""
+    deliveries = notice_reports.Deliveries()
+    for row in rows:
+        deliveries.add(row)
+    return deliveries.finish()
+
+
 def test_the_art33_html_is_escaped_and_self_contained() -> None:
     page = notice_reports.art33_html(breach_notice(variables={"nature": f"Leak {EVIL}"}), NOW)
     assert "<script>" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
@@ -200,7 +208,7 @@ def test_the_art33_html_is_escaped_and_self_contained() -> None:
 def test_the_visual_report_shows_counts_chart_unreachable_and_bad_rows() -> None:
     # Given a breach alert and its delivery rows
     document = breach_notice()
-    deliveries = notice_reports.collect(rows())
+    deliveries = collected(rows())
     # Then the rows give one notification per recipient sent on any channel (recipients.sent of the JSON)
     assert len(deliveries.notified) == document["counts"]["recipients"]["sent"] == 4
     assert deliveries.notified[0] == DISCOVERED + timedelta(hours=5)  # u1's first send, not its second
@@ -249,7 +257,7 @@ def test_a_large_notice_is_drawn_with_a_bounded_number_of_points() -> None:
     document = breach_notice(
         total=20_000, counts=Counts(recipients={"sent": 20_000}, by_channel={"email": {"sent": 20_000}})
     )
-    chart = notice_reports.chart(document, notice_reports.collect(many), NOW)
+    chart = notice_reports.chart(document, collected(many), NOW)
     recipients = chart.series[0]
     assert recipients.final == 20_000
     assert len(recipients.points.split()) <= 2 * notice_reports.CHART_STEPS + 2
@@ -260,7 +268,7 @@ def test_a_large_notice_is_drawn_with_a_bounded_number_of_points() -> None:
 def test_a_notice_without_a_deadline_is_drawn_against_its_creation() -> None:
     document = breach_notice()
     document.update(kind="product", topic="product", breach=None, discovered_at=None)
-    chart = notice_reports.chart(document, notice_reports.collect(rows()), NOW)
+    chart = notice_reports.chart(document, collected(rows()), NOW)
     assert chart.deadline_x is None and chart.x_label.startswith("minutes after the notice was created")
 
 
@@ -364,5 +372,5 @@ def test_with_people_counted_the_reports_speak_of_people_and_those_without_an_ad
     assert "- **People listed:** 7\n- **Reached:** 4\n- **Unreachable:** 3" in subjects
     assert "3 of the people listed could not be reached on any channel" in found["Notifications by decision"]
     # And the visual report lists the two with delivery rows, and points to the bad rows for the third
-    page = notice_reports.visual_html(document, notice_reports.collect(rows()), NOW)
+    page = notice_reports.visual_html(document, collected(rows()), NOW)
     assert re.search(r'id="unreachable-without-address">And 1 listed only on refused rows', page)

@@ -142,7 +142,6 @@ class Result:
     duration_ms: float
     cold: bool
     init_ms: float | None = None
-    max_memory_mb: float = 0.0
 
 
 @dataclass(eq=False)
@@ -372,7 +371,7 @@ class FunctionPool:
             if isinstance(error, EnvironmentLost):
                 self._log(f"{_now_iso()} {error.payload.get('errorMessage')}")
             raise error
-        return Result(value, request_id, duration, cold, environment.init_ms if cold else None, memory)
+        return Result(value, request_id, duration, cold, environment.init_ms if cold else None)
 
     def _log(self, line: str) -> None:
         stream = self.logs or sys.stdout

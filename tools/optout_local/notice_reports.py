@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -366,13 +366,6 @@ class Deliveries:
         self._settle()
         self._current = None
         return self
-
-
-def collect(rows: Iterable[Mapping[str, Any]]) -> Deliveries:
-    deliveries = Deliveries()
-    for row in rows:
-        deliveries.add(row)
-    return deliveries.finish()
 
 
 def _nice_step(span: float, ticks: int = 6) -> float:

@@ -60,7 +60,6 @@ class FunctionSpec:
     tracing: bool = False  # Tracing: Active
     reserved_concurrency: int | None = None
     layers: list[Path] = field(default_factory=list)  # each layer's ContentUri
-    architecture: str = "x86_64"
 
 
 @dataclass
@@ -448,7 +447,6 @@ class Provisioner:
             tracing=str(self.resolver.resolve(props.get("Tracing", "PassThrough"))) == "Active",
             reserved_concurrency=None if reserved is None else int(self.resolver.resolve(reserved)),
             layers=[self._layer_content(layer) for layer in props.get("Layers", [])],
-            architecture=str((props.get("Architectures") or ["x86_64"])[0]),
         )
         self.stack.functions[logical_id] = spec
 

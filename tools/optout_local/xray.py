@@ -26,7 +26,6 @@ class XRayDaemon:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.socket.bind((host, port))
         self.segments: deque[dict[str, Any]] = deque(maxlen=MAX_SEGMENTS)
-        self.malformed = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="xray-daemon", daemon=True)
 
@@ -57,7 +56,6 @@ class XRayDaemon:
                     raise ValueError("not an X-Ray daemon header")
                 self.record(json.loads(body))
             except ValueError:
-                self.malformed += 1
                 log.warning("an X-Ray datagram could not be read (%d bytes)", len(data))
 
 
