@@ -57,10 +57,15 @@ openapi: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/optout bench --size $(or $(SIZE),10000)
 
+# vulture: no dead code. Frameworks' names are skipped by pattern; every other exception is named,
+# with who uses it, in tools/vulture_whitelist.py (tests are not scanned: see its docstring).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/bandit -q -r layers/optout/optout tools/optout_local functions
+	$(BIN)/vulture layers/optout/optout functions tools/optout_local tools/vulture_whitelist.py --min-confidence 60 \
+	  --ignore-decorators '@app.*,@*.command,@*.group,@field_validator,@model_validator' \
+	  --ignore-names 'lambda_handler,_aws_*,do_[A-Z]*,_deserialize_*,model_config'
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/optout/optout tools/optout_local functions
