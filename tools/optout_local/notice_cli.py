@@ -239,9 +239,29 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
     click.echo(f"channels    {', '.join(document['channels'])} ({document['mode']})")
     publication = document.get("publication")
     if publication:  # on the public page (GET /notices): since when, until when, withdrawn when
-        until = f", until {publication['until']}" if publication.get("until") else ""
-        withdrawn = f", withdrawn {publication['withdrawn_at']}" if publication.get("withdrawn_at") else ""
-        click.echo(f"published   {publication['published_at']}{until}{withdrawn}")
+        click.echo(_publication_line(publication))
+    _print_rows(document)
+    reach = document.get("reach")
+    if reach:  # in people (recipient ids), not rows
+        figures = ", ".join(f"{k} {v}" for k, v in reach.items() if k != "people" and v)
+        click.echo(f"reach       {reach['people']} people: {figures}")
+    _print_counts(document.get("counts", {}), document["id"])
+    dry = document.get("dry_run_result")
+    if dry:
+        _print_dry_run(dry)
+    breach = document.get("breach")
+    if breach:
+        click.echo("breach      " + ", ".join(f"{k} {v}" for k, v in breach.items()))
+
+
+def _publication_line(publication: dict[str, Any]) -> str:
+    until = f", until {publication['until']}" if publication.get("until") else ""
+    withdrawn = f", withdrawn {publication['withdrawn_at']}" if publication.get("withdrawn_at") else ""
+    return f"published   {publication['published_at']}{until}{withdrawn}"
+
+
+def _print_rows(document: dict[str, Any]) -> None:
+    """The manifest's rows: how many were dispatched, and samples of the refused and the kept with a warning."""
     click.echo(f"recipients  {document.get('total')} dispatched, {document.get('bad_rows', 0)} bad rows")
     for sample in document.get("bad_row_samples", [])[:10]:
         click.echo(f"  line {sample['line']}: {sample['reason']}")
@@ -249,34 +269,31 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
         click.echo(f"warnings    {document['warnings']} rows kept for their usable channels")
         for sample in document.get("warning_samples", [])[:10]:
             click.echo(f"  line {sample['line']}: {sample['reason']}")
-    reach = document.get("reach")
-    if reach:  # in people (recipient ids), not rows
-        figures = ", ".join(f"{k} {v}" for k, v in reach.items() if k != "people" and v)
-        click.echo(f"reach       {reach['people']} people: {figures}")
-    counts = document.get("counts", {})
+
+
+def _print_counts(counts: dict[str, Any], notice_id: str) -> None:
     if counts.get("recipients"):
         click.echo("by recipient " + ", ".join(f"{k} {v}" for k, v in sorted(counts["recipients"].items()) if v))
     for channel, by in sorted(counts.get("by_channel", {}).items()):
         click.echo(f"  {channel:<6} " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()) if v))
-    for line in (_duplicates_line(counts), _unknown_line(counts, document["id"])):
+    for line in (_duplicates_line(counts), _unknown_line(counts, notice_id)):
         if line:
             click.echo(line)
-    dry = document.get("dry_run_result")
-    if dry:
-        click.echo("would: " + ", ".join(f"{k} {v}" for k, v in sorted(dry.get("recipients", {}).items())))
-        for channel, by in sorted(dry.get("channels", {}).items()):
-            click.echo(f"  {channel:<6} " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
-            for reason, n in sorted(dry.get("reasons", {}).get(channel, {}).items()):
-                click.echo(f"         {reason}: {n}")
-        sms = dry.get("samples", {}).get("sms")
-        if sms:
-            click.echo(f"sms sample ({sms['encoding']}, {sms['segments']} segment(s)): {sms['text']}")
-        if dry.get("samples", {}).get("email"):
-            subject = next((ln for ln in dry["samples"]["email"]["mime"].splitlines() if ln.startswith("Subject:")), "")
-            click.echo(f"email sample {subject}")
-    breach = document.get("breach")
-    if breach:
-        click.echo("breach      " + ", ".join(f"{k} {v}" for k, v in breach.items()))
+
+
+def _print_dry_run(dry: dict[str, Any]) -> None:
+    """What a dry run would have done, by channel and reason, with a sample of each channel's message."""
+    click.echo("would: " + ", ".join(f"{k} {v}" for k, v in sorted(dry.get("recipients", {}).items())))
+    for channel, by in sorted(dry.get("channels", {}).items()):
+        click.echo(f"  {channel:<6} " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
+        for reason, n in sorted(dry.get("reasons", {}).get(channel, {}).items()):
+            click.echo(f"         {reason}: {n}")
+    sms = dry.get("samples", {}).get("sms")
+    if sms:
+        click.echo(f"sms sample ({sms['encoding']}, {sms['segments']} segment(s)): {sms['text']}")
+    if dry.get("samples", {}).get("email"):
+        subject = next((ln for ln in dry["samples"]["email"]["mime"].splitlines() if ln.startswith("Subject:")), "")
+        click.echo(f"email sample {subject}")
 
 
 def _duplicates_line(counts: dict[str, Any]) -> str | None:
@@ -462,29 +479,8 @@ def report(notice_id: str, out: Path | None, report_format: str, html: str | Non
         raise click.UsageError("give --out FILE for the CSV evidence, --html FILE for the visual report, or both")
     target = _target(stack_name, config_env)
     document = target.admin().ok("GET", f"/admin/notices/{notice_id}")
-    rows = 0
-    token: str | None = None
-    columns = ["recipient_id", "address_key", "channel", "decision", "reason", "provider_message_id", "at"]
     deliveries = notice_reports.Deliveries()
-    with contextlib.ExitStack() as files:
-        writer = None
-        if out is not None:
-            handle = files.enter_context(out.open("w", newline="", encoding="utf-8"))
-            writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
-            writer.writeheader()
-        while True:
-            query = {"limit": 1000, **({"next_token": token} if token else {})}
-            page = target.admin().ok("GET", f"/admin/notices/{notice_id}/deliveries", query=query)
-            for item in page["items"]:
-                if html is not None:
-                    deliveries.add(item)
-                if writer is None or (decisions and _decision_of(item) not in decisions):
-                    continue
-                writer.writerow({c: item.get(c) or "" for c in columns})
-                rows += 1
-            token = page.get("next_token")
-            if not token:
-                break
+    rows = _export_deliveries(target, notice_id, out, decisions, deliveries if html is not None else None)
     if html is not None:
         page_text = notice_reports.visual_html(document, deliveries.finish(), datetime.now(UTC))
         Path(html).write_text(page_text, encoding="utf-8")
@@ -501,6 +497,42 @@ def report(notice_id: str, out: Path | None, report_format: str, html: str | Non
             click.echo(f"{rows} delivery rows{which} written to {out} (notice {notice_id}, {document['status']})")
         if html is not None:
             click.echo(f"visual report written to {html} (notice {notice_id}, {document['status']})")
+
+
+_EVIDENCE_COLUMNS = ["recipient_id", "address_key", "channel", "decision", "reason", "provider_message_id", "at"]
+
+
+def _export_deliveries(
+    target: Target,
+    notice_id: str,
+    out: Path | None,
+    decisions: tuple[str, ...],
+    deliveries: notice_reports.Deliveries | None,
+) -> int:
+    """Read every page of the notice's delivery rows once: each row into ``deliveries`` (for the visual
+    report), and those with one of ``decisions`` (all if none) as CSV into ``out``. The CSV rows written."""
+    rows = 0
+    token: str | None = None
+    with contextlib.ExitStack() as files:
+        writer = None
+        if out is not None:
+            handle = files.enter_context(out.open("w", newline="", encoding="utf-8"))
+            writer = ExportWriter(handle, fieldnames=_EVIDENCE_COLUMNS)  # cells are neutralised against formulas
+            writer.writeheader()
+        while True:
+            query = {"limit": 1000, **({"next_token": token} if token else {})}
+            page = target.admin().ok("GET", f"/admin/notices/{notice_id}/deliveries", query=query)
+            for item in page["items"]:
+                if deliveries is not None:
+                    deliveries.add(item)
+                if writer is None or (decisions and _decision_of(item) not in decisions):
+                    continue
+                writer.writerow({c: item.get(c) or "" for c in _EVIDENCE_COLUMNS})
+                rows += 1
+            token = page.get("next_token")
+            if not token:
+                break
+    return rows
 
 
 def _art33(notice_id: str, out: Path | None, html: str | None, decisions: tuple[str, ...], target: Callable[[], Target],
