@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from optout.notices.model import ChannelName, Recipient
-from optout.notices.rules import ChannelOutcome, RecipientOutcome, decide, quiet_until, time_zones
+from optout.notices.model import ChannelName, Notice, Recipient
+from optout.notices.rules import ChannelOutcome, RecipientOutcome, decide, decide_for, quiet_until, time_zones
 from optout.suppression import Block, SuppressionState
+from optout.token import unsubscribe_url
 
 OPTIONAL = ("marketing", "product")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -500,3 +501,36 @@ def test_quiet_until_result_is_open_in_every_zone_far_apart() -> None:
     # Then at that moment it is daytime in both zones (earliest such: 08:00 Moscow tomorrow)
     assert until is not None and _open_everywhere(zones, until)
     assert until == datetime(2026, 6, 16, 5, 0, tzinfo=UTC)
+
+
+def _notice_of(kind: str, topic: str) -> Notice:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    return Notice(
+        id="ntc_1", kind=kind, topic=topic, channels=["sms"], mode="all", variables={},  # type: ignore[arg-type]
+        manifest="s3://bucket/m.csv", created_by="admin", created_at=at, updated_at=at,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "topic", "decision"), [("product", "product", "deferred"), ("breach_alert", "security", "sent")]
+)
+def test_decide_for_applies_the_notices_own_rules_as_dry_runs_and_sends_both_use_them(
+    kind: str, topic: str, decision: str
+) -> None:
+    # Given a text at 03:00 in the recipient's zone
+    recipient = Recipient(recipient_id="u1", phone="+14155550100", timezone="America/Los_Angeles")
+    night = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)  # 03:00 in Los Angeles
+    # When the one decision of dispatch and send is made for a product notice and a breach alert
+    outcome = decide_for(_notice_of(kind, topic), recipient, ["sms"], {}, night, ["marketing", "product"], "UTC")
+    # Then the product text waits for the morning and the breach alert is never held
+    assert outcome.decision == decision
+
+
+def test_unsubscribe_url_carries_the_token_on_the_one_route_that_reads_it() -> None:
+    assert (
+        unsubscribe_url("https://links.example.com/", "v1.abc_-.x")
+        == "https://links.example.com/unsubscribe?token=v1.abc_-.x"
+    )
+    assert (
+        unsubscribe_url("https://links.example.com", "a/b+c") == "https://links.example.com/unsubscribe?token=a%2Fb%2Bc"
+    )

@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from optout.errors import InvalidToken, MalformedToken
 from optout.identity import CHANNELS, Channel, is_address_key
@@ -124,6 +125,11 @@ def _base36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """The link a token travels in: the one route that reads it (GET and POST /unsubscribe)."""
+    return f"{base_url.rstrip('/')}/unsubscribe?token={quote(token, safe='')}"
 
 
 def issue(ring: KeyRing, channel: Channel, address_key: str, topic: str, now: datetime | None = None) -> str:

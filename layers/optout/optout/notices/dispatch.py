@@ -60,7 +60,7 @@ from optout.notices.model import (
     Status,
 )
 from optout.notices.public import PublicNoticeStore, from_notice
-from optout.notices.rules import address_keys, address_of, decide
+from optout.notices.rules import address_keys, address_of, decide_for
 from optout.notices.store import (
     DUPLICATE_REASON,
     MAX_BAD_ROW_SAMPLES,
@@ -71,6 +71,7 @@ from optout.notices.store import (
 )
 from optout.settings import DispatcherSettings
 from optout.suppression_store import SuppressionStore
+from optout.token import unsubscribe_url
 
 log = logging.getLogger(__name__)
 # Kinds whose free content may name the recipient ({{ name }}): their batches carry the name
@@ -611,9 +612,9 @@ class Dispatcher:
         for entry in chunk:
             recipient, channels = entry.recipient, entry.only or notice.channels
             channel_states = {ch: keys.state((recipient.recipient_id, ch), states) for ch in channels}
-            outcome = decide(
-                recipient, notice.topic, self.settings.optional_topics, channels, notice.mode, channel_states,
-                now, hold_optional_sms=notice.kind != "breach_alert", default_timezone=self.settings.default_timezone,
+            outcome = decide_for(
+                notice, recipient, channels, channel_states, now,
+                self.settings.optional_topics, self.settings.default_timezone,
             )  # fmt: skip
             result.recipients[outcome.decision] += 1
             for channel_outcome in outcome.channels:
@@ -631,7 +632,7 @@ class Dispatcher:
             text = render_sms(notice, recipient, self.settings.brand_name, optional)
             return {"text": text, **sms_segments(text)}
         sample = recipient.model_copy(update={"email": "recipient@example.invalid", "name": None})
-        url = f"{self.settings.links_base_url}/unsubscribe?token=SAMPLE"
+        url = unsubscribe_url(self.settings.links_base_url, "SAMPLE")
         raw = render_email(
             notice,
             sample,

@@ -19,7 +19,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from optout.identity import address_key, legacy_address_key
-from optout.notices.model import ChannelName, Decision, Mode, Recipient
+from optout.notices.model import ChannelName, Decision, Mode, Notice, Recipient
 from optout.suppression import SuppressionState
 
 QUIET_START = time(21, 0)
@@ -210,3 +210,20 @@ def decide(
         return RecipientOutcome("suppressed", tuple(considered))
     # Required notice, no usable channel: every channel says why, the recipient is unreachable.
     return RecipientOutcome("unreachable", tuple(ChannelOutcome(u.channel, "unreachable", u.reason) for u in unusable))
+
+
+def decide_for(
+    notice: Notice,
+    recipient: Recipient,
+    channels: Sequence[ChannelName],
+    states: Mapping[ChannelName, SuppressionState | None],
+    now: datetime,
+    optional_topics: Sequence[str],
+    default_timezone: str,
+) -> RecipientOutcome:
+    """``decide`` for one recipient of ``notice``: the one call a dry run and a send both make, so
+    that what a dry run says is what the sender does (a breach alert is never held for quiet hours)."""
+    return decide(
+        recipient, notice.topic, optional_topics, channels, notice.mode, states, now,
+        hold_optional_sms=notice.kind != "breach_alert", default_timezone=default_timezone,
+    )  # fmt: skip

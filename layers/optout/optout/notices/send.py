@@ -32,12 +32,12 @@ from optout.channels.sms import MessageType, SmsChannel
 from optout.erasure import erased_for, pseudonym
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
-from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide
+from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for
 from optout.notices.store import BatchTaken, CallResult, NoticeStore
 from optout.settings import SenderSettings
 from optout.suppression import Block
 from optout.suppression_store import SuppressionStore
-from optout.token import KeyRing, issue
+from optout.token import KeyRing, issue, unsubscribe_url
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
 ERASED_BLOCK = "subject erased"
@@ -243,16 +243,8 @@ class Sender:
             if state is not None and state.erased_at is not None:
                 block = Block(reason=ERASED_BLOCK, source="admin", at=state.erased_at)
                 channel_states[ch] = state.model_copy(update={"blocked": block})
-        outcome = decide(
-            entry.recipient,
-            notice.topic,
-            self.optional_topics,
-            channels,
-            notice.mode,
-            channel_states,
-            now,
-            hold_optional_sms=notice.kind != "breach_alert",
-            default_timezone=self.settings.default_timezone,
+        outcome = decide_for(
+            notice, entry.recipient, channels, channel_states, now, self.optional_topics, self.settings.default_timezone
         )
         return Plan(entry, outcome, own, erased)
 
@@ -436,7 +428,7 @@ class Sender:
             if template is None:
                 continue
             token = issue(ring, "email", plan.keys.get("email", ""), notice.topic)
-            url = f"{self.links_base_url}/unsubscribe?token={token}"
+            url = unsubscribe_url(self.links_base_url, token)
             if html.escape(url) != url:  # the HTML part would need it escaped: SES puts it in as it is
                 continue
             headers = [("X-Optout-Notice", notice.id)]
@@ -595,7 +587,7 @@ class Sender:
     def _email(self, notice: Notice, recipient: Recipient, key: str, ring: KeyRing) -> bytes:
         token = issue(ring, "email", key, notice.topic)
         # A token is URL-safe by construction (base64url and [a-z0-9_-] parts joined by dots)
-        url = f"{self.links_base_url}/unsubscribe?token={token}"
+        url = unsubscribe_url(self.links_base_url, token)
         optional = notice.topic in self.optional_topics
         return render_email(
             notice,
