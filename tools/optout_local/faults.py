@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from optout_local.wire import Call, classify
@@ -223,110 +223,112 @@ class FaultProxy:
             self.ledger = previous
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
+        return type("Handler", (_ProxyHandler,), {"proxy": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out as written: no delayed-ACK stall
-            upstream: http.client.HTTPConnection | None = None
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                pass
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """One client connection to a FaultProxy: each request answered with a fault, or forwarded to moto."""
 
-            def __getattr__(self, name: str) -> Any:
-                if name.startswith("do_"):
-                    return self._serve
-                raise AttributeError(name)
+    proxy: ClassVar[FaultProxy]  # the proxy whose plan and ledger the requests meet
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as written: no delayed-ACK stall
+    upstream: http.client.HTTPConnection | None = None
 
-            def _body(self) -> bytes:
-                if "chunked" in str(self.headers.get("Transfer-Encoding") or "").lower():
-                    chunks: list[bytes] = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline().strip():  # trailers
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
 
-            def _serve(self) -> None:
-                body = self._body()
-                call = classify(self.command, self.path, self.headers, body)
-                fault = proxy.plan.draw(call)
-                kind, choice = fault if fault else (None, 0)
-                if kind in ("throttle", "unavailable"):
-                    status, headers, payload, code = error_response(call, kind, choice)
-                    proxy.plan.count(call, kind, code)
-                    self._answer(status, list(headers.items()), payload)
-                    return
-                if kind == "reset":
-                    proxy.plan.count(call, kind, kind)
-                    self._reset()
-                    return
-                try:
-                    status, reason, headers_out, payload, seconds = self._forward(body)
-                except (OSError, http.client.HTTPException):
-                    proxy.upstream_errors += 1
-                    self._reset()
-                    return
-                proxy.ledger.record(call, seconds)
-                if kind == "lost":  # applied by the local AWS; the function never hears of it
-                    proxy.plan.count(call, kind, kind)
-                    proxy.plan.lost.append(call)
-                    self._reset()
-                    return
-                self._answer(status, headers_out, payload, reason)
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
-            def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes, float]:
-                if self.upstream is None:
-                    self.upstream = http.client.HTTPConnection(*proxy.upstream, timeout=120)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                started = time.perf_counter()
-                self.upstream.request(self.command, self.path, body=body, headers=headers)
-                response = self.upstream.getresponse()
-                payload = response.read()
-                seconds = time.perf_counter() - started
-                if response.will_close:
-                    self.upstream.close()
-                    self.upstream = None
-                    self.close_connection = True
-                return response.status, response.reason, response.getheaders(), payload, seconds
+    def _body(self) -> bytes:
+        if "chunked" in str(self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-            def _answer(self, status: int, headers: list[tuple[str, str]], payload: bytes, reason: str = "") -> None:
-                self.send_response(status, reason or None)
-                length = None
-                for name, value in headers:
-                    if name.lower() == "content-length" and self.command == "HEAD":
-                        length = value
-                    if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", length if length is not None else str(len(payload)))
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                if payload and self.command != "HEAD":
-                    self.wfile.write(payload)
+    def _serve(self) -> None:
+        body = self._body()
+        call = classify(self.command, self.path, self.headers, body)
+        fault = self.proxy.plan.draw(call)
+        kind, choice = fault if fault else (None, 0)
+        if kind in ("throttle", "unavailable"):
+            status, headers, payload, code = error_response(call, kind, choice)
+            self.proxy.plan.count(call, kind, code)
+            self._answer(status, list(headers.items()), payload)
+            return
+        if kind == "reset":
+            self.proxy.plan.count(call, kind, kind)
+            self._reset()
+            return
+        try:
+            status, reason, headers_out, payload, seconds = self._forward(body)
+        except (OSError, http.client.HTTPException):
+            self.proxy.upstream_errors += 1
+            self._reset()
+            return
+        self.proxy.ledger.record(call, seconds)
+        if kind == "lost":  # applied by the local AWS; the function never hears of it
+            self.proxy.plan.count(call, kind, kind)
+            self.proxy.plan.lost.append(call)
+            self._reset()
+            return
+        self._answer(status, headers_out, payload, reason)
 
-            def _reset(self) -> None:
-                """Drop the connection with a TCP RST: the client sees its connection reset."""
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                for stream in (self.rfile, self.wfile):
-                    with contextlib.suppress(OSError, ValueError):
-                        stream.close()
-                with contextlib.suppress(OSError):
-                    self.connection.close()  # the last reference: the socket closes now, with RST
-                self.rfile, self.wfile = io.BytesIO(), io.BytesIO()  # what the server still flushes and closes
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes, float]:
+        if self.upstream is None:
+            self.upstream = http.client.HTTPConnection(*self.proxy.upstream, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        started = time.perf_counter()
+        self.upstream.request(self.command, self.path, body=body, headers=headers)
+        response = self.upstream.getresponse()
+        payload = response.read()
+        seconds = time.perf_counter() - started
+        if response.will_close:
+            self.upstream.close()
+            self.upstream = None
+            self.close_connection = True
+        return response.status, response.reason, response.getheaders(), payload, seconds
 
-            def finish(self) -> None:
-                with contextlib.suppress(OSError, ValueError):
-                    super().finish()
-                if self.upstream is not None:
-                    self.upstream.close()
-                    self.upstream = None
+    def _answer(self, status: int, headers: list[tuple[str, str]], payload: bytes, reason: str = "") -> None:
+        self.send_response(status, reason or None)
+        length = None
+        for name, value in headers:
+            if name.lower() == "content-length" and self.command == "HEAD":
+                length = value
+            if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", length if length is not None else str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if payload and self.command != "HEAD":
+            self.wfile.write(payload)
 
-        return Handler
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST: the client sees its connection reset."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        for stream in (self.rfile, self.wfile):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        with contextlib.suppress(OSError):
+            self.connection.close()  # the last reference: the socket closes now, with RST
+        self.rfile, self.wfile = io.BytesIO(), io.BytesIO()  # what the server still flushes and closes
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            super().finish()
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
