@@ -30,6 +30,7 @@ from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEm
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
 from optout.erasure import erased_for, pseudonym
+from optout.notices.mark import BatchPlan, LaterEntries
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
 from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for
@@ -215,7 +216,7 @@ class Sender:
             )
         except BatchTaken as taken:
             if taken.done:  # recorded already; queue its later entries again in case that failed
-                self._enqueue_later(notice, batch, _later_again(batch, taken.later))
+                self._enqueue_later(notice, batch, LaterEntries.load(taken.later).again(batch))
                 return BatchResult(0, 0, 0, 0, 0, 0, redelivered=True)
             if taken.leased(now):  # its owner may still be sending: leave the batch to it
                 raise BatchLeased(batch.batch, taken.owner, taken.lease_until) from taken
@@ -628,7 +629,7 @@ class Sender:
         once; the rest as that attempt planned them. A mark from before progress was recorded
         per call cannot tell its calls apart: every send it planned is then ``unknown``.
         """
-        was = _unplanned(taken.planned)
+        was = BatchPlan.load(taken.planned).outcomes()
         progress = taken.progress
         done: list[Done] = []
         later: list[tuple[BatchEntry, int]] = []
@@ -716,53 +717,13 @@ def _unexpected(notice: Notice, exc: BaseException) -> tuple[Decision, str | Non
 
 
 def _planned(plans: Sequence[Plan]) -> str:
-    """The batch's plan, compact, for its mark: {recipient: [decision, [[channel, decision, reason, until]]]}."""
-    return json.dumps(
-        {
-            p.entry.recipient.recipient_id: [
-                p.outcome.decision,
-                [[o.channel, o.decision, o.reason, o.defer_until.isoformat() if o.defer_until else None]
-                 for o in p.outcome.channels],
-            ]
-            for p in plans
-        },
-        separators=(",", ":"),
-    )  # fmt: skip
-
-
-def _unplanned(planned: str | None) -> dict[str, RecipientOutcome]:
-    outcomes = {}
-    for rid, (decision, channels) in json.loads(planned or "{}").items():
-        outcomes[rid] = RecipientOutcome(
-            decision,
-            tuple(ChannelOutcome(ch, d, reason, datetime.fromisoformat(until) if until else None)
-                  for ch, d, reason, until in channels),
-        )  # fmt: skip
-    return outcomes
+    """The batch's plan, for its mark (notices.mark.BatchPlan)."""
+    return BatchPlan.of({p.entry.recipient.recipient_id: p.outcome for p in plans}).dump()
 
 
 def _later_refs(later: Sequence[tuple[BatchEntry, int]]) -> str | None:
     """What a done mark keeps of the later entries, to queue them again: ids, never addresses."""
-    if not later:
-        return None
-    refs = [[e.recipient.recipient_id, e.only, e.deferred, e.attempt, e.settled, delay] for e, delay in later]
-    return json.dumps(refs, separators=(",", ":"))
-
-
-def _later_again(batch: SendBatch, refs: str | None) -> list[tuple[BatchEntry, int]]:
-    recipients = {e.recipient.recipient_id: e.recipient for e in batch.entries}
-    later = []
-    for rid, only, deferred, attempt, settled, delay in json.loads(refs or "[]"):
-        entry = BatchEntry(
-            recipient=recipients[rid],
-            only=only,
-            deferred=deferred,
-            previous="deferred",
-            attempt=attempt,
-            settled=settled,
-        )
-        later.append((entry, delay))
-    return later
+    return LaterEntries.of(later).dump() if later else None
 
 
 def _result(done: Sequence[Done], duplicates: int) -> BatchResult:
