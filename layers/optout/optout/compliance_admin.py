@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from optout.compliance import SENT_DECISIONS, OptOut, decided, entries_for
+from optout.dynamo import from_item, to_item
 from optout.notices.store import NoticeNotFound, NoticeStore
 from optout.page_token import decode, encode
-from optout.suppression_store import DynamoSuppressionStore
+from optout.suppression_store import STATE_SK, DynamoSuppressionStore
 
 SCAN_LIMIT = 1000  # items read by one Scan call of a page
 RESERVE_MS = 5_000  # what a page leaves of the invocation for its answer
@@ -40,7 +41,7 @@ class OptOutLedger:
         for index, state in enumerate(states):
             if index and remaining_ms() < RESERVE_MS:
                 # go on after the last address done: the Scan resumes in the same order
-                last = {"pk": {"S": states[index - 1].address_key}, "sk": {"S": "state"}}
+                last = to_item({"pk": states[index - 1].address_key, "sk": STATE_SK})
                 break
             deliveries = [_delivery(d) for d in self.notices.deliveries_to(state.address_key, page=1000)]
             changed = state.updated_at is not None and state.updated_at >= since
@@ -74,9 +75,10 @@ class OptOutLedger:
 
 def _delivery(item: dict[str, Any]) -> dict[str, Any]:
     """What optout.compliance reads of a delivery item, as the by_address index projects it."""
+    plain = from_item(item)
     return {
-        "notice_id": item["pk"]["S"].removeprefix("notice#"),
-        "decision": item["decision"]["S"],
-        "at": datetime.fromisoformat(item["at"]["S"]),
-        "decided_at": datetime.fromisoformat(item["decided_at"]["S"]) if "decided_at" in item else None,
+        "notice_id": plain["pk"].removeprefix("notice#"),
+        "decision": plain["decision"],
+        "at": datetime.fromisoformat(plain["at"]),
+        "decided_at": datetime.fromisoformat(plain["decided_at"]) if "decided_at" in plain else None,
     }

@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 from urllib.parse import quote
 
 from optout.clients import DynamoTable
+from optout.dynamo import to_item
 from optout.errors import InvalidAddress
 from optout.forms import first, parse_form
 from optout.identity import address_key, normalise_email
@@ -83,15 +84,13 @@ class DynamoRateLimits(DynamoTable):
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": RATE_PREFIX + counter}, "sk": {"S": f"window#{start}"}},
+                Key=to_item({"pk": RATE_PREFIX + counter, "sk": f"window#{start}"}),
                 UpdateExpression="ADD #n :one SET expires_at = :expires",
                 ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
                 ExpressionAttributeNames={"#n": "n"},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                    ":expires": {"N": str(start + window_seconds + 60)},
-                },
+                ExpressionAttributeValues=to_item(
+                    {":one": 1, ":limit": limit, ":expires": start + window_seconds + 60}
+                ),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from optout.dynamo import from_item, to_item
 from optout.errors import OptoutError
 
 MAX_KEY_BYTES = 1024  # a sort key's limit (a partition key's is 2,048): every key this API pages by fits
@@ -26,7 +27,7 @@ def encode(key: dict[str, Any] | None) -> str | None:
     """The token for a LastEvaluatedKey (None: there is no next page)."""
     if key is None:
         return None
-    values = {name: value["S"] for name, value in sorted(key.items())}
+    values = dict(sorted(from_item(key).items()))
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode()
 
 
@@ -42,4 +43,4 @@ def decode(token: str, names: Sequence[str]) -> dict[str, Any]:
         or not all(isinstance(v, str) and 0 < len(v.encode()) <= MAX_KEY_BYTES for v in values.values())
     ):
         raise BadPageToken("next_token is not one this API gave out")
-    return {name: {"S": value} for name, value in values.items()}
+    return to_item(values)

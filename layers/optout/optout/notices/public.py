@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from optout.clients import DynamoTable
+from optout.dynamo import from_item, pages, to_item
 from optout.errors import OptoutError
 from optout.notices.model import PUBLISHABLE, Kind, Notice
 from optout.pages import HtmlPage, render
@@ -104,7 +105,7 @@ def from_notice(notice: Notice, published_at: datetime, until: datetime | None =
 class PublicNoticeStore(DynamoTable):
     def publish(self, notice: PublicNotice) -> PublicNotice:
         """Store the public copy once: publishing the same notice again keeps the first copy."""
-        item = {"pk": {"S": PARTITION}, "sk": {"S": notice.notice_id}, "doc": {"S": notice.model_dump_json()}}
+        item = to_item({"pk": PARTITION, "sk": notice.notice_id, "doc": notice.model_dump_json()})
         try:
             self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -112,11 +113,11 @@ class PublicNoticeStore(DynamoTable):
         return notice
 
     def get(self, notice_id: str) -> PublicNotice:
-        key = {"pk": {"S": PARTITION}, "sk": {"S": notice_id}}
+        key = to_item({"pk": PARTITION, "sk": notice_id})
         item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
         if item is None:
             raise PublicNoticeNotFound("this notice was never published")
-        return PublicNotice.model_validate_json(item["doc"]["S"])
+        return PublicNotice.model_validate_json(from_item(item)["doc"])
 
     def withdraw(self, notice_id: str, now: datetime | None = None) -> PublicNotice:
         """Take a published notice off the public page; withdrawing it again changes nothing."""
@@ -127,10 +128,10 @@ class PublicNoticeStore(DynamoTable):
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"pk": {"S": PARTITION}, "sk": {"S": notice_id}, "doc": {"S": withdrawn.model_dump_json()}},
+                Item=to_item({"pk": PARTITION, "sk": notice_id, "doc": withdrawn.model_dump_json()}),
                 ConditionExpression="#doc = :read",  # nothing changed it since it was read
                 ExpressionAttributeNames={"#doc": "doc"},
-                ExpressionAttributeValues={":read": {"S": current.model_dump_json()}},
+                ExpressionAttributeValues=to_item({":read": current.model_dump_json()}),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return self.withdraw(notice_id, now)  # changed meanwhile: read it again
@@ -138,14 +139,15 @@ class PublicNoticeStore(DynamoTable):
 
     def listed(self) -> Iterator[PublicNotice]:
         """Every notice ever published, withdrawn or not, in one Query of the well-known partition."""
-        pages = self.client.get_paginator("query").paginate(
+        for page in pages(
+            self.client,
+            "query",
             TableName=self.table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": PARTITION}},
-        )
-        for page in pages:
+            ExpressionAttributeValues=to_item({":pk": PARTITION}),
+        ):
             for item in page.get("Items", []):
-                yield PublicNotice.model_validate_json(item["doc"]["S"])
+                yield PublicNotice.model_validate_json(from_item(item)["doc"])
 
     def current(self, now: datetime | None = None) -> list[PublicNotice]:
         """What the public page shows now, newest first."""
