@@ -460,47 +460,9 @@ def keep_alive(handler: type[Any]) -> type[Any]:
                 self.close_connection = True
             else:
                 body = environ["wsgi.input"] = LimitedStream(self.rfile, int(environ.get("CONTENT_LENGTH") or 0))
-            response: list[Any] = []  # status, headers, chunked
-            sent = False
-
-            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                if exc_info and sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-                response[:] = [status, headers, False]
-                return write
-
-            def write(data: bytes) -> None:
-                nonlocal sent
-                if not sent:
-                    status, headers, _ = response
-                    code_text, _, reason = status.partition(" ")
-                    code = int(code_text)
-                    self.send_response(code, reason)
-                    names = set()
-                    for name, value in headers:
-                        self.send_header(name, value)
-                        names.add(name.lower())
-                    bodiless = self.command == "HEAD" or code < 200 or code in (204, 304)
-                    if "content-length" not in names and not bodiless:
-                        response[2] = True
-                        self.send_header("Transfer-Encoding", "chunked")
-                    self._headers_buffer.append(b"\r\n")  # end_headers, with the body's first part in the same write
-                    sent = True
-                if data:
-                    self._headers_buffer.append(b"%x\r\n%s\r\n" % (len(data), data) if response[2] else data)
-                self.flush_headers()
-
+            response = _WsgiResponse(self)
             try:
-                chunks = self.server.app(environ, start_response)
-                try:
-                    for data in chunks:
-                        write(data)
-                    write(b"")
-                    if response[2]:
-                        self.wfile.write(b"0\r\n\r\n")
-                finally:
-                    if hasattr(chunks, "close"):
-                        chunks.close()
+                response.send(self.server.app(environ, response.start_response))
                 if body is not None:
                     body.exhaust()  # what the application left unread is not the next request
             except (ConnectionError, TimeoutError):
@@ -508,7 +470,7 @@ def keep_alive(handler: type[Any]) -> type[Any]:
                 return
             except Exception:
                 self.close_connection = True
-                if not sent:
+                if not response.sent:
                     self.send_error(500)
                 logging.getLogger(__name__).exception("error on request")
                 return
@@ -517,7 +479,60 @@ def keep_alive(handler: type[Any]) -> type[Any]:
     return KeepAlive
 
 
-def main(argv: list[str] | None = None) -> None:
+class _WsgiResponse:
+    """One WSGI response, written by ``handler`` straight to its kept-alive connection: the headers go
+    out with the body's first part, chunked when the application gives no Content-Length."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler  # Werkzeug's, writing into http.server's own (untyped) _headers_buffer
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.chunked = False
+        self.sent = False  # the status line and headers: once out, an error can no longer be a 500
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info and self.sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers, self.chunked = status, headers, False
+        return self.write
+
+    def send(self, chunks: Iterable[bytes]) -> None:
+        """The application's body, then the end of a chunked one; the iterable closed as WSGI asks."""
+        try:
+            for data in chunks:
+                self.write(data)
+            self.write(b"")
+            if self.chunked:
+                self.handler.wfile.write(b"0\r\n\r\n")
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+
+    def write(self, data: bytes) -> None:
+        if not self.sent:
+            self._send_headers()
+        if data:
+            self.handler._headers_buffer.append(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        self.handler.flush_headers()
+
+    def _send_headers(self) -> None:
+        handler = self.handler
+        code_text, _, reason = self.status.partition(" ")
+        code = int(code_text)
+        handler.send_response(code, reason)
+        names = set()
+        for name, value in self.headers:
+            handler.send_header(name, value)
+            names.add(name.lower())
+        bodiless = handler.command == "HEAD" or code < 200 or code in (204, 304)
+        if "content-length" not in names and not bodiless:
+            self.chunked = True
+            handler.send_header("Transfer-Encoding", "chunked")
+        handler._headers_buffer.append(b"\r\n")  # end_headers, with the body's first part in the same write
+        self.sent = True
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
@@ -526,11 +541,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, help="restore from and save to this folder's moto.snapshot")
     parser.add_argument("--measure", type=int, metavar="ITEMS", help="time a snapshot of ITEMS DynamoDB items")
     args = parser.parse_args(argv)
+    if not args.measure and args.port is None:
+        parser.error("--port is required")
+    return args
+
+
+def _open_state(state_dir: Path | None, gate: Gate) -> tuple[Snapshotter | None, Path | None, dict[str, Any]]:
+    """Where the state lives: restored from ``state_dir``'s snapshot and saved there, or in memory
+    with a scratch folder for imports. The snapshotter, the scratch folder, and what /_local/state says."""
+    from optout_local.state import IMPORTS, SNAPSHOT
+
+    info: dict[str, Any] = {"state_dir": None, "restored": False, "services": []}
+    if state_dir is None:  # state in memory: import progress lives as long as this process
+        scratch = Path(tempfile.mkdtemp(prefix="optout-local-"))
+        info["imports_dir"] = str(scratch / IMPORTS)
+        return None, scratch, info
+    state_dir = state_dir.resolve()
+    snapshot = state_dir / SNAPSHOT
+    if snapshot.exists():
+        info.update(restored=True, services=_restore(snapshot))
+    snapshotter = Snapshotter(gate, snapshot)
+    info.update(state_dir=str(state_dir), imports_dir=str(state_dir / IMPORTS))
+    return snapshotter, None, info
+
+
+def _state_view(info: dict[str, Any], gate: Gate, snapshotter: Snapshotter | None) -> dict[str, Any]:
+    """What GET /_local/state says: where the state lives, how many changes, and how its snapshots go."""
+    if snapshotter is None:
+        return {**info, "changes": gate.generation}
+    return {
+        **info, "changes": gate.generation, "saved": snapshotter.saved, "snapshots": snapshotter.count,
+        "forked": snapshotter.use_fork, "last_snapshot_seconds": snapshotter.last_seconds,
+        "last_held_seconds": snapshotter.last_closed_seconds,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
     if args.measure:
         measure(args.measure)
         return
-    if args.port is None:
-        parser.error("--port is required")
 
     if args.state_dir is not None:
         # S3 objects stay in memory rather than spill to temp files: a forked snapshot reading a
@@ -543,34 +593,15 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import make_server
 
     from optout_local import moto_patches
-    from optout_local.state import IMPORTS, SNAPSHOT
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS request on the console
     moto_patches.apply()
     gate = Gate()
     patch_sqs(gate)
-    snapshotter: Snapshotter | None = None
-    scratch: Path | None = None
-    info: dict[str, Any] = {"state_dir": None, "restored": False, "services": []}
-    if args.state_dir is not None:
-        state_dir = args.state_dir.resolve()
-        snapshot = state_dir / SNAPSHOT
-        if snapshot.exists():
-            info.update(restored=True, services=_restore(snapshot))
-        snapshotter = Snapshotter(gate, snapshot)
-        info.update(state_dir=str(state_dir), imports_dir=str(state_dir / IMPORTS))
-    else:  # state in memory: import progress lives as long as this process
-        scratch = Path(tempfile.mkdtemp(prefix="optout-local-"))
-        info["imports_dir"] = str(scratch / IMPORTS)
+    snapshotter, scratch, info = _open_state(args.state_dir, gate)
 
     def state() -> dict[str, Any]:
-        if snapshotter is None:
-            return {**info, "changes": gate.generation}
-        return {
-            **info, "changes": gate.generation, "saved": snapshotter.saved, "snapshots": snapshotter.count,
-            "forked": snapshotter.use_fork, "last_snapshot_seconds": snapshotter.last_seconds,
-            "last_held_seconds": snapshotter.last_closed_seconds,
-        }  # fmt: skip
+        return _state_view(info, gate, snapshotter)
 
     usage_dir = os.environ.get("OPTOUT_IAM_USAGE")
     usage = Usage(Path(usage_dir) if usage_dir else None)
