@@ -47,7 +47,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -147,10 +147,6 @@ def notice_throughput(recipients: int, runs: int = 1) -> dict[str, Any]:
 
 
 def _throughput_run(recipients: int) -> dict[str, Any]:
-    from optout.consent import change_consent
-    from optout.identity import Identity
-    from optout.suppression import ConsentChange
-
     with _logs("throughput") as logs, harness.proxied_stack(logs=logs) as env:
         stack, proxy, config, target = env.stack, env.proxy, env.config, env.target
         if stack.stack is None:
@@ -159,14 +155,7 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
             raise RuntimeError("the local stack is not running")
         _stop_pollers(stack, ("DispatcherFunction", "SenderFunction"))
         sqs = config.client("sqs")
-        settings, store, pepper = target.settings, target.store, target.pepper()
-        suppressed = 0
-        for i in range(0, recipients, 10):  # 10%: bounces, admin blocks and transient-bounce blocks
-            reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
-            key = Identity.of(pepper, "email", f"user{i}@example.com").key
-            change_consent(store, key, "email", [ConsentChange("block", "channel", reason)],
-                           settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
-            suppressed += 1
+        suppressed = _suppress_a_tenth(target, recipients)
         body = "recipient_id,email\n" + "".join(f"u{i},user{i}@example.com\n" for i in range(recipients))
         target.clients("s3").put_object(Bucket=target.bucket, Key="bench.csv", Body=body.encode())
         harness_calls = Ledger()  # the bench's own admin requests: not the pipeline's
@@ -176,22 +165,9 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
                 "variables": {"policy_version": "1", "effective_date": "2026-12-31", "summary": "Logs kept 30 days.",
                               "policy_url": "https://example.com/privacy"},
             })["id"]  # fmt: skip
-        suppression_table = stack.stack.ref("SuppressionTable")
-        captured: list[dict[str, Any]] = []  # the pipeline's SES sends, as moto received them
-        units: Counter[str] = Counter()
-        reads: Counter[str] = Counter()
-
-        def observe(call: Call) -> None:
-            if call.name in ("sesv2:SendEmail", "sesv2:SendBulkEmail"):
-                captured.append({"operation": call.operation, "params": call.json()})
-            elif call.service == "dynamodb" and call.operation in WRITES:
-                units[call.name] += write_units(call.operation, call.json())
-            elif call.service == "dynamodb" and call.operation in ("BatchGetItem", "GetItem"):
-                params = call.json()
-                tables = set(params.get("RequestItems", {})) | {params.get("TableName")}
-                reads["suppression" if suppression_table in tables else "other"] += 1
-
-        pipeline = Ledger(observe=observe)
+        observed = _PipelineCalls(suppression_table=stack.stack.ref("SuppressionTable"))
+        captured = observed.captured
+        pipeline = Ledger(observe=observed)
         floor_calls = Ledger()
         pools = stack.functions.pools
         dispatcher, sender = pools["DispatcherFunction"], pools["SenderFunction"]
@@ -204,58 +180,21 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
         floor = stack.functions.pool(floor_spec, logs)
         attrs = stack.stack.resolver.attrs
         queues = {n: (stack.stack.ref(n), attrs[(n, "Arn")]) for n in ("DispatchQueue", "SendQueue")}
-        plumbing: Counter[str] = Counter()
-        plumbing_seconds = 0.0
-        durations = {"dispatcher": 0.0, "sender": 0.0}
-        init_ms: dict[str, float] = {}
-        invocations: Counter[str] = Counter()
+        player = _MappingPlayer(sqs, queues, config.region, proxy, pipeline)
         floor_seconds, floor_sent, replayed = 0.0, 0, 0
         end_to_end = 0.0
-
-        def drain(name: str, batch_size: int) -> list[list[dict[str, Any]]]:
-            """One receive, as Lambda's event source mapping does it, cut into the mapping's batches."""
-            nonlocal plumbing_seconds
-            from optout_local.pollers import sqs_record
-
-            url, arn = queues[name]
-            t = time.perf_counter()
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-            plumbing_seconds += time.perf_counter() - t
-            plumbing["sqs:ReceiveMessage"] += 1
-            records = [sqs_record(dict(m), arn, config.region) for m in got]
-            return [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
-
-        def done(name: str, batch: list[dict[str, Any]], result: Result) -> None:
-            nonlocal plumbing_seconds
-            failed = {f["itemIdentifier"] for f in (result.value or {}).get("batchItemFailures", [])}
-            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(batch)
-                       if r["messageId"] not in failed]  # fmt: skip
-            if entries:
-                t = time.perf_counter()
-                sqs.delete_message_batch(QueueUrl=queues[name][0], Entries=entries)
-                plumbing_seconds += time.perf_counter() - t
-                plumbing["sqs:DeleteMessageBatch"] += 1
-
-        def invoke(name: str, pool: FunctionPool, batch: list[dict[str, Any]]) -> Result:
-            with proxy.recording(pipeline):
-                result = pool.invoke({"Records": batch})
-            durations[name] += result.duration_ms / 1000
-            invocations[name] += 1
-            if result.cold and result.init_ms is not None:
-                init_ms.setdefault(name, round(result.init_ms, 1))
-            return result
 
         status = "?"
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 120:
             started = time.perf_counter()
             work = False
-            for batch in drain("DispatchQueue", 1):
+            for batch in player.drain("DispatchQueue", 1):
                 work = True
-                done("DispatchQueue", batch, invoke("dispatcher", dispatcher, batch))
-            for batch in drain("SendQueue", 2):
+                player.done("DispatchQueue", batch, player.invoke("dispatcher", dispatcher, batch))
+            for batch in player.drain("SendQueue", 2):
                 work = True
-                done("SendQueue", batch, invoke("sender", sender, batch))
+                player.done("SendQueue", batch, player.invoke("sender", sender, batch))
                 end_to_end += time.perf_counter() - started
                 # The floor: this invocation's SES requests, made again bare, right now
                 fresh, replayed = captured[replayed:], len(captured)
@@ -282,8 +221,10 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
         if floor_sent != sent or mailed != sent:
             raise RuntimeError(f"the floor mailed {floor_sent} of {mailed} recipients; the notice counts {sent}")
         calls = pipeline.calls
+        durations = player.durations
         pipeline_seconds = sum(durations.values())
         memory = {"dispatcher": stack.stack.functions["DispatcherFunction"].memory_mb, "sender": sender_spec.memory_mb}
+        units, reads = observed.units, observed.reads
         return {
             "recipients": recipients,
             "suppressed_before": suppressed,
@@ -291,16 +232,16 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
             "counts": final["counts"],
             "pipeline_seconds": round(pipeline_seconds, 2),
             "function_seconds": {k: round(v, 2) for k, v in durations.items()},
-            "function_invocations": dict(invocations),
-            "function_init_ms": init_ms,
+            "function_invocations": dict(player.invocations),
+            "function_init_ms": player.init_ms,
             "function_memory_mb": memory,
             "recipients_per_second": round(recipients / pipeline_seconds, 1),
             "end_to_end_seconds": round(end_to_end, 2),
             "aws_calls": dict(sorted(calls.items())),
             "aws_call_seconds": {k: round(pipeline.seconds[k], 2) for k in sorted(calls)},
             "aws_calls_per_recipient": round(sum(calls.values()) / recipients, 3),
-            "queue_plumbing_calls": dict(plumbing),
-            "queue_plumbing_seconds": round(plumbing_seconds, 2),
+            "queue_plumbing_calls": dict(player.plumbing),
+            "queue_plumbing_seconds": round(player.plumbing_seconds, 2),
             "dynamodb_write_units": dict(sorted((k, v) for k, v in units.items() if v)),
             "suppression_reads_per_100": round(100 * reads["suppression"] / recipients, 3),
             "all_dynamodb_reads_per_100": round(100 * (reads["suppression"] + reads["other"]) / recipients, 3),
@@ -312,6 +253,90 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
             "end_to_end_ratio_to_bare_ses": round(end_to_end / floor_seconds, 2) if floor_seconds else None,
             "counted_at": "a proxy in front of moto: the requests moto received from the functions",
         }
+
+
+def _suppress_a_tenth(target: Any, recipients: int) -> int:
+    """Block every tenth manifest address before the notice (bounces, admin blocks and transient-bounce
+    blocks in turn), as a real list has some: how many were blocked."""
+    from optout.consent import change_consent
+    from optout.identity import Identity
+    from optout.suppression import ConsentChange
+
+    settings, store, pepper = target.settings, target.store, target.pepper()
+    suppressed = 0
+    for i in range(0, recipients, 10):
+        reason, source = [("bounce", "bounce"), ("admin", "admin"), ("transient_bounces", "bounce")][i % 3]
+        key = Identity.of(pepper, "email", f"user{i}@example.com").key
+        change_consent(store, key, "email", [ConsentChange("block", "channel", reason)],
+                       settings.optional_topics, source)  # type: ignore[arg-type]  # fmt: skip
+        suppressed += 1
+    return suppressed
+
+
+@dataclass
+class _PipelineCalls:
+    """What the pipeline's AWS calls tell, as moto received them: its SES sends (to make again bare
+    for the floor), DynamoDB write units by operation, and reads of the suppression table and others."""
+
+    suppression_table: str
+    captured: list[dict[str, Any]] = field(default_factory=list)
+    units: Counter[str] = field(default_factory=Counter)
+    reads: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, call: Call) -> None:
+        if call.name in ("sesv2:SendEmail", "sesv2:SendBulkEmail"):
+            self.captured.append({"operation": call.operation, "params": call.json()})
+        elif call.service == "dynamodb" and call.operation in WRITES:
+            self.units[call.name] += write_units(call.operation, call.json())
+        elif call.service == "dynamodb" and call.operation in ("BatchGetItem", "GetItem"):
+            params = call.json()
+            tables = set(params.get("RequestItems", {})) | {params.get("TableName")}
+            self.reads["suppression" if self.suppression_table in tables else "other"] += 1
+
+
+class _MappingPlayer:
+    """The bench's stand-in for the dispatcher's and the sender's SQS event source mappings: receive,
+    invoke, delete what succeeded. It keeps the functions' time apart from the queue plumbing's."""
+
+    def __init__(self, sqs: Any, queues: dict[str, tuple[str, str]], region: str, proxy: Any, pipeline: Ledger) -> None:
+        self.sqs, self.queues, self.region = sqs, queues, region
+        self.proxy, self.pipeline = proxy, pipeline  # the functions' calls are recorded in ``pipeline``
+        self.plumbing: Counter[str] = Counter()
+        self.plumbing_seconds = 0.0
+        self.durations = {"dispatcher": 0.0, "sender": 0.0}
+        self.init_ms: dict[str, float] = {}
+        self.invocations: Counter[str] = Counter()
+
+    def drain(self, name: str, batch_size: int) -> list[list[dict[str, Any]]]:
+        """One receive, as Lambda's event source mapping does it, cut into the mapping's batches."""
+        from optout_local.pollers import sqs_record
+
+        url, arn = self.queues[name]
+        t = time.perf_counter()
+        got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+        self.plumbing_seconds += time.perf_counter() - t
+        self.plumbing["sqs:ReceiveMessage"] += 1
+        records = [sqs_record(dict(m), arn, self.region) for m in got]
+        return [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+
+    def done(self, name: str, batch: list[dict[str, Any]], result: Result) -> None:
+        failed = {f["itemIdentifier"] for f in (result.value or {}).get("batchItemFailures", [])}
+        entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(batch)
+                   if r["messageId"] not in failed]  # fmt: skip
+        if entries:
+            t = time.perf_counter()
+            self.sqs.delete_message_batch(QueueUrl=self.queues[name][0], Entries=entries)
+            self.plumbing_seconds += time.perf_counter() - t
+            self.plumbing["sqs:DeleteMessageBatch"] += 1
+
+    def invoke(self, name: str, pool: FunctionPool, batch: list[dict[str, Any]]) -> Result:
+        with self.proxy.recording(self.pipeline):
+            result = pool.invoke({"Records": batch})
+        self.durations[name] += result.duration_ms / 1000
+        self.invocations[name] += 1
+        if result.cold and result.init_ms is not None:
+            self.init_ms.setdefault(name, round(result.init_ms, 1))
+        return result
 
 
 # --- 2. opt-out latency ---------------------------------------------------------------------
