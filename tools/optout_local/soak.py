@@ -79,10 +79,6 @@ def run(
     seed: int = 11,
     kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, Any]:
-    from optout.identity import Identity
-    from optout.token import issue
-    from optout.twilio import signature
-
     started = time.perf_counter()
     plan = SoakPlan(rate=0.0, seed=seed, kinds=kinds)
     folder = Path(tempfile.mkdtemp(prefix="optout-soak-"))
@@ -98,39 +94,13 @@ def run(
             sqs = config.client("sqs")
             for name, seconds in VISIBILITY.items():
                 sqs.set_queue_attributes(QueueUrl=stack.stack.ref(name), Attributes={"VisibilityTimeout": seconds})
-            pepper, ring, twilio_token = target.pepper(), target.key_ring(), target.twilio_auth_token()
-            acknowledged: list[tuple[str, str, float]] = []  # (channel, address, when the 2xx arrived)
-            refused: Counter[str] = Counter()
-            lock = threading.Lock()
-            local = threading.local()
-
-            def opt_out(n: int) -> None:
-                session = getattr(local, "session", None) or requests.Session()
-                local.session = session
-                if n % 2 == 0:  # a one-click from the mail of a manifest recipient
-                    channel, address = "email", f"user{n}@example.com"
-                    token = issue(ring, "email", Identity.of(pepper, "email", address).key, "product")
-                    url, headers = f"{config.api_url}/unsubscribe?token={token}", {}
-                    data = {"List-Unsubscribe": "One-Click"}
-                else:  # a STOP through the signed webhook
-                    channel, address = "sms", f"+1415555{n % 10000:04d}"
-                    data = {"From": address, "To": "+14155550100", "Body": "STOP", "MessageSid": f"SM{n:032d}"}
-                    url = f"{config.api_url}/sms/twilio"
-                    headers = {"X-Twilio-Signature": signature(twilio_token, url, data.items())}
-                try:
-                    status = session.post(url, data=data, headers=headers, timeout=60).status_code
-                except requests.RequestException:
-                    status = 599
-                with lock:
-                    if 200 <= status < 300:
-                        acknowledged.append((channel, address, time.time()))
-                    else:
-                        refused[str(status)] += 1
+            pepper = target.pepper()
+            people = _OptOuts(config.api_url, target.key_ring(), pepper, target.twilio_auth_token())
 
             plan.rate = rate  # from here on the functions' AWS calls meet faults
             # Half the opt-outs arrive before the notice, half while it goes out
             with ThreadPoolExecutor(4) as pool:
-                list(pool.map(opt_out, [n * 2 if n % 2 == 0 else n * 2 + 1 for n in range(opt_outs // 2)]))
+                list(pool.map(people.send, [n * 2 if n % 2 == 0 else n * 2 + 1 for n in range(opt_outs // 2)]))
             # Every 50th recipient is listed again at the end: the dispatcher must drop them. One in
             # four has a phone too, in a zone where it is now midday (texts outside 08:00-21:00 wait)
             zone = _midday_zone()
@@ -148,37 +118,17 @@ def run(
             )  # fmt: skip
             notice_id = created["id"]
             late = list(range(opt_outs // 2, opt_outs))
-
-            def stream_opt_outs(part: list[int]) -> None:
-                for n in part:
-                    opt_out(n)
-
-            streams = [threading.Thread(target=stream_opt_outs, args=(part,)) for part in (late[::2], late[1::2])]
+            streams = [threading.Thread(target=people.stream, args=(part,)) for part in (late[::2], late[1::2])]
             for stream in streams:
                 stream.start()
 
             # One sender environment is killed with SIGKILL in the middle of an invocation
-            sender_name = stack.stack.functions["SenderFunction"].name
             killed: dict[str, Any] = {}
             finished = threading.Event()
-
-            def kill_one_sender() -> None:
-                # Mail goes out in bulk calls of up to 50 (SendEmail one by one where bulk cannot):
-                # a third of the way through the calls, an invocation is between two of them
-                threshold = max(1, recipients // 50 // 3)
-                last = 0
-                while not finished.is_set():
-                    sends = proxy.ledger.calls["sesv2:SendBulkEmail"] + proxy.ledger.calls["sesv2:SendEmail"]
-                    if sends >= threshold and sends > last:  # mails going out right now: mid-invocation
-                        pids = harness.environment_pids(sender_name)
-                        if pids:
-                            os.kill(pids[0], signal.SIGKILL)
-                            killed.update(pid=pids[0], after_sends=sends, at=round(time.perf_counter() - started, 1))
-                            return
-                    last = sends
-                    time.sleep(0.02)
-
-            killer = threading.Thread(target=kill_one_sender, daemon=True)
+            killer = threading.Thread(
+                target=_kill_one_sender, daemon=True,
+                args=(proxy, stack.stack.functions["SenderFunction"].name, recipients, finished, killed, started),
+            )  # fmt: skip
             if kill_sender:
                 killer.start()
 
@@ -187,48 +137,19 @@ def run(
             sources = {stack.stack.ref(n) for n in ("DispatchQueue", "SendQueue")}
             every_dlq = dead_letter_queues(resolver.refs, resolver.attrs, resolver.template)
             dlqs = [q for q in every_dlq if q.source_url in sources]
-            watched = [*sources, *(q.url for q in dlqs)]
-            redriven = 0
-            status = "?"
-            stalled: dict[str, Any] | None = None
-            quiet_since: float | None = None
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                time.sleep(1)
-                try:
-                    status = harness.notice(target, notice_id)["status"]
-                except RuntimeError:
-                    continue
-                if status in harness.FINAL:
-                    break
-                for queue in dlqs:
-                    if depth(sqs, queue.url) and not depth(sqs, queue.source_url):
-                        redriven += redrive_locally(sqs, queue)
-                # Nothing queued anywhere (not even a delayed finalize) and the notice not final: stuck
-                if any(harness.queue_depth(sqs, url) for url in watched):
-                    quiet_since = None
-                elif quiet_since is None:
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since > STALL:
-                    stalled = {"status": status, "quiet_seconds": round(time.monotonic() - quiet_since)}
-                    break
+            stalled, redriven = _wait_for_notice(
+                target, notice_id, sqs, dlqs, [*sources, *(q.url for q in dlqs)], timeout
+            )
             finished.set()
             for stream in streams:
                 stream.join()
             plan.rate = 0.0  # the invariants are checked without faults
             # A webhook's 2xx means recorded or handed to InboundSmsQueue: let the queue finish
             inbound = stack.stack.ref("InboundSmsQueue")
-            inbound_dlqs = [q for q in every_dlq if q.source_url == inbound]
-            drain_by = time.monotonic() + INBOUND_DRAIN
-            while time.monotonic() < drain_by:
-                for queue in inbound_dlqs:
-                    if depth(sqs, queue.url):
-                        redriven += redrive_locally(sqs, queue)
-                if not harness.queue_depth(sqs, inbound):
-                    break
-                time.sleep(1)
+            redriven += _drain_inbound(sqs, inbound, [q for q in every_dlq if q.source_url == inbound])
 
             # --- the invariants ---------------------------------------------------------------
+            acknowledged = people.acknowledged
             final = harness.notice(target, notice_id)
             records = harness.deliveries(target, notice_id)
             by_recipient: Counter[tuple[str, str]] = Counter((r["recipient_id"], r["channel"]) for r in records)
@@ -238,14 +159,7 @@ def run(
             texts = [m for m in moto_outbox(config, "sms") if SMS_TEXT in m["body"]]
             sent_to = Counter(a for m in outbox for a in set(m.get("destinations", [])))
             sent_to.update(m["to"] for m in texts)
-            not_stored = []
-            for channel, address, _ in acknowledged:
-                state = target.store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
-                ok = state is not None and (
-                    state.blocked is not None if channel == "sms" else "product" in state.topics
-                )
-                if not ok:
-                    not_stored.append(address)
+            not_stored = [a for ch, a, _ in acknowledged if not _opt_out_stored(target.store, pepper, ch, a)]
             early = {a for ch, a, when in acknowledged if when < notice_created}
             # Sends moto applied whose answers the proxy dropped: the function never knew
             lost_sends = Counter(a for c in plan.lost for a in _addressed(c))
@@ -263,7 +177,7 @@ def run(
                 "recipients": recipients,
                 "listed_twice": len(repeated),
                 "opt_outs_acknowledged": len(acknowledged),
-                "opt_outs_refused": dict(refused),
+                "opt_outs_refused": dict(people.refused),
                 "faults_injected": dict(sorted(plan.injected.items())),
                 "faults_total": sum(plan.injected.values()),
                 "faults_by_operation": dict(sorted(plan.by_code.items())),
@@ -303,16 +217,144 @@ def run(
             }
     finally:
         logs.close()
-        broken = not result or any(v not in (0, True) for v in result.get("invariants", {}).values())
-        if broken:  # keep what the functions logged, for whoever looks into it
-            kept = ROOT / "test-artifacts" / f"soak-functions-{int(time.time())}.log"
-            kept.parent.mkdir(exist_ok=True)
-            shutil.copyfile(folder / "functions.log", kept)
-            if result:
-                result["function_logs"] = str(kept)
+        _keep_logs_if_broken(result, folder / "functions.log")
         shutil.rmtree(folder, ignore_errors=True)
     echo(json.dumps(result, indent=2))
     return result
+
+
+def _opt_out_stored(store: Any, pepper: Any, channel: str, address: str) -> bool:
+    """Whether an acknowledged opt-out is in the stored state: a STOP blocks the number, a one-click
+    unsubscribes the address from the notice's topic."""
+    from optout.identity import Identity
+
+    state = store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
+    return state is not None and (state.blocked is not None if channel == "sms" else "product" in state.topics)
+
+
+def _keep_logs_if_broken(result: dict[str, Any], log: Path) -> None:
+    """When the run failed or broke an invariant, keep what the functions logged, for whoever looks into it."""
+    broken = not result or any(v not in (0, True) for v in result.get("invariants", {}).values())
+    if not broken:
+        return
+    kept = ROOT / "test-artifacts" / f"soak-functions-{int(time.time())}.log"
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copyfile(log, kept)
+    if result:
+        result["function_logs"] = str(kept)
+
+
+@dataclass
+class _OptOuts:
+    """People opting out through the gateway, as they would, and what the gateway answered them."""
+
+    api_url: str
+    ring: Any
+    pepper: Any
+    twilio_token: str
+    acknowledged: list[tuple[str, str, float]] = field(default_factory=list)  # (channel, address, when the 2xx arrived)
+    refused: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)  # a session a thread
+
+    def send(self, n: int) -> None:
+        """Opt-out ``n``: a one-click from the mail of a manifest recipient (even), or a signed STOP (odd)."""
+        session = getattr(self._local, "session", None) or requests.Session()
+        self._local.session = session
+        channel, address, url, data, headers = self._request(n)
+        try:
+            status = session.post(url, data=data, headers=headers, timeout=60).status_code
+        except requests.RequestException:
+            status = 599
+        with self._lock:
+            if 200 <= status < 300:
+                self.acknowledged.append((channel, address, time.time()))
+            else:
+                self.refused[str(status)] += 1
+
+    def stream(self, part: list[int]) -> None:
+        for n in part:
+            self.send(n)
+
+    def _request(self, n: int) -> tuple[str, str, str, dict[str, str], dict[str, str]]:
+        """Opt-out ``n``'s channel and address, and the POST that makes it: URL, form and headers."""
+        from optout.identity import Identity
+        from optout.token import issue
+        from optout.twilio import signature
+
+        if n % 2 == 0:  # a one-click from the mail of a manifest recipient
+            address = f"user{n}@example.com"
+            token = issue(self.ring, "email", Identity.of(self.pepper, "email", address).key, "product")
+            return "email", address, f"{self.api_url}/unsubscribe?token={token}", {"List-Unsubscribe": "One-Click"}, {}
+        # a STOP through the signed webhook
+        address = f"+1415555{n % 10000:04d}"
+        data = {"From": address, "To": "+14155550100", "Body": "STOP", "MessageSid": f"SM{n:032d}"}
+        url = f"{self.api_url}/sms/twilio"
+        return "sms", address, url, data, {"X-Twilio-Signature": signature(self.twilio_token, url, data.items())}
+
+
+def _kill_one_sender(
+    proxy: Any, sender_name: str, recipients: int, finished: threading.Event, killed: dict[str, Any], started: float
+) -> None:
+    """SIGKILL one of ``sender_name``'s environments while mails go out, noting in ``killed`` which and when."""
+    # Mail goes out in bulk calls of up to 50 (SendEmail one by one where bulk cannot):
+    # a third of the way through the calls, an invocation is between two of them
+    threshold = max(1, recipients // 50 // 3)
+    last = 0
+    while not finished.is_set():
+        sends = proxy.ledger.calls["sesv2:SendBulkEmail"] + proxy.ledger.calls["sesv2:SendEmail"]
+        if sends >= threshold and sends > last:  # mails going out right now: mid-invocation
+            pids = harness.environment_pids(sender_name)
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.update(pid=pids[0], after_sends=sends, at=round(time.perf_counter() - started, 1))
+                return
+        last = sends
+        time.sleep(0.02)
+
+
+def _wait_for_notice(
+    target: Any, notice_id: str, sqs: Any, dlqs: list[Any], watched: list[str], timeout: float
+) -> tuple[dict[str, Any] | None, int]:
+    """Wait for the notice to be final, redriving each DLQ once its queue has nothing visible. If
+    nothing is queued anywhere for STALL seconds first, its work was lost: stop, and say so.
+    Returns the stall (None if none) and how many messages were redriven."""
+    redriven = 0
+    quiet_since: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            status = harness.notice(target, notice_id)["status"]
+        except RuntimeError:
+            continue
+        if status in harness.FINAL:
+            break
+        for queue in dlqs:
+            if depth(sqs, queue.url) and not depth(sqs, queue.source_url):
+                redriven += redrive_locally(sqs, queue)
+        # Nothing queued anywhere (not even a delayed finalize) and the notice not final: stuck
+        if any(harness.queue_depth(sqs, url) for url in watched):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > STALL:
+            return {"status": status, "quiet_seconds": round(time.monotonic() - quiet_since)}, redriven
+    return None, redriven
+
+
+def _drain_inbound(sqs: Any, inbound: str, inbound_dlqs: list[Any]) -> int:
+    """Give InboundSmsQueue up to INBOUND_DRAIN seconds to empty, redriving its DLQ: how many were redriven."""
+    redriven = 0
+    drain_by = time.monotonic() + INBOUND_DRAIN
+    while time.monotonic() < drain_by:
+        for queue in inbound_dlqs:
+            if depth(sqs, queue.url):
+                redriven += redrive_locally(sqs, queue)
+        if not harness.queue_depth(sqs, inbound):
+            break
+        time.sleep(1)
+    return redriven
 
 
 def _addressed(call: Any) -> list[str]:
