@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from optout.clients import DynamoTable, iso_lower_bound
+from optout.dynamo import BatchUnfinished, batch_get, batch_write, from_item, page, pages, to_item
 from optout.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, People, Status
@@ -146,16 +147,12 @@ class IdempotencyConflict(OptoutError):
     status = 409
 
 
-def _s(value: str) -> dict[str, Any]:
-    return {"S": value}
+def _pk(notice_id: str) -> str:
+    return f"notice#{notice_id}"
 
 
-def _n(value: int) -> dict[str, Any]:
-    return {"N": str(value)}
-
-
-def _pk(notice_id: str) -> dict[str, Any]:
-    return _s(f"notice#{notice_id}")
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return to_item({"pk": pk, "sk": sk})
 
 
 def _counter(name: str) -> str:
@@ -180,8 +177,8 @@ class NoticeStore(DynamoTable):
         super().__init__(table, client)
         self.retention = timedelta(days=retention_days) if retention_days else None
 
-    def _expires(self, at: datetime) -> dict[str, Any] | None:
-        return _n(int((at + self.retention).timestamp())) if self.retention is not None else None
+    def _expires(self, at: datetime) -> int | None:
+        return int((at + self.retention).timestamp()) if self.retention is not None else None
 
     # --- notices ---------------------------------------------------------------------
 
@@ -193,22 +190,23 @@ class NoticeStore(DynamoTable):
         is 3 bytes stored).
         """
         doc = notice.model_dump(mode="json", include=set(_STATIC))
-        item: dict[str, Any] = {
+        plain: dict[str, Any] = {
             "pk": _pk(notice.id),
-            "sk": _s(NOTICE_SK),
-            "doc": _s(json.dumps(doc, ensure_ascii=False)),  # UTF-8 as stored: a \u escape is 6 bytes
-            "status": _s(notice.status),
-            "updated_at": _s(notice.updated_at.isoformat()),
-            "rows_read": _n(0),
-            "bad_rows": _n(0),
-            "offset": _n(0),
-            "line": _n(0),
-            "dispatched": {"BOOL": False},
+            "sk": NOTICE_SK,
+            "doc": json.dumps(doc, ensure_ascii=False),  # UTF-8 as stored: a \u escape is 6 bytes
+            "status": notice.status,
+            "updated_at": notice.updated_at.isoformat(),
+            "rows_read": 0,
+            "bad_rows": 0,
+            "offset": 0,
+            "line": 0,
+            "dispatched": False,
         }
         if notice.discovered_at is not None:
-            item["discovered_at"] = _s(notice.discovered_at.isoformat())
+            plain["discovered_at"] = notice.discovered_at.isoformat()
         # the by_created index (keys only: the notice's counters never write to it)
-        item[LISTED_ATTRIBUTE], item["created_at"] = _s(NOTICE_SK), _s(notice.created_at.isoformat())
+        plain[LISTED_ATTRIBUTE], plain["created_at"] = NOTICE_SK, notice.created_at.isoformat()
+        item = to_item(plain)
         size = item_bytes(item)
         if size > NOTICE_CREATE_LIMIT:
             path, field_size = _largest_field(doc)
@@ -221,12 +219,9 @@ class NoticeStore(DynamoTable):
             {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
         ]
         if idempotency_key is not None:
-            idem = {
-                "pk": _s(f"idem#{idempotency_key}"),
-                "sk": _s("idem"),
-                "notice_id": _s(notice.id),
-                "hash": _s(request_hash),
-            }
+            idem = to_item(
+                {"pk": f"idem#{idempotency_key}", "sk": "idem", "notice_id": notice.id, "hash": request_hash}
+            )
             puts.append(
                 {"Put": {"TableName": self.table, "Item": idem, "ConditionExpression": "attribute_not_exists(pk)"}}
             )
@@ -235,73 +230,70 @@ class NoticeStore(DynamoTable):
         except self.client.exceptions.TransactionCanceledException as exc:
             if idempotency_key is None:
                 raise
-            existing = self.client.get_item(
-                TableName=self.table, Key={"pk": _s(f"idem#{idempotency_key}"), "sk": _s("idem")}, ConsistentRead=True
+            found = self.client.get_item(
+                TableName=self.table, Key=_key(f"idem#{idempotency_key}", "idem"), ConsistentRead=True
             ).get("Item")
-            if existing is None:
+            if found is None:
                 raise
-            if existing["hash"]["S"] != request_hash:
+            existing = from_item(found)
+            if existing["hash"] != request_hash:
                 raise IdempotencyConflict("this Idempotency-Key was used with a different request") from exc
-            return self.get(existing["notice_id"]["S"])
+            return self.get(existing["notice_id"])
         return notice
 
     def get(self, notice_id: str) -> Notice:
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)}, ConsistentRead=True
-        ).get("Item")
+        item = self.client.get_item(TableName=self.table, Key=_key(_pk(notice_id), NOTICE_SK), ConsistentRead=True).get(
+            "Item"
+        )
         if item is None:
             raise NoticeNotFound("no notice with this id")
-        return _notice(notice_id, item)
+        return _notice(notice_id, from_item(item))
 
     def listed(
         self, since: datetime | None, limit: int, start: dict[str, Any] | None = None
     ) -> tuple[list[Notice], dict[str, Any] | None]:
         """Notices created at or after ``since``, newest first, a page at a time (the by_created index,
         then one BatchGetItem of the notices themselves). Returns the page and the key to go on from."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": BY_CREATED_INDEX,
-            "KeyConditionExpression": "#listed = :listed",
-            "ExpressionAttributeNames": {"#listed": LISTED_ATTRIBUTE},
-            "ExpressionAttributeValues": {":listed": _s(NOTICE_SK)},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
+        condition, values = "#listed = :listed", {":listed": NOTICE_SK}
         if since is not None:
-            kwargs["KeyConditionExpression"] += " AND created_at >= :since"
-            kwargs["ExpressionAttributeValues"][":since"] = _s(iso_lower_bound(since))
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self.client.query(**kwargs)
-        ids = [item["pk"]["S"].removeprefix("notice#") for item in response.get("Items", [])]
+            condition += " AND created_at >= :since"
+            values[":since"] = iso_lower_bound(since)
+        items, last = page(
+            self.client,
+            "query",
+            start,
+            TableName=self.table,
+            IndexName=BY_CREATED_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames={"#listed": LISTED_ATTRIBUTE},
+            ExpressionAttributeValues=to_item(values),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        ids = [from_item(item)["pk"].removeprefix("notice#") for item in items]
         found = self._get_notices(ids)
-        return [found[i] for i in ids if i in found], response.get("LastEvaluatedKey")
+        return [found[i] for i in ids if i in found], last
 
     def _get_notices(self, ids: Sequence[str]) -> dict[str, Notice]:
         """Up to 100 notices in one BatchGetItem (strongly consistent), with what it leaves unprocessed
         asked again a few times: a page of a listing, never an unbounded loop."""
         found: dict[str, Notice] = {}
-        keys = [{"pk": _pk(i), "sk": _s(NOTICE_SK)} for i in ids]
-        for attempt in range(LIST_ATTEMPTS):
-            if not keys:
-                break
-            if attempt:
-                time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter  # nosec B311
-            response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
-            for item in response.get("Responses", {}).get(self.table, []):
-                notice_id = item["pk"]["S"].removeprefix("notice#")
-                found[notice_id] = _notice(notice_id, item)
-            unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
-            keys = list(unprocessed.get(self.table, {}).get("Keys", []))
-        if keys:
-            raise NoticesUnavailable("DynamoDB left notices of this page unread; try again")
+        keys = [{"pk": _pk(i), "sk": NOTICE_SK} for i in ids]
+        try:
+            items = batch_get(self.client, self.table, keys, consistent=True, attempts=LIST_ATTEMPTS)
+        except BatchUnfinished as exc:
+            raise NoticesUnavailable("DynamoDB left notices of this page unread; try again") from exc
+        for item in items:
+            plain = from_item(item)
+            notice_id = plain["pk"].removeprefix("notice#")
+            found[notice_id] = _notice(notice_id, plain)
         return found
 
     def cursor(self, notice_id: str) -> tuple[Cursor, bool]:
         """The checkpoint, with the seen set saved with it (``Cursor.saved``), in one consistent read."""
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            Key=_key(_pk(notice_id), NOTICE_SK),
             ConsistentRead=True,
             ProjectionExpression="#o, #line, #header, #fmt, #dispatched, #so, #sl, #segs",
             ExpressionAttributeNames={
@@ -317,43 +309,43 @@ class NoticeStore(DynamoTable):
         ).get("Item")
         if item is None:
             raise NoticeNotFound("no notice with this id")
-        header = json.loads(item["header"]["S"]) if "header" in item else None
-        fmt = item.get("fmt", {}).get("S", "csv")
+        plain = from_item(item)
+        header = json.loads(plain["header"]) if "header" in plain else None
         saved = SeenState(
-            offset=int(item.get("seen_offset", {"N": "0"})["N"]),
-            line=int(item.get("seen_line", {"N": "0"})["N"]),
-            segments=tuple(SeenSegment.decode(v["S"]) for v in item.get("seen_segments", {}).get("L", [])),
+            offset=int(plain.get("seen_offset", 0)),
+            line=int(plain.get("seen_line", 0)),
+            segments=tuple(SeenSegment.decode(v) for v in plain.get("seen_segments", [])),
         )
         cursor = Cursor(
-            offset=int(item["offset"]["N"]),
-            line=int(item["line"]["N"]),
+            offset=int(plain["offset"]),
+            line=int(plain["line"]),
             header=header,
-            fmt=fmt,  # type: ignore[arg-type]
+            fmt=plain.get("fmt", "csv"),
             saved=saved,
         )
-        return cursor, bool(item.get("dispatched", {}).get("BOOL"))
+        return cursor, bool(plain.get("dispatched"))
 
     def set_status(
         self, notice_id: str, status: Status, now: datetime, only_from: Sequence[Status] = (), error: str | None = None
     ) -> bool:
-        values: dict[str, Any] = {":s": _s(status), ":u": _s(now.isoformat())}
+        values: dict[str, Any] = {":s": status, ":u": now.isoformat()}
         expression = "SET #st = :s, updated_at = :u"
         if error is not None:
             expression += ", #err = :e"
-            values[":e"] = _s(error)
+            values[":e"] = error
         condition = "attribute_exists(pk)"
         if only_from:
             condition += " AND #st IN (" + ", ".join(f":f{i}" for i in range(len(only_from))) + ")"
-            values.update({f":f{i}": _s(s) for i, s in enumerate(only_from)})
+            values.update({f":f{i}": s for i, s in enumerate(only_from)})
         names = {"#st": "status", **({"#err": "error"} if error is not None else {})}
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+                Key=_key(_pk(notice_id), NOTICE_SK),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues=to_item(values),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -380,15 +372,15 @@ class NoticeStore(DynamoTable):
         seen set now covers the manifest up to there, with that segment added.
         """
         values: dict[str, Any] = {
-            ":o": _n(cursor.offset),
-            ":l": _n(cursor.line),
-            ":r": _n(read.rows),
-            ":b": _n(read.bad_rows),
-            ":d": {"BOOL": done},
-            ":u": _s(now.isoformat()),
-            ":f": _s(cursor.fmt),
-            ":q": _n(read.recipients + read.duplicates),
-            ":since": _n(since),
+            ":o": cursor.offset,
+            ":l": cursor.line,
+            ":r": read.rows,
+            ":b": read.bad_rows,
+            ":d": done,
+            ":u": now.isoformat(),
+            ":f": cursor.fmt,
+            ":q": read.recipients + read.duplicates,
+            ":since": since,
         }
         sets = ["#o = :o", "#line = :l", "#dispatched = :d", "#updated = :u", "#fmt = :f"]
         names = {
@@ -398,21 +390,21 @@ class NoticeStore(DynamoTable):
         if cursor.header is not None:
             sets.append("#header = :h")
             names["#header"] = "header"
-            values[":h"] = _s(json.dumps(cursor.header))
+            values[":h"] = json.dumps(cursor.header)
         if read.samples:
             sets.append("#samples = list_append(if_not_exists(#samples, :empty), :bad)")
             names["#samples"] = "samples"
-            values[":empty"] = {"L": []}
-            values[":bad"] = {"L": [_s(json.dumps(b.model_dump())) for b in read.samples]}
+            values[":empty"] = []
+            values[":bad"] = [json.dumps(b.model_dump()) for b in read.samples]
         if read.warning_samples:
             sets.append("#wsamples = list_append(if_not_exists(#wsamples, :empty), :warn)")
             names["#wsamples"] = "warning_samples"
-            values[":empty"] = {"L": []}
-            values[":warn"] = {"L": [_s(json.dumps(b.model_dump())) for b in read.warning_samples]}
+            values[":empty"] = []
+            values[":warn"] = [json.dumps(b.model_dump()) for b in read.warning_samples]
         if dry_run_result is not None:
             sets.append("#dry = :dry")
             names["#dry"] = "dry_run_result"
-            values[":dry"] = _s(json.dumps(dry_run_result))
+            values[":dry"] = json.dumps(dry_run_result)
         adds = ["#rows :r", "#bad :b", "#queued :q"]
         # People and warnings: added even when zero, so a notice read by this code always has them
         for i, (name, amount) in enumerate(
@@ -424,31 +416,31 @@ class NoticeStore(DynamoTable):
             )
         ):
             names[f"#pw{i}"] = name
-            values[f":pw{i}"] = _n(amount)
+            values[f":pw{i}"] = amount
             adds.append(f"#pw{i} :pw{i}")
         if read.duplicates:
             names["#dup"] = "c__" + _counter("r.duplicate")
-            values[":dup"] = _n(read.duplicates)
+            values[":dup"] = read.duplicates
             adds.append("#dup :dup")
         for i, (channel, amount) in enumerate(sorted(read.channel_duplicates.items())):
             if amount:
                 names[f"#cdup{i}"] = "c__" + _counter(f"{channel}.duplicate")
-                values[f":cdup{i}"] = _n(amount)
+                values[f":cdup{i}"] = amount
                 adds.append(f"#cdup{i} :cdup{i}")
         if seen is not None:
             self._seen_commit(seen, sets, names, values)
         if done:
             sets.append("#total = if_not_exists(#queued, :zero) + :q")
             names["#total"] = "total"
-            values[":zero"] = _n(0)
+            values[":zero"] = 0
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+                Key=_key(_pk(notice_id), NOTICE_SK),
                 UpdateExpression="SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
                 ConditionExpression="#o = :since",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues=to_item(values),
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             if self._checkpoint_is(notice_id, cursor.offset, now):
@@ -464,12 +456,12 @@ class NoticeStore(DynamoTable):
         segment, offset, line = seen
         sets += ["#so = :so", "#sl = :sl"]
         names.update({"#so": "seen_offset", "#sl": "seen_line"})
-        values.update({":so": _n(offset), ":sl": _n(line)})
+        values.update({":so": offset, ":sl": line})
         if segment is not None:
             sets.append("#segs = list_append(if_not_exists(#segs, :nosegs), :seg)")
             names["#segs"] = "seen_segments"
-            values[":nosegs"] = {"L": []}
-            values[":seg"] = {"L": [_s(segment.encode())]}
+            values[":nosegs"] = []
+            values[":seg"] = [segment.encode()]
 
     def save_seen_segment(self, notice_id: str, digests: bytes, offset: int) -> SeenSegment | None:
         """Write a segment of the seen set (sorted 8-byte digests), not yet named by a checkpoint.
@@ -486,10 +478,10 @@ class NoticeStore(DynamoTable):
             # UpdateItem creates the item: the dispatcher's role has no PutItem
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": _s(_seen_pk(notice_id, segment_id, chunks - 1)), "sk": _s("seen")},
+                Key=_key(_seen_pk(notice_id, segment_id, chunks - 1), "seen"),
                 UpdateExpression="SET #k = :k",
                 ExpressionAttributeNames={"#k": "keys"},
-                ExpressionAttributeValues={":k": {"B": digests[start : start + size]}},
+                ExpressionAttributeValues=to_item({":k": digests[start : start + size]}),
             )
         return SeenSegment(segment_id, chunks, len(digests) // 8)
 
@@ -498,12 +490,12 @@ class NoticeStore(DynamoTable):
         for n in range(segment.chunks):
             item = self.client.get_item(
                 TableName=self.table,
-                Key={"pk": _s(_seen_pk(notice_id, segment.id, n)), "sk": _s("seen")},
+                Key=_key(_seen_pk(notice_id, segment.id, n), "seen"),
                 ConsistentRead=True,
             ).get("Item")
             if item is None:
                 raise RuntimeError(f"seen set chunk {segment.id}#{n} of notice {notice_id} is missing")
-            parts.append(bytes(item["keys"]["B"]))
+            parts.append(from_item(item)["keys"])
         data = b"".join(parts)
         if len(data) != segment.keys * 8:
             raise RuntimeError(f"seen set segment {segment.id} of notice {notice_id} has the wrong size")
@@ -517,26 +509,27 @@ class NoticeStore(DynamoTable):
         """
         for record in records:
             item = self._delivery_item(record)
-            key = {"pk": item.pop("pk"), "sk": item.pop("sk")}
+            key = _key(item.pop("pk"), item.pop("sk"))
             names = {f"#a{i}": name for i, name in enumerate(item)}
             self.client.update_item(
                 TableName=self.table,
                 Key=key,
                 UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(item))),
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":a{i}": value for i, value in enumerate(item.values())},
+                ExpressionAttributeValues=to_item({f":a{i}": value for i, value in enumerate(item.values())}),
             )
 
     def _checkpoint_is(self, notice_id: str, offset: int, now: datetime) -> bool:
         """Whether the stored checkpoint is the one this dispatcher wrote at ``now`` (to the microsecond)."""
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            Key=_key(_pk(notice_id), NOTICE_SK),
             ConsistentRead=True,
             ProjectionExpression="#o, #updated",
             ExpressionAttributeNames={"#o": "offset", "#updated": "updated_at"},
         ).get("Item", {})
-        return item.get("offset") == _n(offset) and item.get("updated_at") == _s(now.isoformat())
+        stored = from_item(item)
+        return stored.get("offset") == offset and stored.get("updated_at") == now.isoformat()
 
     def _counts_update(
         self,
@@ -547,25 +540,25 @@ class NoticeStore(DynamoTable):
         now: datetime,
     ) -> dict[str, Any] | None:
         names: dict[str, str] = {}
-        values: dict[str, Any] = {":u": _s(now.isoformat())}
+        values: dict[str, Any] = {":u": now.isoformat()}
         adds: list[str] = []
         pairs = [*channel_counts.items(), *(("r." + k, v) for k, v in recipient_counts.items())]
         for i, (name, amount) in enumerate(pairs):
             if amount:
                 names[f"#c{i}"] = "c__" + _counter(name)
-                values[f":c{i}"] = _n(amount)
+                values[f":c{i}"] = amount
                 adds.append(f"#c{i} :c{i}")
         sets = ["updated_at = :u"]
         if sent_at is not None:
-            values[":t"] = _s(sent_at.isoformat())
+            values[":t"] = sent_at.isoformat()
             sets += ["first_sent_at = if_not_exists(first_sent_at, :t)", "last_sent_at = :t"]
         if not adds and sent_at is None:
             return None
         update: dict[str, Any] = {
             "TableName": self.table,
-            "Key": {"pk": _pk(notice_id), "sk": _s(NOTICE_SK)},
+            "Key": _key(_pk(notice_id), NOTICE_SK),
             "UpdateExpression": "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else ""),
-            "ExpressionAttributeValues": values,
+            "ExpressionAttributeValues": to_item(values),
         }
         if names:
             update["ExpressionAttributeNames"] = names
@@ -585,12 +578,12 @@ class NoticeStore(DynamoTable):
             self.client.update_item(**update)
 
     def progress(self, notice_id: str) -> Progress:
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": _pk(notice_id), "sk": _s(NOTICE_SK)}, ConsistentRead=True
-        ).get("Item")
+        item = self.client.get_item(TableName=self.table, Key=_key(_pk(notice_id), NOTICE_SK), ConsistentRead=True).get(
+            "Item"
+        )
         if item is None:
             raise NoticeNotFound("no notice with this id")
-        return _progress(item)
+        return _progress(from_item(item))
 
     # --- deliveries ------------------------------------------------------------------------
 
@@ -614,38 +607,38 @@ class NoticeStore(DynamoTable):
         interrupted attempt left (``planned`` and its progress).
         """
         claim = uuid.uuid4().hex
-        item = {
+        mark: dict[str, Any] = {
             "pk": _pk(notice_id),
-            "sk": _s(f"{BATCH_PREFIX}{batch}"),
-            "state": _s("sending"),
-            "at": _s(now.isoformat()),
-            "planned": _s(planned),
-            "claim": _s(claim),
-            "step": _n(0),
-            "inflight": _s(json.dumps([list(ref) for ref in inflight], separators=(",", ":"))),
+            "sk": f"{BATCH_PREFIX}{batch}",
+            "state": "sending",
+            "at": now.isoformat(),
+            "planned": planned,
+            "claim": claim,
+            "step": 0,
+            "inflight": json.dumps([list(ref) for ref in inflight], separators=(",", ":")),
         }
         if owner:
-            item["owner"] = _s(owner)
+            mark["owner"] = owner
         if lease_until is not None:
-            item["lease_until"] = _s(lease_until.isoformat())
+            mark["lease_until"] = lease_until.isoformat()
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item=item,
+                Item=to_item(mark),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
-            old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
-            if old.get("claim", {}).get("S") == claim:
+            old = from_item(dict(exc.response.get("Item") or {}))  # type: ignore[call-overload]
+            if old.get("claim") == claim:
                 return  # our own mark: applied, its answer lost, the client's retry found it
-            lease = old.get("lease_until", {}).get("S")
+            lease = old.get("lease_until")
             raise BatchTaken(
                 batch,
-                done=old.get("state", {}).get("S") == "done",
-                planned=old.get("planned", {}).get("S"),
-                later=old.get("later", {}).get("S"),
-                owner=old.get("owner", {}).get("S"),
+                done=old.get("state") == "done",
+                planned=old.get("planned"),
+                later=old.get("later"),
+                owner=old.get("owner"),
                 lease_until=datetime.fromisoformat(lease) if lease else None,
                 progress=_send_progress(old),
             ) from exc
@@ -661,16 +654,14 @@ class NoticeStore(DynamoTable):
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+                Key=_key(_pk(notice_id), f"{BATCH_PREFIX}{batch}"),
                 UpdateExpression="SET #i = :none REMOVE #owner, #lease",
                 ConditionExpression="#claim = :claim AND #state = :sending AND #step = :zero",
                 ExpressionAttributeNames={
                     "#i": "inflight", "#owner": "owner", "#lease": "lease_until", "#claim": "claim",
                     "#state": "state", "#step": "step",
                 },
-                ExpressionAttributeValues={
-                    ":none": _s("[]"), ":claim": _s(claim), ":sending": _s("sending"), ":zero": _n(0),
-                },
+                ExpressionAttributeValues=to_item({":none": "[]", ":claim": claim, ":sending": "sending", ":zero": 0}),
             )  # fmt: skip
         except Exception:  # not ours, not there, or unreachable: the redelivery sees what there is
             log.warning("cannot release a send batch's mark", exc_info=True, extra={"batch": batch})
@@ -704,16 +695,18 @@ class NoticeStore(DynamoTable):
             names |= {"#owner": "owner", "#lease": "lease_until"}
         self.client.update_item(
             TableName=self.table,
-            Key={"pk": _pk(notice_id), "sk": _s(f"{BATCH_PREFIX}{batch}")},
+            Key=_key(_pk(notice_id), f"{BATCH_PREFIX}{batch}"),
             UpdateExpression=update,
             ConditionExpression="#state = :sending AND #step <= :step",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={
-                ":r": _s(json.dumps(result, separators=(",", ":"))),
-                ":i": _s(json.dumps([list(ref) for ref in inflight], separators=(",", ":"))),
-                ":step": _n(step),
-                ":sending": _s("sending"),
-            },
+            ExpressionAttributeValues=to_item(
+                {
+                    ":r": json.dumps(result, separators=(",", ":")),
+                    ":i": json.dumps([list(ref) for ref in inflight], separators=(",", ":")),
+                    ":step": step,
+                    ":sending": "sending",
+                }
+            ),
         )
 
     def complete_batch(
@@ -741,25 +734,26 @@ class NoticeStore(DynamoTable):
         # The done mark replaces the taken one (its plan is of no more use), if still taken
         mark: dict[str, Any] = {
             "pk": _pk(notice_id),
-            "sk": _s(f"{BATCH_PREFIX}{batch}"),
-            "state": _s("done"),
-            "at": _s(now.isoformat()),
+            "sk": f"{BATCH_PREFIX}{batch}",
+            "state": "done",
+            "at": now.isoformat(),
         }
         if later:
-            mark["later"] = _s(later)
+            mark["later"] = later
         if (expires := self._expires(now)) is not None:
             mark[TTL_ATTRIBUTE] = expires
+        expected: dict[str, Any] = {":sending": "sending"}
         condition: dict[str, Any] = {
             "ConditionExpression": "#state = :sending",
             "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":sending": _s("sending")},
         }
         if step is not None:
             condition["ConditionExpression"] += " AND #step = :step"
             condition["ExpressionAttributeNames"]["#step"] = "step"
-            condition["ExpressionAttributeValues"][":step"] = _n(step)
-        items: list[Any] = [{"Put": {"TableName": self.table, "Item": mark, **condition}}]
-        items += [{"Put": {"TableName": self.table, "Item": self._delivery_item(r)}} for r in records]
+            expected[":step"] = step
+        condition["ExpressionAttributeValues"] = to_item(expected)
+        items: list[Any] = [{"Put": {"TableName": self.table, "Item": to_item(mark), **condition}}]
+        items += [{"Put": {"TableName": self.table, "Item": to_item(self._delivery_item(r))}} for r in records]
         update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
         if update is not None:
             items.append({"Update": update})
@@ -780,18 +774,22 @@ class NoticeStore(DynamoTable):
     def deliveries(
         self, notice_id: str, limit: int = 100, start: str | None = None
     ) -> tuple[list[DeliveryRecord], str | None]:
-        kwargs: dict[str, Any] = {
+        items, last = page(
+            self.client,
+            "query",
+            _key(_pk(notice_id), DELIVERY_PREFIX + start) if start else None,
+            **self._deliveries_query(notice_id),
+            Limit=limit,
+        )
+        records = [delivery_from_item(item) for item in items]
+        return records, (from_item(last)["sk"].removeprefix(DELIVERY_PREFIX) if last else None)
+
+    def _deliveries_query(self, notice_id: str) -> dict[str, Any]:
+        return {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :d)",
-            "ExpressionAttributeValues": {":pk": _pk(notice_id), ":d": _s(DELIVERY_PREFIX)},
-            "Limit": limit,
+            "ExpressionAttributeValues": to_item({":pk": _pk(notice_id), ":d": DELIVERY_PREFIX}),
         }
-        if start:
-            kwargs["ExclusiveStartKey"] = {"pk": _pk(notice_id), "sk": _s(DELIVERY_PREFIX + start)}
-        response = self.client.query(**kwargs)
-        records = [delivery_from_item(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return records, (last["sk"]["S"].removeprefix(DELIVERY_PREFIX) if last else None)
 
     def _delivery_item(self, record: DeliveryRecord) -> dict[str, Any]:
         item = _delivery_item(record)
@@ -804,21 +802,18 @@ class NoticeStore(DynamoTable):
     def deliveries_to(self, address_key: str, page: int = 100) -> Iterator[dict[str, Any]]:
         """The delivery items of one address key, from the by_address index (it projects them whole),
         ``page`` a query, so that a caller watching its deadline stops between two small pages."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": BY_ADDRESS_INDEX,
-            "KeyConditionExpression": "address_key = :k",
-            "ExpressionAttributeValues": {":k": _s(address_key)},
-            "ProjectionExpression": "pk, sk, #d, #at, #ttl, decided_at",
-            "ExpressionAttributeNames": {"#d": "decision", "#at": "at", "#ttl": TTL_ATTRIBUTE},
-            "Limit": page,
-        }
-        while True:
-            found = self.client.query(**kwargs)
+        for found in pages(
+            self.client,
+            "query",
+            TableName=self.table,
+            IndexName=BY_ADDRESS_INDEX,
+            KeyConditionExpression="address_key = :k",
+            ExpressionAttributeValues=to_item({":k": address_key}),
+            ProjectionExpression="pk, sk, #d, #at, #ttl, decided_at",
+            ExpressionAttributeNames={"#d": "decision", "#at": "at", "#ttl": TTL_ATTRIBUTE},
+            Limit=page,
+        ):
             yield from found.get("Items", [])
-            if "LastEvaluatedKey" not in found:
-                return
-            kwargs["ExclusiveStartKey"] = found["LastEvaluatedKey"]
 
     def pseudonymise_deliveries(self, items: Sequence[dict[str, Any]], pseudonym: Callable[[str, str], str]) -> int:
         """Move each delivery record to a pseudonymous recipient id, without its address key.
@@ -832,33 +827,32 @@ class NoticeStore(DynamoTable):
         each): interrupted in between, an erasure run again writes the same copies and deletes what
         is left, so nothing is lost or doubled. Returns how many records were moved.
         """
-        copies: list[Any] = []
-        originals: list[Any] = []
+        copies: list[dict[str, Any]] = []
+        originals: list[dict[str, Any]] = []
         for item in items:
-            notice_id = item["pk"]["S"].removeprefix("notice#")
-            recipient_id, _, channel = item["sk"]["S"].removeprefix(DELIVERY_PREFIX).rpartition("#")
+            plain = from_item(item)
+            notice_id = plain["pk"].removeprefix("notice#")
+            recipient_id, _, channel = plain["sk"].removeprefix(DELIVERY_PREFIX).rpartition("#")
             copy = {
-                "pk": item["pk"],
-                "sk": _s(_delivery_sk(pseudonym(notice_id, recipient_id), channel)),
-                "decision": item["decision"],
-                "at": item["at"],
-                "reason": _s(ERASED_REASON),
+                "pk": plain["pk"],
+                "sk": _delivery_sk(pseudonym(notice_id, recipient_id), channel),
+                "decision": plain["decision"],
+                "at": plain["at"],
+                "reason": ERASED_REASON,
             }
-            if TTL_ATTRIBUTE in item:
-                copy[TTL_ATTRIBUTE] = item[TTL_ATTRIBUTE]
-            copies.append({"PutRequest": {"Item": copy}})
-            originals.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
-        self.batch_write(copies)
-        self.batch_write(originals)
+            if TTL_ATTRIBUTE in plain:
+                copy[TTL_ATTRIBUTE] = plain[TTL_ATTRIBUTE]
+            copies.append(copy)
+            originals.append({"pk": plain["pk"], "sk": plain["sk"]})
+        # two calls, not one: every copy is written before any original goes
+        batch_write(self.client, self.table, put=copies)
+        batch_write(self.client, self.table, delete=originals)
         return len(originals)
 
     def all_deliveries(self, notice_id: str) -> Iterator[DeliveryRecord]:
-        start: str | None = None
-        while True:
-            records, start = self.deliveries(notice_id, 1000, start)
-            yield from records
-            if start is None:
-                return
+        for found in pages(self.client, "query", **self._deliveries_query(notice_id), Limit=1000):
+            for item in found.get("Items", []):
+                yield delivery_from_item(item)
 
 
 TTL_ATTRIBUTE = "expires_at"  # the NoticesTable's TimeToLiveSpecification
@@ -928,20 +922,21 @@ def _trimmed(result: CallResult) -> list[str | None]:
 
 
 def _send_progress(mark: dict[str, Any]) -> SendProgress | None:
+    """What a batch's mark (its plain values) says of its provider calls."""
     if "inflight" not in mark:  # a mark from before progress was recorded per call
         return None
     results: dict[tuple[str, str], tuple[CallResult, datetime]] = {}
     for name, value in mark.items():
         if name.startswith("call_"):
-            call = json.loads(value["S"])
+            call = json.loads(value)
             at = datetime.fromisoformat(call["at"])
             for fields in call["r"]:
                 result = CallResult(*fields)
                 results[(result.recipient_id, result.channel)] = (result, at)
     return SendProgress(
-        step=int(mark.get("step", {}).get("N", "0")),
+        step=int(mark.get("step", 0)),
         results=results,
-        inflight=frozenset((rid, channel) for rid, channel in json.loads(mark["inflight"]["S"])),
+        inflight=frozenset((rid, channel) for rid, channel in json.loads(mark["inflight"])),
     )
 
 
@@ -954,36 +949,38 @@ def _delivery_sk(recipient_id: str, channel: str) -> str:
 
 
 def _delivery_item(record: DeliveryRecord) -> dict[str, Any]:
+    """A delivery record's item, as plain values."""
     # The recipient and channel are in the sort key (a recipient id never contains "#"): items
     # stay small, and one delivery costs one write unit.
     item: dict[str, Any] = {
         "pk": _pk(record.notice_id),
-        "sk": _s(_delivery_sk(record.recipient_id, record.channel)),
-        "decision": _s(record.decision),
-        "at": _s(record.at.isoformat()),
+        "sk": _delivery_sk(record.recipient_id, record.channel),
+        "decision": record.decision,
+        "at": record.at.isoformat(),
     }
     if record.decided_at is not None and record.decision in ("sent", "unknown"):
-        item["decided_at"] = _s(record.decided_at.isoformat())
+        item["decided_at"] = record.decided_at.isoformat()
     for name in ("address_key", "reason", "provider_message_id"):
         value = getattr(record, name)
         if value:
-            item[name] = _s(value)
+            item[name] = value
     return item
 
 
 def delivery_from_item(item: dict[str, Any]) -> DeliveryRecord:
     """A delivery record from its item, as a query of the table or of its by_address index returns it."""
-    recipient_id, _, channel = item["sk"]["S"].removeprefix(DELIVERY_PREFIX).rpartition("#")
+    plain = from_item(item)
+    recipient_id, _, channel = plain["sk"].removeprefix(DELIVERY_PREFIX).rpartition("#")
     return DeliveryRecord(
-        notice_id=item["pk"]["S"].removeprefix("notice#"),
+        notice_id=plain["pk"].removeprefix("notice#"),
         recipient_id=recipient_id,
         channel=channel,
-        address_key=item.get("address_key", {}).get("S"),
-        decision=item["decision"]["S"],
-        reason=item.get("reason", {}).get("S"),
-        provider_message_id=item.get("provider_message_id", {}).get("S"),
-        at=datetime.fromisoformat(item["at"]["S"]),
-        decided_at=datetime.fromisoformat(item["decided_at"]["S"]) if "decided_at" in item else None,
+        address_key=plain.get("address_key"),
+        decision=plain["decision"],
+        reason=plain.get("reason"),
+        provider_message_id=plain.get("provider_message_id"),
+        at=datetime.fromisoformat(plain["at"]),
+        decided_at=datetime.fromisoformat(plain["decided_at"]) if "decided_at" in plain else None,
     )
 
 
@@ -993,7 +990,7 @@ def _counts(item: dict[str, Any]) -> Counts:
         if not name.startswith("c__"):
             continue
         scope, _, decision = name[3:].partition("__")
-        amount = int(value["N"])
+        amount = int(value)
         if scope == "r":
             counts.recipients[decision] = amount
         else:
@@ -1004,41 +1001,42 @@ def _counts(item: dict[str, Any]) -> Counts:
 def _progress(item: dict[str, Any]) -> Progress:
     counts = _counts(item)
     return Progress(
-        status=item["status"]["S"],
-        total=int(item["total"]["N"]) if "total" in item else None,
-        dispatched=bool(item.get("dispatched", {}).get("BOOL")),
+        status=item["status"],
+        total=int(item["total"]) if "total" in item else None,
+        dispatched=bool(item.get("dispatched")),
         settled=counts.recipient_total(),
     )
 
 
 def _notice(notice_id: str, item: dict[str, Any]) -> Notice:
-    doc = json.loads(item["doc"]["S"])
-    samples = [BadRow.model_validate_json(s["S"]) for s in item.get("samples", {}).get("L", [])[:MAX_BAD_ROW_SAMPLES]]
-    warned = [BadRow.model_validate_json(s["S"]) for s in item.get("warning_samples", {}).get("L", [])]
-    rows_read = int(item.get("rows_read", {"N": "0"})["N"])
+    """A notice from its item's plain values (``from_item``)."""
+    doc = json.loads(item["doc"])
+    samples = [BadRow.model_validate_json(s) for s in item.get("samples", [])[:MAX_BAD_ROW_SAMPLES]]
+    warned = [BadRow.model_validate_json(s) for s in item.get("warning_samples", [])]
+    rows_read = int(item.get("rows_read", 0))
     people: People | None = None  # read before people were counted: unknown
     if "people" in item:
         people = People(
-            listed=int(item["people"]["N"]),
-            without_address=int(item.get("people_without_address", {"N": "0"})["N"]),
-            shared=int(item.get("people_shared", {"N": "0"})["N"]),
+            listed=int(item["people"]),
+            without_address=int(item.get("people_without_address", 0)),
+            shared=int(item.get("people_shared", 0)),
         )
     elif rows_read == 0:
         people = People()  # nothing read yet
-    optional = {k: item[k]["S"] for k in ("discovered_at", "first_sent_at", "last_sent_at", "error") if k in item}
+    optional = {k: item[k] for k in ("discovered_at", "first_sent_at", "last_sent_at", "error") if k in item}
     return Notice(
         id=notice_id,
         **doc,
-        status=item["status"]["S"],
-        updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
-        total=int(item["total"]["N"]) if "total" in item else None,
+        status=item["status"],
+        updated_at=datetime.fromisoformat(item["updated_at"]),
+        total=int(item["total"]) if "total" in item else None,
         rows_read=rows_read,
-        bad_rows=int(item.get("bad_rows", {"N": "0"})["N"]),
+        bad_rows=int(item.get("bad_rows", 0)),
         bad_row_samples=samples,
-        warnings=int(item.get("warnings", {"N": "0"})["N"]),
+        warnings=int(item.get("warnings", 0)),
         warning_samples=warned[:MAX_BAD_ROW_SAMPLES],
         people=people,
         counts=_counts(item),
-        dry_run_result=json.loads(item["dry_run_result"]["S"]) if "dry_run_result" in item else None,
+        dry_run_result=json.loads(item["dry_run_result"]) if "dry_run_result" in item else None,
         **optional,
     )
