@@ -38,6 +38,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, StringConstraints
 
 from optout.clients import DynamoTable
+from optout.dynamo import from_item, pages, to_item
 from optout.errors import ConcurrentUpdate
 from optout.identity import Channel, address_key, normalise
 from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line
@@ -132,38 +133,37 @@ class ErasureLog(DynamoTable):
     ) -> dict[str, Any]:
         self.client.put_item(
             TableName=self.table,
-            Item={
-                "pk": {"S": key},
-                "sk": {"S": f"{ERASURE_PREFIX}{at.isoformat()}#{uuid.uuid4().hex}"},
-                "channel": {"S": channel},
-                "at": {"S": at.isoformat()},
-                "actor": {"S": actor},
-                "removed": {"M": {name: {"N": str(n)} for name, n in removed.items()}},
-                "complete": {"BOOL": complete},
-            },
+            Item=to_item(
+                {
+                    "pk": key,
+                    "sk": f"{ERASURE_PREFIX}{at.isoformat()}#{uuid.uuid4().hex}",
+                    "channel": channel,
+                    "at": at.isoformat(),
+                    "actor": actor,
+                    "removed": dict(removed),
+                    "complete": complete,
+                }
+            ),
             ConditionExpression="attribute_not_exists(pk)",
         )
         return {"at": at.isoformat(), "actor": actor, "removed": removed, "complete": complete}
 
     def history(self, key: str) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": key}, ":prefix": {"S": ERASURE_PREFIX}},
-            "ConsistentRead": True,
-        }
         out: list[dict[str, Any]] = []
-        while True:
-            page = self.client.query(**kwargs)
+        for page in pages(
+            self.client,
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_item({":pk": key, ":prefix": ERASURE_PREFIX}),
+            ConsistentRead=True,
+        ):
             for item in page.get("Items", []):
-                removed = {name: int(v["N"]) for name, v in item.get("removed", {}).get("M", {}).items()}
-                complete = item.get("complete", {"BOOL": True})["BOOL"]
-                out.append(
-                    {"at": item["at"]["S"], "actor": item["actor"]["S"], "removed": removed, "complete": complete}
-                )
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                plain = from_item(item)
+                removed = {name: int(n) for name, n in plain.get("removed", {}).items()}
+                complete = plain.get("complete", True)  # recorded before it said
+                out.append({"at": plain["at"], "actor": plain["actor"], "removed": removed, "complete": complete})
+        return out
 
 
 @dataclass
