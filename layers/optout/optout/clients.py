@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -84,7 +83,9 @@ def iso_lower_bound(moment: datetime) -> str:
 
 
 class DynamoTable:
-    """A store over one DynamoDB table; its client is built on first use (or injected by tests)."""
+    """A store over one DynamoDB table; its client is built on first use (or injected by tests).
+
+    Items, pages and batches go through ``optout.dynamo``."""
 
     def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
         self.table = table
@@ -95,16 +96,3 @@ class DynamoTable:
         if self._client is None:
             self._client = dynamodb()
         return self._client
-
-    def batch_write(self, requests: Sequence[Any]) -> None:
-        """BatchWriteItem, 25 requests a call, retrying what DynamoDB leaves unprocessed."""
-        import time
-
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self.table: list(requests[start : start + 25])}
-            attempt = 0
-            while pending:
-                pending = dict(self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {})
-                attempt += 1
-                if pending:
-                    time.sleep(min(2.0, 0.05 * 2**attempt))
