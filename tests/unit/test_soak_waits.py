@@ -106,3 +106,16 @@ def test_a_broken_run_keeps_the_functions_log(tmp_path: Path, monkeypatch: pytes
     # And a run that never got to its result keeps the log too
     soak._keep_logs_if_broken({}, log)
     assert len(list((tmp_path / "test-artifacts").iterdir())) >= 1
+
+
+@pytest.mark.parametrize("broken", [{"sent_twice": 1}, {"notice_final": False}])
+def test_one_broken_count_or_a_false_flag_keeps_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: dict[str, Any]
+) -> None:
+    # 1 == True and False == 0 in Python: a check by equality would call these held
+    monkeypatch.setattr(soak, "ROOT", tmp_path)
+    log = tmp_path / "functions.log"
+    log.write_text("the functions' output\n")
+    result: dict[str, Any] = {"invariants": {"sent_twice": 0, "notice_final": True, **broken}}
+    soak._keep_logs_if_broken(result, log)
+    assert Path(result["function_logs"]).read_text() == "the functions' output\n"

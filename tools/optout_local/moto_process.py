@@ -452,8 +452,7 @@ def keep_alive(handler: type[Any]) -> type[Any]:
             pass  # Werkzeug formats a line per request, then drops it (its logger is at WARNING)
 
         def run_wsgi(self) -> None:
-            if self.headers.get("Expect", "").lower().strip() == "100-continue":
-                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # no 100 Continue here: http.server's parse_request already sent it (handle_expect_100)
             environ: dict[str, Any] = self.make_environ()
             body = None
             if environ.get("wsgi.input_terminated"):  # chunked: where it ends is the parser's business
@@ -488,6 +487,7 @@ class _WsgiResponse:
         self.status = ""
         self.headers: list[tuple[str, str]] = []
         self.chunked = False
+        self.bodiless = False  # a HEAD, or a status that has no body: whatever the app gives is dropped
         self.sent = False  # the status line and headers: once out, an error can no longer be a 500
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -511,7 +511,7 @@ class _WsgiResponse:
     def write(self, data: bytes) -> None:
         if not self.sent:
             self._send_headers()
-        if data:
+        if data and not self.bodiless:
             self.handler._headers_buffer.append(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
         self.handler.flush_headers()
 
@@ -524,7 +524,7 @@ class _WsgiResponse:
         for name, value in self.headers:
             handler.send_header(name, value)
             names.add(name.lower())
-        bodiless = handler.command == "HEAD" or code < 200 or code in (204, 304)
+        self.bodiless = bodiless = handler.command == "HEAD" or code < 200 or code in (204, 304)
         if "content-length" not in names and not bodiless:
             self.chunked = True
             handler.send_header("Transfer-Encoding", "chunked")

@@ -234,7 +234,10 @@ def _opt_out_stored(store: Any, pepper: Any, channel: str, address: str) -> bool
 
 def _keep_logs_if_broken(result: dict[str, Any], log: Path) -> None:
     """When the run failed or broke an invariant, keep what the functions logged, for whoever looks into it."""
-    broken = not result or any(v not in (0, True) for v in result.get("invariants", {}).values())
+    # an invariant holds at the count 0 or the flag True (`1 in (0, True)` is true in Python: compare types)
+    broken = not result or not all(
+        v is True or (type(v) is int and v == 0) for v in result.get("invariants", {}).values()
+    )
     if not broken:
         return
     kept = ROOT / "test-artifacts" / f"soak-functions-{int(time.time())}.log"
