@@ -106,4 +106,3 @@ _.shared_quota_run  # bench.py: run by hand (README's benchmark table) and by te
 _.erasures  # pending removal in layers/optout/optout/erasure.py (issue 15 item 9)
 _.MemoryRateLimits  # pending removal in layers/optout/optout/link_request.py (issue 15 item 9)
 _.add_counts  # pending removal in layers/optout/optout/notices/store.py (issue 15 item 9)
-_.upstream_errors  # pending removal in tools/optout_local/faults.py (issue 15 item 9)

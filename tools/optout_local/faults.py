@@ -190,7 +190,6 @@ class FaultProxy:
         self.upstream = (target.hostname or "127.0.0.1", target.port or 80)
         self.plan = plan or FaultPlan()
         self.ledger = Ledger()
-        self.upstream_errors = 0
         self.server = ThreadingHTTPServer((host, port), self._handler_class(), bind_and_activate=False)
         self.server.request_queue_size = 128
         self.server.daemon_threads = True
@@ -273,7 +272,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         try:
             status, reason, headers_out, payload, seconds = self._forward(body)
         except (OSError, http.client.HTTPException):
-            self.proxy.upstream_errors += 1
             self._reset()
             return
         self.proxy.ledger.record(call, seconds)
