@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from optout import wiring
 from optout.erasure import EraseRequest
 from optout.errors import NotFound, OptoutError
-from optout.http import error_body, json_body_refusal, validation_error_body
+from optout.http import error_body, http_status, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest, PublishRequest
 from optout.observability import logger, metrics, traced
 from optout.suppression_admin import LookupRequest, SuppressionRequest
@@ -142,8 +142,9 @@ def invalid(exc: RequestValidationError) -> Response[str]:
 
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
 def rejected(exc: OptoutError) -> Response[str]:
-    logger.info("admin request rejected", extra={"code": exc.code, "status": exc.status})
-    return Response(exc.status, content_type="application/json", body=error_body(exc))
+    status = http_status(exc)
+    logger.info("admin request rejected", extra={"code": exc.code, "status": status})
+    return Response(status, content_type="application/json", body=error_body(exc))
 
 
 @app.not_found

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
 from optout.errors import OptoutError
-from optout.http import body_bytes, error_body, public_url
+from optout.http import body_bytes, error_body, http_status, public_url
 from optout.observability import logger, metrics, traced
 
 wiring.sms_webhook_settings()  # at init: a missing or bad variable fails the cold start, naming it
@@ -43,8 +43,9 @@ def twilio_inbound() -> Response[str]:
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
 def rejected(exc: OptoutError) -> Response[str]:
     metrics.add_metric(name="RejectedWebhooks", unit=MetricUnit.Count, value=1)
-    logger.info("webhook rejected", extra={"code": exc.code, "status": exc.status})
-    return Response(status_code=exc.status, content_type="application/json", body=error_body(exc))
+    status = http_status(exc)
+    logger.info("webhook rejected", extra={"code": exc.code, "status": status})
+    return Response(status_code=status, content_type="application/json", body=error_body(exc))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
 from optout.errors import MethodNotAllowed, OptoutError
-from optout.http import body_bytes
+from optout.http import body_bytes, http_status
 from optout.link_request import LinkRequest
 from optout.observability import logger, metrics, traced
 from optout.pages import HtmlPage, negotiate_language
@@ -133,9 +133,9 @@ def public_notices_json() -> Response[dict[str, Any]]:
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]
 def rejected(exc: OptoutError) -> Response[str]:
     metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
-    logger.info("request rejected", extra={"code": exc.code, "status": exc.status})
+    logger.info("request rejected", extra={"code": exc.code, "status": http_status(exc)})
     if app.current_event.path == "/preferences":  # the form again, saying the request could not be read
-        page = wiring.link_requests().form(_language(), exc.status, "error_generic")
+        page = wiring.link_requests().form(_language(), http_status(exc), "error_generic")
         response = _response(page)
         if isinstance(exc, MethodNotAllowed):
             response.headers["Allow"] = ALLOW

@@ -51,13 +51,13 @@ class CountingStore(MemorySuppressionStore):
         self.calls.append("get")
         return super().get(address_key)
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> None:
+    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> bool:
         self.calls.append("save")
-        super().save(state, expected_version, events, *rest)
+        return super().save(state, expected_version, events, *rest)
 
-    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> bool:
         self.calls.append("record")
-        super().record(address_key, events, once)
+        return super().record(address_key, events, once)
 
 
 def service(store: MemorySuppressionStore) -> SmsInbound:
@@ -153,11 +153,11 @@ class RivalStopStore(MemorySuppressionStore):
         self.rival = rival
         self.raced = False
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> None:
+    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> bool:
         if self.rival is not None and not self.raced:
             self.raced = True
             self.rival.handle(inbound("STOP", T0))
-        super().save(state, expected_version, events, *rest)
+        return super().save(state, expected_version, events, *rest)
 
 
 def test_a_start_that_changes_nothing_retries_when_a_stop_lands_before_its_write() -> None:
@@ -196,7 +196,7 @@ def test_keyword_changes(state: SuppressionState, intent: Any, sent_at: datetime
 
 def test_a_keyword_that_keeps_losing_its_race_gives_up() -> None:
     class AlwaysLosing(MemorySuppressionStore):
-        def save(self, *args: Any, **kwargs: Any) -> None:
+        def save(self, *args: Any, **kwargs: Any) -> bool:
             raise ConcurrentUpdate("lost")
 
     with pytest.raises(ConcurrentUpdate):

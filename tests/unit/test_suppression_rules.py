@@ -348,10 +348,10 @@ class CountingStore(MemorySuppressionStore):
         self.gets += 1
         return super().get(address_key)
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> None:
+    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> bool:
         # *rest passes on any further arguments of the store protocol (such as an idempotency marker).
         self.saves.append((state, expected_version))
-        super().save(state, expected_version, events, *rest)
+        return super().save(state, expected_version, events, *rest)
 
 
 def test_change_consent_no_op_writes_nothing() -> None:
@@ -377,7 +377,7 @@ def test_current_state_of_an_unknown_address_is_empty() -> None:
 class RacingStore(CountingStore):
     """Loses the first save to another writer, whose opt-out of "product" lands in between."""
 
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> None:
+    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> bool:
         if not self.saves:
             self.saves.append((state, expected_version))
             rival, rival_events = apply_changes(
@@ -389,7 +389,7 @@ class RacingStore(CountingStore):
             )
             MemorySuppressionStore.save(self, rival, expected_version, rival_events)
             raise ConcurrentUpdate("lost the race")
-        super().save(state, expected_version, events, *rest)
+        return super().save(state, expected_version, events, *rest)
 
 
 def test_change_consent_retries_against_the_newer_state() -> None:
@@ -421,7 +421,7 @@ def test_change_consent_with_fixed_changes_also_retries() -> None:
 
 
 class AlwaysLosingStore(CountingStore):
-    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> None:
+    def save(self, state: SuppressionState, expected_version: int, events: Sequence[ConsentEvent], *rest: Any) -> bool:
         self.saves.append((state, expected_version))
         raise ConcurrentUpdate("lost the race again")
 

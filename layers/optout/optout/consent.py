@@ -25,6 +25,7 @@ MAX_ATTEMPTS = 5
 class ConsentOutcome:
     state: SuppressionState
     events: list[ConsentEvent]
+    already_processed: bool = False  # ``once`` was claimed before: nothing was written
 
     @property
     def changed(self) -> bool:
@@ -78,13 +79,16 @@ def change_consent(
         if not events:
             note = unchanged(state) if unchanged is not None else Unchanged(once=once if also else None)
             recorded, marker = [*also, *note.events], note.once
+        written = True
         try:
             if new_state is not state:
-                store.save(new_state, state.version, recorded, marker)
+                written = store.save(new_state, state.version, recorded, marker)
             elif recorded or marker is not None:
                 # The state stays as read; a rival's change in between does not alter what is recorded.
-                store.record(address_key, recorded, marker)
+                written = store.record(address_key, recorded, marker)
         except ConcurrentUpdate:
             continue
+        if not written:
+            return ConsentOutcome(state, [], already_processed=True)
         return ConsentOutcome(new_state, events)
     raise ConcurrentUpdate("the suppression state kept changing; try again")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from optout.consent import Unchanged, change_consent
-from optout.errors import AlreadyProcessed, InvalidAddress, OptoutError
+from optout.consent import ConsentOutcome, Unchanged, change_consent
+from optout.errors import InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_email
 from optout.settings import FeedbackSettings
 from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
@@ -36,7 +36,6 @@ _EMAIL = re.compile(r"(?:[^\s<>\"'@;,][^\s<>\"@;,]*|'+)@[^\s<>\"'@;,]+")
 
 class InvalidFeedback(OptoutError):
     code = "invalid_feedback"
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -173,28 +172,27 @@ class Feedback:
             }
             if event.at is not None:  # when SES received it: the compliance report's clock starts there
                 evidence["received_at"] = event.at.isoformat()
-            try:
-                if event.kind == "complaint":
-                    evidence["complaint_type"] = event.complaint_type or ""
-                    changed += self._complaint(key, evidence, once)
-                    continue
+            if event.kind == "complaint":
+                evidence["complaint_type"] = event.complaint_type or ""
+                outcome = self._complaint(key, evidence, once)
+            else:
                 evidence["bounce_type"] = event.bounce_type or ""
                 evidence["bounce_subtype"] = event.bounce_subtype or ""
                 evidence["diagnostic"] = event.diagnostics[index] if index < len(event.diagnostics) else ""
-                changed += self._bounce(key, event, evidence, once)
-            except AlreadyProcessed:
-                duplicates += 1
+                outcome = self._bounce(key, event, evidence, once)
+            duplicates += outcome.already_processed
+            changed += outcome.changed
         return FeedbackOutcome(event.kind, changed, duplicates)
 
-    def _complaint(self, key: str, evidence: dict[str, str], once: OnceMarker) -> int:
+    def _complaint(self, key: str, evidence: dict[str, str], once: OnceMarker) -> ConsentOutcome:
         why = self._ignored(evidence, "already opted out of optional topics", once, "complaint")
         outcome = change_consent(
             self.store, key, "email", [ConsentChange("opt_out", OPTIONAL_SCOPE)], self.settings.optional_topics,
             "complaint", evidence=evidence, now=self.now, once=once, unchanged=lambda _: why,
         )  # fmt: skip
-        return int(outcome.changed)
+        return outcome
 
-    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker) -> int:
+    def _bounce(self, key: str, event: FeedbackEvent, evidence: dict[str, str], once: OnceMarker) -> ConsentOutcome:
         """Block on a permanent bounce, or on the transient one that reaches the limit in the window.
 
         A transient bounce's own event, the block it may cause and its once marker are one write:
@@ -226,7 +224,7 @@ class Feedback:
             self.store, key, "email", changes, self.settings.optional_topics, "bounce", evidence=evidence,
             now=self.now, once=once, also=soft, unchanged=unchanged,
         )  # fmt: skip
-        return int(outcome.changed)
+        return outcome
 
     def _ignored(
         self, evidence: dict[str, str], why: str, once: OnceMarker, source: Literal["bounce", "complaint"]

@@ -46,6 +46,40 @@ _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 _JSON_LONG_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_JSON_NUMBER + 1))
 
 
+# The one place a domain error becomes an HTTP status: every resolver's exception handler asks
+# http_status. By code, the clients' contract, so this module imports no domain module for its errors.
+STATUS_BY_CODE: dict[str, int] = {
+    "error": 400,
+    "bad_form": 400,
+    "bad_page_token": 400,
+    "invalid_feedback": 400,
+    "invalid_inbound_sms": 400,
+    "malformed_token": 400,
+    "forbidden": 403,
+    "invalid_token": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "concurrent_update": 409,
+    "idempotency_conflict": 409,
+    "keyword_block": 409,
+    "publication_conflict": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "invalid_address": 422,
+    "not_publishable": 422,
+    "required_topic": 422,
+    "unknown_topic": 422,
+    "validation_error": 422,
+    "intake_unavailable": 503,
+    "try_again": 503,
+}
+
+
+def http_status(exc: OptoutError) -> int:
+    """The HTTP status for a domain error (an unknown code is the caller's fault: 400)."""
+    return STATUS_BY_CODE.get(exc.code, 400)
+
+
 def error_body(exc: OptoutError) -> str:
     if isinstance(exc, InvalidFields):
         return fields_error_body(exc.fields)
@@ -119,10 +153,10 @@ def json_body_refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
         raw = body_bytes(event.get("body"), bool(event.get("isBase64Encoded")))
     except BadForm as exc:
-        return _response(exc.status, error_body(exc))
+        return _response(http_status(exc), error_body(exc))
     if len(raw) > MAX_JSON_BYTES:
         return _response(413, error_body(PayloadTooLarge(f"the body is over {MAX_JSON_BYTES} bytes")))
     problem = json_shape_problem(raw)
     if problem is not None:
-        return _response(InvalidFields.status, fields_error_body([("body", problem)]))
+        return _response(http_status(InvalidFields([])), fields_error_body([("body", problem)]))
     return None

@@ -20,7 +20,6 @@ MAX_KEY_BYTES = 1024  # a sort key's limit (a partition key's is 2,048): every k
 
 class BadPageToken(OptoutError):
     code = "bad_page_token"
-    status = 400
 
 
 def encode(key: dict[str, Any] | None) -> str | None:

@@ -37,7 +37,7 @@ from optout import twilio
 from optout.channels.pacing import OutcomeUnknown, send_at_most_once
 from optout.channels.sms import SmsChannel
 from optout.consent import Unchanged, change_consent
-from optout.errors import AlreadyProcessed, Forbidden, InvalidAddress, OptoutError
+from optout.errors import Forbidden, InvalidAddress, OptoutError
 from optout.identity import address_key, normalise_phone
 from optout.keywords import Intent, KeywordBook
 from optout.settings import SmsKeywordSettings
@@ -111,14 +111,12 @@ class WebhookAnswer:
 
 class InvalidInbound(OptoutError):
     code = "invalid_inbound_sms"
-    status = 400
 
 
 class IntakeUnavailable(OptoutError):
     """Neither the inline write nor the hand-off to the queue worked: the carrier should try again."""
 
     code = "intake_unavailable"
-    status = 503
 
 
 class UnknownHandOff(RuntimeError):
@@ -273,24 +271,27 @@ class SmsInbound:
         reply = self.book.reply(match.intent, match.language, self.settings.brand_name, self.settings.support_contact)
         claimed = reply_in_response and reply is not None
         once = OnceMarker(once_key, reply, self.now() if claimed else None, claimant if claimed else None)
-        try:
-            if match.intent in ("opt_out", "opt_in"):
-                return self._keyword(match.intent, match.language, sms, key, once, evidence)
-            if match.intent == "clarify":
-                return self._clarify(
-                    match.language, sms, key, once_key, evidence, reply, reply_in_response, claimant, released
-                )
+        if match.intent in ("opt_out", "opt_in"):
+            result = self._keyword(match.intent, match.language, sms, key, once, evidence)
+        elif match.intent == "clarify":
+            return self._clarify(
+                match.language, sms, key, once_key, evidence, reply, reply_in_response, claimant, released
+            )
+        else:
             action: Literal["help", "ignored"] = "help" if match.intent == "help" else "ignored"
             if action == "ignored":
                 evidence["reason"] = "not a keyword"
             event = ConsentEvent(
                 action=action, scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(), evidence=evidence
             )
-            self.store.record(key, [event], once)
-            return InboundResult(match.intent, match.language, reply, False, False, once_key, key)
-        except AlreadyProcessed:
+            claimed_now = self.store.record(key, [event], once)
+            result = (
+                InboundResult(match.intent, match.language, reply, False, False, once_key, key) if claimed_now else None
+            )
+        if result is None:  # processed before: no second effect
             marker = self.store.once_get(once_key)
             return self._duplicate(marker or OnceMarker(once_key), match.intent, match.language, key, released)
+        return result
 
     def _keyword(
         self,
@@ -300,7 +301,9 @@ class SmsInbound:
         key: str,
         once: OnceMarker,
         evidence: dict[str, str],
-    ) -> InboundResult:
+    ) -> InboundResult | None:
+        """An opt-out or opt-in keyword; None if this message was processed before."""
+
         def unchanged(state: SuppressionState) -> Unchanged:
             ignored = ConsentEvent(
                 action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
@@ -316,6 +319,8 @@ class SmsInbound:
             self.settings.optional_topics, "sms_keyword", evidence=evidence, now=self.now,
             once=replace(once, mirror=mirror), keyword_at=sms.sent_at, unchanged=unchanged,
         )  # fmt: skip
+        if outcome.already_processed:
+            return None
         if outcome.changed:
             return InboundResult(intent, language, once.reply, True, False, once.key, key, mirror)
         return InboundResult(intent, language, None, False, False, once.key, key)
@@ -346,12 +351,11 @@ class SmsInbound:
         if state is not None and state.blocked is not None:
             reason = "unclear; already blocked"
         else:
-            try:
-                claimed = reply_in_response and reply is not None
-                day = OnceMarker(day_key, reply, self.now() if claimed else None, claimant if claimed else None)
-                self.store.record(key, [], day)
+            claimed = reply_in_response and reply is not None
+            day = OnceMarker(day_key, reply, self.now() if claimed else None, claimant if claimed else None)
+            if self.store.record(key, [], day):
                 pending, created, reason = reply, True, "unclear; clarification asked"
-            except AlreadyProcessed:
+            else:
                 marker = self.store.once_get(day_key)
                 reason = "unclear; clarification already asked today"
                 if marker is not None and _unsent(marker, released):  # the delivery that claimed it did not send it
@@ -360,11 +364,7 @@ class SmsInbound:
             action="ignored", scope=CHANNEL_SCOPE, source="sms_keyword", at=self.now(),
             evidence={**evidence, "reason": reason},
         )  # fmt: skip
-        duplicate = False
-        try:
-            self.store.record(key, [event], OnceMarker(once_key, None))
-        except AlreadyProcessed:
-            duplicate = True
+        duplicate = not self.store.record(key, [event], OnceMarker(once_key, None))
         if pending is not None and reply_in_response and not created and not duplicate:
             # The webhook sends a first delivery's reply as it stands: claim this one here.
             claimed = self.store.once_mark_replied(day_key, self.now(), by=claimant, over=released)

@@ -40,7 +40,6 @@ class SuppressionRequest(BaseModel, extra="forbid"):
 
 class KeywordBlock(OptoutError):
     code = "keyword_block"
-    status = 409
 
 
 def report(state: SuppressionState, events: list[Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from optout.clients import DynamoTable, iso_lower_bound
 from optout.dynamo import batch_get, from_item, page, pages, to_item
-from optout.errors import AlreadyProcessed, ConcurrentUpdate
+from optout.errors import ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
 
 STATE_SK = "state"
@@ -79,11 +79,15 @@ class SuppressionStore(Protocol):
         expected_version: int,
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
-    ) -> None: ...
+    ) -> bool:
+        """Write the state and its events; False (and nothing written) if ``once`` was claimed before."""
+        ...
 
     def save_many(self, writes: Sequence[StateWrite]) -> None: ...
 
-    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None: ...
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> bool:
+        """Append events; False (and nothing written) if ``once`` was claimed before."""
+        ...
 
     def once_get(self, key: str) -> OnceMarker | None: ...
 
@@ -119,11 +123,13 @@ class MemorySuppressionStore:
         expected_version: int,
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
-    ) -> None:
+    ) -> bool:
         self._check(state.address_key, expected_version)
-        self._claim(once)
+        if not self._claim(once):
+            return False
         self.states[state.address_key] = state
         self.events.setdefault(state.address_key, []).extend(events)
+        return True
 
     def save_many(self, writes: Sequence[StateWrite]) -> None:
         if len({w.state.address_key for w in writes}) != len(writes):
@@ -139,15 +145,18 @@ class MemorySuppressionStore:
         if (current.version if current else 0) != expected_version:
             raise ConcurrentUpdate("suppression state changed while it was being updated")
 
-    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
-        self._claim(once)
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> bool:
+        if not self._claim(once):
+            return False
         self.events.setdefault(address_key, []).extend(events)
+        return True
 
-    def _claim(self, once: OnceMarker | None) -> None:
+    def _claim(self, once: OnceMarker | None) -> bool:
         if once is not None:
             if once.key in self.once:
-                raise AlreadyProcessed("this inbound message was already processed")
+                return False
             self.once[once.key] = once
+        return True
 
     def once_get(self, key: str) -> OnceMarker | None:
         return self.once.get(key)
@@ -314,8 +323,10 @@ class DynamoSuppressionStore(DynamoTable):
         expected_version: int,
         events: Sequence[ConsentEvent],
         once: OnceMarker | None = None,
-    ) -> None:
-        self._transact([self._state_put(state, expected_version), *self._event_puts(state.address_key, events)], once)
+    ) -> bool:
+        return self._transact(
+            [self._state_put(state, expected_version), *self._event_puts(state.address_key, events)], once
+        )
 
     def save_many(self, writes: Sequence[StateWrite]) -> None:
         """Write several addresses in one transaction (up to ``TRANSACTION_LIMIT`` items in all).
@@ -343,11 +354,10 @@ class DynamoSuppressionStore(DynamoTable):
             }
         return {"Put": {"TableName": self.table, "Item": state_to_item(state), **condition}}
 
-    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> None:
+    def record(self, address_key: str, events: Sequence[ConsentEvent], once: OnceMarker | None = None) -> bool:
         """Append events (and claim ``once``) without touching the state item."""
         puts = self._event_puts(address_key, events)
-        if puts or once is not None:
-            self._transact(puts, once)
+        return self._transact(puts, once) if puts or once is not None else True
 
     def _event_puts(self, address_key: str, events: Sequence[ConsentEvent]) -> list[Any]:
         return [
@@ -361,7 +371,8 @@ class DynamoSuppressionStore(DynamoTable):
             for event in events
         ]
 
-    def _transact(self, items: list[Any], once: OnceMarker | None) -> None:
+    def _transact(self, items: list[Any], once: OnceMarker | None) -> bool:
+        """The items in one transaction; False if ``once`` was claimed before (nothing is written)."""
         if once is not None:
             marker: dict[str, Any] = {
                 "pk": ONCE_PREFIX + once.key,
@@ -380,11 +391,12 @@ class DynamoSuppressionStore(DynamoTable):
             items.append({"Put": put})
         try:
             self.client.transact_write_items(TransactItems=items)
+            return True
         except self.client.exceptions.TransactionCanceledException as exc:
             reasons: list[dict[str, Any]] = list(exc.response.get("CancellationReasons", []))  # type: ignore[arg-type]
             codes = [r.get("Code") for r in reasons]
             if once is not None and codes and codes[-1] == "ConditionalCheckFailed":
-                raise AlreadyProcessed("this inbound message was already processed") from exc
+                return False  # this inbound message was processed before: no second effect
             if any(c in ("ConditionalCheckFailed", "TransactionConflict") for c in codes):
                 raise ConcurrentUpdate("suppression state changed while it was being updated") from exc
             raise

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from optout.consent import ConsentOutcome, change_consent, current_state
 from optout.errors import BadForm, InvalidToken, MalformedToken, OptoutError, RequiredTopic, UnknownTopic
 from optout.forms import first, parse_form
-from optout.http import body_bytes
+from optout.http import body_bytes, http_status
 from optout.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
 from optout.settings import UnsubscribeSettings
 from optout.suppression import OPTIONAL_SCOPE, ConsentChange, Source, SuppressionState, changes_for_subscriptions
@@ -103,7 +103,8 @@ class Unsubscribe:
 
     def error(self, exc: OptoutError, request: UnsubscribeRequest) -> HtmlPage:
         dead_link = isinstance(exc, MalformedToken | InvalidToken)  # the page offers a new link by email
-        return error_page(exc.code, exc.status, request.language, self.settings.brand_name, offer_new_link=dead_link)
+        language, brand = request.language, self.settings.brand_name
+        return error_page(exc.code, http_status(exc), language, brand, offer_new_link=dead_link)
 
     def _claims(self, token: str | None) -> TokenClaims:
         claims = verify(self.key_ring(), token or "", timedelta(days=self.settings.token_ttl_days), self.now())

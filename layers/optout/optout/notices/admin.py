@@ -49,7 +49,6 @@ def _end(published: PublicNotice) -> str:
 
 class PublicationConflict(OptoutError):
     code = "publication_conflict"
-    status = 409
 
 
 class NoticeAdmin:

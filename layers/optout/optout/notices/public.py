@@ -33,12 +33,10 @@ PARTITION = "public#notices"
 
 class NotPublishable(OptoutError):
     code = "not_publishable"
-    status = 422
 
 
 class PublicNoticeNotFound(OptoutError):
     code = "not_found"
-    status = 404
 
 
 class PublicNotice(BaseModel, frozen=True):

@@ -70,12 +70,10 @@ _STATIC = ("kind", "topic", "channels", "mode", "variables", "manifest", "dry_ru
 
 class NoticeNotFound(OptoutError):
     code = "not_found"
-    status = 404
 
 
 class NoticesUnavailable(OptoutError):
     code = "try_again"
-    status = 503
 
 
 class CallResult(NamedTuple):
@@ -144,7 +142,6 @@ class DispatchRead:
 
 class IdempotencyConflict(OptoutError):
     code = "idempotency_conflict"
-    status = 409
 
 
 def _pk(notice_id: str) -> str:
