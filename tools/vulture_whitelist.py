@@ -103,6 +103,3 @@ _.redelivered  # notices/send.BatchResult: tests/integration/test_send_progress.
 _.shared_quota_run  # bench.py: run by hand (README's benchmark table) and by tests/bench
 
 # Dead, in files being changed by others now
-_.erasures  # pending removal in layers/optout/optout/erasure.py (issue 15 item 9)
-_.MemoryRateLimits  # pending removal in layers/optout/optout/link_request.py (issue 15 item 9)
-_.add_counts  # pending removal in layers/optout/optout/notices/store.py (issue 15 item 9)

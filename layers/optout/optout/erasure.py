@@ -228,9 +228,6 @@ class SubjectEraser:
                     return moved, False
         return moved + self.notices.pseudonymise_deliveries(chunk, pseudonymous), True
 
-    def erasures(self, key: str) -> list[dict[str, Any]]:
-        return self.log.history(key)
-
     def _mark(self, key: str, channel: Channel, at: datetime) -> SuppressionState:
         """Set ``erased_at`` on the state, conditional on its version like every consent change."""
         for attempt in range(MARK_ATTEMPTS):

@@ -51,12 +51,12 @@ _JSON_LONG_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_JSON_NUMBER + 1))
 STATUS_BY_CODE: dict[str, int] = {
     "error": 400,
     "bad_form": 400,
-    "bad_page_token": 400,
+    "bad_page_token": 400,  # nosec B105 - an error code, not a secret
     "invalid_feedback": 400,
     "invalid_inbound_sms": 400,
-    "malformed_token": 400,
+    "malformed_token": 400,  # nosec B105 - an error code, not a secret
     "forbidden": 403,
-    "invalid_token": 403,
+    "invalid_token": 403,  # nosec B105 - an error code, not a secret
     "not_found": 404,
     "method_not_allowed": 405,
     "concurrent_update": 409,

@@ -97,18 +97,6 @@ class DynamoRateLimits(DynamoTable):
         return True
 
 
-class MemoryRateLimits:
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, int], int] = {}
-
-    def take(self, counter: str, limit: int, window_seconds: int, now: datetime) -> bool:
-        slot = (counter, int(now.timestamp()) // window_seconds)
-        if self.counts.get(slot, 0) >= limit:
-            return False
-        self.counts[slot] = self.counts.get(slot, 0) + 1
-        return True
-
-
 def ip_counter(pepper: bytes, source_ip: str) -> str:
     """The IP's counter: a peppered hash, never the IP. An IPv6 caller counts by its /64, which one
     subscriber usually holds whole; an unreadable IP counts under one shared name."""

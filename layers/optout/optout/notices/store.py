@@ -158,7 +158,7 @@ def _counter(name: str) -> str:
 
 @dataclass(frozen=True)
 class Progress:
-    """What add_counts left behind: enough to tell whether the notice is finished."""
+    """What the counts written with each batch add up to: enough to tell whether the notice is finished."""
 
     status: Status
     total: int | None
@@ -560,19 +560,6 @@ class NoticeStore(DynamoTable):
         if names:
             update["ExpressionAttributeNames"] = names
         return update
-
-    def add_counts(
-        self,
-        notice_id: str,
-        channel_counts: dict[str, int],
-        recipient_counts: dict[str, int],
-        sent_at: datetime | None,
-        now: datetime,
-    ) -> None:
-        """Add counts (negative to move a recipient from one decision to another) in one update."""
-        update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
-        if update is not None:
-            self.client.update_item(**update)
 
     def progress(self, notice_id: str) -> Progress:
         item = self.client.get_item(TableName=self.table, Key=_key(_pk(notice_id), NOTICE_SK), ConsistentRead=True).get(
