@@ -135,7 +135,7 @@ def test_an_interrupted_batch_is_never_resent_and_is_reported(pipeline: Pipeline
     class Died(BaseException):
         """The process is killed here: no line of the sender after it runs (an error would be handled)."""
 
-    def crash(*args: Any) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
         raise Died
 
     # When the sender dies after sending, before its records are written
@@ -282,7 +282,10 @@ def test_optional_texts_wait_for_daytime_and_are_then_sent(pipeline: Pipeline) -
 
     run_as("SenderFunction", at_night.process, batch_from_message(batch["body"]))
     assert sent_sms() == []
-    assert pipeline.get(notice["id"])["counts"]["recipients"] == {"deferred": 1}
+    held = pipeline.get(notice["id"])
+    assert held["counts"]["recipients"] == {"deferred": 1}
+    # The notice says until when: 08:00 in Los Angeles
+    assert [datetime.fromisoformat(t) for t in held["deferred_until"]] == [datetime(2026, 11, 26, 16, 0, tzinfo=UTC)]
     # Re-enqueued with a delay (SQS allows 15 minutes a hop), not dropped
     ((later, delay),) = queued
     assert delay == 900 and later["entries"][0]["only"] == ["sms"]

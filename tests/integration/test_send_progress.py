@@ -209,7 +209,7 @@ def test_a_mark_from_before_progress_per_call_makes_every_planned_send_unknown(
 
     monkeypatch.setattr(store.client, "put_item", old_mark)
 
-    def crash(*args: Any) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
         raise Killed
 
     monkeypatch.setattr(store, "complete_batch", crash)

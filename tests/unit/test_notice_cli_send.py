@@ -106,3 +106,23 @@ def test_a_failed_notice_exits_1_and_a_timeout_exits_3(admin: _Admin, tmp_path: 
     assert late.exit_code == 3 and "optout notice status ntc_1 --wait" in late.stderr
     # and without waiting, nothing is judged
     assert _send(tmp_path, "recipient_id,email\nu1,a@example.com\n").exit_code == 0
+
+
+def test_waiting_on_a_notice_with_texts_held_for_quiet_hours_says_until_when() -> None:
+    from datetime import UTC, datetime
+
+    from optout_local.notice_cli import _deferred_until, _progress_line
+
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    document = {
+        "status": "dispatched", "total": 3, "counts": {"recipients": {"sent": 2, "deferred": 1}},
+        "deferred_until": ["2026-12-03T08:00:00Z", "2026-12-03T16:00:00Z", "2026-12-03T13:00:00+00:00"],
+    }  # fmt: skip
+    # The last of the held texts that is still to come
+    assert _deferred_until(document, now) == datetime(2026, 12, 3, 16, 0, tzinfo=UTC)
+    # Nothing held: nothing said, whatever times the notice kept
+    assert _deferred_until({**document, "counts": {"recipients": {"sent": 3, "deferred": 0}}}, now) is None
+    # The progress line names the time (the times above are in the future of the real clock, too)
+    later = {**document, "deferred_until": ["2999-01-01T08:00:00Z"]}
+    assert _progress_line(later).endswith("; deferred until 2999-01-01 08:00 UTC")
+    assert "deferred until" not in _progress_line({**document, "deferred_until": []})

@@ -210,7 +210,18 @@ def _progress_line(document: dict[str, Any]) -> str:
     of = f"{done}/{total}" if total is not None else f"{done}/{document.get('rows_read', 0)}+"
     width = 24
     filled = int(width * done / total) if total else 0
-    return f"[{'#' * filled}{'.' * (width - filled)}] {of} {document['status']:<22} {parts}"
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {of} {document['status']:<22} {parts}"
+    due = _deferred_until(document)
+    return f"{line}; deferred until {due:%Y-%m-%d %H:%M} UTC" if due is not None else line
+
+
+def _deferred_until(document: dict[str, Any], now: datetime | None = None) -> datetime | None:
+    """While texts are held for quiet hours: when the last of them is due (None if none is held)."""
+    if not document.get("counts", {}).get("recipients", {}).get("deferred"):
+        return None
+    moment = now or datetime.now(UTC)
+    due = [t for t in (datetime.fromisoformat(v) for v in document.get("deferred_until") or []) if t > moment]
+    return max(due).astimezone(UTC) if due else None
 
 
 def _follow(target: Target, notice_id: str, quiet: bool, timeout: float = 3600) -> dict[str, Any]:
@@ -246,6 +257,9 @@ def _print(document: dict[str, Any], as_json: bool) -> None:
         figures = ", ".join(f"{k} {v}" for k, v in reach.items() if k != "people" and v)
         click.echo(f"reach       {reach['people']} people: {figures}")
     _print_counts(document.get("counts", {}), document["id"])
+    due = _deferred_until(document)
+    if due is not None:
+        click.echo(f"deferred    texts held for quiet hours (08:00-21:00 local) until {due:%Y-%m-%d %H:%M} UTC")
     dry = document.get("dry_run_result")
     if dry:
         _print_dry_run(dry)

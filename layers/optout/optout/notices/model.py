@@ -329,6 +329,9 @@ class Notice(BaseModel):
     last_sent_at: datetime | None = None
     dry_run_result: dict[str, Any] | None = None
     error: str | None = None
+    # When the texts held back for quiet hours are due, one time per batch that held some: in the
+    # past once they went. Whoever waits on the notice is told until when.
+    deferred_until: list[datetime] = Field(default_factory=list)
 
     def reach(self) -> dict[str, int] | None:
         """Who the notice reached, in people (recipient ids), not rows; a dry run's, as it would.

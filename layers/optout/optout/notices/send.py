@@ -395,6 +395,8 @@ class Sender:
                 recipients[before] -= 1
                 recipients[item.decision] += 1
         records = [r for item in done for r in item.records]
+        # Held for quiet hours (the sender's plan says until when): the notice keeps when they are due
+        until = {o.defer_until for item in done for o in item.plan.outcome.channels if o.defer_until is not None}
         self.notices.complete_batch(
             notice.id,
             batch.batch,
@@ -405,6 +407,7 @@ class Sender:
             self.now(),
             _later_refs(later),
             step,
+            deferred_until=until,
         )
 
     def _calls(self, notice: Notice, plans: Sequence[Plan], ring: KeyRing) -> list[Call]:

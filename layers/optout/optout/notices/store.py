@@ -38,9 +38,9 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from optout.clients import DynamoTable, iso_lower_bound
@@ -535,6 +535,7 @@ class NoticeStore(DynamoTable):
         recipient_counts: dict[str, int],
         sent_at: datetime | None,
         now: datetime,
+        deferred_until: Collection[datetime] = (),
     ) -> dict[str, Any] | None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {":u": now.isoformat()}
@@ -545,6 +546,10 @@ class NoticeStore(DynamoTable):
                 names[f"#c{i}"] = "c__" + _counter(name)
                 values[f":c{i}"] = amount
                 adds.append(f"#c{i} :c{i}")
+        if deferred_until:  # a string set: batches add their times concurrently, none lost
+            names["#du"] = "deferred_until"
+            values[":du"] = {moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00") for moment in deferred_until}
+            adds.append("#du :du")
         sets = ["updated_at = :u"]
         if sent_at is not None:
             values[":t"] = sent_at.isoformat()
@@ -704,8 +709,12 @@ class NoticeStore(DynamoTable):
         now: datetime,
         later: str | None = None,
         step: int | None = None,
+        deferred_until: Collection[datetime] = (),
     ) -> None:
         """In one transaction: the batch's delivery records, its counts, and its mark set done.
+
+        ``deferred_until``: when the texts this batch held for quiet hours are due, kept on the
+        notice so that whoever waits for it can be told until when.
 
         ``later`` (the entries queued again, by recipient id) stays on the mark, so a redelivery
         can queue them again if queueing failed after this transaction. ``step``: for a batch
@@ -738,7 +747,7 @@ class NoticeStore(DynamoTable):
         condition["ExpressionAttributeValues"] = to_item(expected)
         items: list[Any] = [{"Put": {"TableName": self.table, "Item": to_item(mark), **condition}}]
         items += [{"Put": {"TableName": self.table, "Item": to_item(self._delivery_item(r))}} for r in records]
-        update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now)
+        update = self._counts_update(notice_id, channel_counts, recipient_counts, sent_at, now, deferred_until)
         if update is not None:
             items.append({"Update": update})
         if len(items) > 100:
@@ -1021,6 +1030,7 @@ def _notice(notice_id: str, item: dict[str, Any]) -> Notice:
         warning_samples=warned[:MAX_BAD_ROW_SAMPLES],
         people=people,
         counts=_counts(item),
+        deferred_until=sorted(datetime.fromisoformat(moment) for moment in item.get("deferred_until", ())),
         dry_run_result=json.loads(item["dry_run_result"]) if "dry_run_result" in item else None,
         **optional,
     )
