@@ -14,7 +14,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from optout.notices.model import ChannelName, Notice, Recipient
-from optout.notices.rules import ChannelOutcome, RecipientOutcome, decide, decide_for, quiet_until, time_zones
+from optout.notices.rules import (
+    ChannelOutcome,
+    RecipientOutcome,
+    decide,
+    decide_for,
+    erased_since,
+    quiet_until,
+    time_zones,
+)
 from optout.suppression import Block, SuppressionState
 from optout.token import unsubscribe_url
 
@@ -534,3 +542,20 @@ def test_unsubscribe_url_carries_the_token_on_the_one_route_that_reads_it() -> N
     assert (
         unsubscribe_url("https://links.example.com", "a/b+c") == "https://links.example.com/unsubscribe?token=a%2Fb%2Bc"
     )
+
+
+def test_decide_for_blocks_an_address_erased_since_the_notice_for_a_dry_run_as_for_a_send() -> None:
+    # Given a breach alert created on 1 December, and one subject's email erased after it, one before
+    notice = _notice_of("breach_alert", "security").model_copy(update={"channels": ["email"]})
+    recipient = Recipient(recipient_id="u1", email="ada@example.com")
+    after = SuppressionState(address_key="k", channel="email", erased_at=datetime(2026, 12, 2, tzinfo=UTC))
+    before = SuppressionState(address_key="k", channel="email", erased_at=datetime(2026, 11, 30, tzinfo=UTC))
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    # When the one decision is made
+    erased = decide_for(notice, recipient, ["email"], {"email": after}, now, ["product"], "UTC")
+    fresh = decide_for(notice, recipient, ["email"], {"email": before}, now, ["product"], "UTC")
+    # Then the address erased since is not used (the required notice has no channel left), and the
+    # one erased before the notice came with its new manifest and is
+    assert erased.decision == "unreachable" and erased.channels[0].reason == "blocked: subject erased"
+    assert erased_since(notice, {"email": after}) == {"email"}
+    assert fresh.decision == "sent" and erased_since(notice, {"email": before}) == frozenset()

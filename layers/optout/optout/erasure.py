@@ -70,11 +70,6 @@ def pseudonym(pepper: bytes, notice_id: str, recipient_id: str) -> str:
     return f"erased.{digest[:24]}"
 
 
-def erased_for(state: SuppressionState | None, notice_created_at: datetime) -> bool:
-    """Whether a notice created at ``notice_created_at`` must skip this address: erased since."""
-    return state is not None and state.erased_at is not None and notice_created_at <= state.erased_at
-
-
 def blank_rows(data: bytes, fmt: Format, channel: Channel, address: str) -> tuple[bytes, int]:
     """The manifest with every row of ``address`` (normalised) on ``channel`` blanked, and how many.
 

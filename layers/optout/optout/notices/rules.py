@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from optout.identity import address_key, legacy_address_key
 from optout.notices.model import ChannelName, Decision, Mode, Notice, Recipient
-from optout.suppression import SuppressionState
+from optout.suppression import Block, SuppressionState
 
 QUIET_START = time(21, 0)
 QUIET_END = time(8, 0)
@@ -212,6 +212,19 @@ def decide(
     return RecipientOutcome("unreachable", tuple(ChannelOutcome(u.channel, "unreachable", u.reason) for u in unusable))
 
 
+ERASED_BLOCK = "subject erased"
+
+
+def erased_since(notice: Notice, states: Mapping[ChannelName, SuppressionState | None]) -> frozenset[ChannelName]:
+    """The channels whose subject was erased after ``notice`` was created: their address is no longer
+    ours to use (as if blocked), and their records are pseudonymised (optout.erasure). A notice
+    created after the erasure came with its own, new manifest: its addresses are used."""
+    return frozenset(
+        ch for ch, state in states.items()
+        if state is not None and state.erased_at is not None and notice.created_at <= state.erased_at
+    )  # fmt: skip
+
+
 def decide_for(
     notice: Notice,
     recipient: Recipient,
@@ -222,7 +235,14 @@ def decide_for(
     default_timezone: str,
 ) -> RecipientOutcome:
     """``decide`` for one recipient of ``notice``: the one call a dry run and a send both make, so
-    that what a dry run says is what the sender does (a breach alert is never held for quiet hours)."""
+    that what a dry run says is what the sender does (a breach alert is never held for quiet hours, and
+    an address erased since the notice was created is blocked)."""
+    states = dict(states)
+    for channel in erased_since(notice, states):
+        state = states[channel]
+        if state is not None and state.erased_at is not None:
+            block = Block(reason=ERASED_BLOCK, source="admin", at=state.erased_at)
+            states[channel] = state.model_copy(update={"blocked": block})
     return decide(
         recipient, notice.topic, optional_topics, channels, notice.mode, states, now,
         hold_optional_sms=notice.kind != "breach_alert", default_timezone=default_timezone,

@@ -29,19 +29,17 @@ from typing import Any
 from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEmail
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
-from optout.erasure import erased_for, pseudonym
+from optout.erasure import pseudonym
 from optout.notices.mark import BatchPlan, LaterEntries
 from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
 from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
-from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for
+from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for, erased_since
 from optout.notices.store import BatchTaken, CallResult, NoticeStore
 from optout.settings import SenderSettings
-from optout.suppression import Block
 from optout.suppression_store import SuppressionStore
 from optout.token import KeyRing, issue, unsubscribe_url
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
-ERASED_BLOCK = "subject erased"
 log = logging.getLogger(__name__)
 # Suppression states by address key, read once for all the batches of an invocation (None: no state)
 Prefetched = Mapping[str, Any]
@@ -236,18 +234,10 @@ class Sender:
         channels = entry.only or notice.channels
         own = {ch: keys.current[(rid, ch)] for ch in channels if (rid, ch) in keys.current}
         channel_states = {ch: keys.state((rid, ch), states) for ch in own}
-        # Erased since the notice was created: the address is not used, as if blocked, and its
-        # record is written pseudonymised (optout.erasure)
-        erased = frozenset(ch for ch, state in channel_states.items() if erased_for(state, notice.created_at))
-        for ch in erased:
-            state = channel_states[ch]
-            if state is not None and state.erased_at is not None:
-                block = Block(reason=ERASED_BLOCK, source="admin", at=state.erased_at)
-                channel_states[ch] = state.model_copy(update={"blocked": block})
         outcome = decide_for(
             notice, entry.recipient, channels, channel_states, now, self.optional_topics, self.settings.default_timezone
         )
-        return Plan(entry, outcome, own, erased)
+        return Plan(entry, outcome, own, erased_since(notice, channel_states))
 
     def _send_all(
         self,
