@@ -180,3 +180,49 @@ def test_blank_rows_compares_whole_values_never_parts_of_another_address() -> No
     blanked, found = blank_rows(data, "csv", "email", "al@example.com")
     assert found == 1 and len(blanked) == len(data)
     assert b"sal@example.com" in blanked and b"al@example.com.au" in blanked and b"u4," not in blanked
+
+
+def _export(pipeline: Pipeline, body: dict[str, Any]) -> dict[str, Any]:
+    status, answer = pipeline.api("POST", "/admin/subjects/export", body)
+    assert status == 200, answer
+    return dict(answer)
+
+
+def test_subject_export_pages_the_deliveries_and_names_the_address_by_its_key_only(
+    pipeline: Pipeline, monkeypatch
+) -> None:
+    from optout import subject_admin
+
+    # Given alice opted out of product mail and was sent two notices
+    suppress("email", ALICE, [ConsentChange("opt_out", "product")])
+    sent = [pipeline.create("policy_change", POLICY, pipeline.manifest(ROWS, f"n{i}.csv"))["id"] for i in (1, 2)]
+    for notice_id in sent:
+        pipeline.run(notice_id)
+    monkeypatch.setattr(subject_admin, "DELIVERIES_PAGE", 1)  # one delivery an answer: two pages
+    # When her export is asked for, a page at a time
+    body = {"channel": "email", "address": " Alice@Example.com"}
+    first = _export(pipeline, body)
+    assert first["next_token"] is not None and len(first["deliveries"]) == 1
+    pages = [first]
+    while pages[-1]["next_token"]:
+        pages.append(_export(pipeline, {**body, "next_token": pages[-1]["next_token"]}))
+    # Then every delivery came once, with her history, and nothing holds her address
+    deliveries = [d for p in pages for d in p["deliveries"]]
+    assert sorted(d["notice_id"] for d in deliveries) == sorted(sent)
+    assert {(d["recipient_id"], d["channel"], d["decision"]) for d in deliveries} == {("u1", "email", "sent")}
+    assert first["subject"] == {"channel": "email", "address_key": _key("email", ALICE)}
+    assert [e["action"] for e in first["suppression"]["events"]] == ["opt_out"] and first["erasures"] == []
+    assert "alice" not in json.dumps(pages).lower()
+    # and after an erasure, the export shows it and no delivery of hers
+    _erase(pipeline)
+    after = _export(pipeline, body)
+    assert after["deliveries"] == [] and after["next_token"] is None
+    assert [e["actor"].endswith(":user/local-admin") for e in after["erasures"]] == [True]
+
+
+def test_subject_export_refuses_a_made_up_page_token_and_a_bad_address(pipeline: Pipeline) -> None:
+    status, answer = pipeline.api("POST", "/admin/subjects/export", {"channel": "email", "address": ALICE,
+                                                                     "next_token": "bm9wZQ"})  # fmt: skip
+    assert status == 400 and answer["error"]["code"] == "bad_page_token"
+    status, answer = pipeline.api("POST", "/admin/subjects/export", {"channel": "email", "address": "al.example.com"})
+    assert status == 422 and "al.example" not in json.dumps(answer)

@@ -1,4 +1,4 @@
-"""Suppression administration on moto: the admin API routes, import (with resume) and export."""
+"""Suppression administration on moto: the admin API routes, import (with resume) and export through them."""
 
 from __future__ import annotations
 
@@ -15,27 +15,58 @@ from optout.consent import change_consent
 from optout.identity import Identity
 from optout.settings import get_settings
 from optout.suppression import ConsentChange
+from optout.suppression_bulk import ImportRequest, SuppressionBulk
 from optout.suppression_store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
 from optout_local.iam.in_process import run_as
-from optout_local.importer import Importer, export_rows
+from optout_local.importer import Importer
 from optout_local.provision import Route, Stack
 from optout_local.runtime import LambdaContext, load_handler
 
 
 @pytest.fixture
-def api(aws: Stack, lambda_context: LambdaContext) -> Any:
+def admin(aws: Stack, lambda_context: LambdaContext) -> Any:
+    """Any admin route, through the AdminApi handler as the gateway invokes it (signed by local-admin)."""
     handler = load_handler(aws.function("AdminApi"))
 
-    def call(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        compiled = compile_route(Route("POST", path, "AdminApiFunction", "AWS_IAM"))
-        raw = json.dumps(body).encode()
-        event = build_event(compiled, {}, "POST", path, "", [("Host", "x"), ("Content-Type", "application/json")], raw,
-                            "10.0.0.1", "us-east-1", "testing")  # fmt: skip
+    def call(method: str, path: str, body: dict[str, Any] | None = None, query: str = "") -> tuple[int, Any]:
+        compiled = compile_route(Route(method, path, "AdminApiFunction", "AWS_IAM"))
+        raw = json.dumps(body).encode() if body is not None else b""
+        event = build_event(compiled, {}, method, path, query, [("Host", "x"), ("Content-Type", "application/json")],
+                            raw, "10.0.0.1", "us-east-1", "testing")  # fmt: skip
         response = handler(event, lambda_context)
         return response["statusCode"], json.loads(response["body"])
 
     return call
+
+
+@pytest.fixture
+def api(admin: Any) -> Any:
+    return lambda path, body: admin("POST", path, body)
+
+
+def importer_of(admin: Any) -> Importer:
+    """The CLI's importer, its batches sent to POST /admin/suppressions/import."""
+
+    def send(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        status, answer = admin("POST", "/admin/suppressions/import", {"rows": rows})
+        assert status == 200, answer
+        return dict(answer)
+
+    return Importer(send)
+
+
+def export_all(admin: Any, limit: int = 1000) -> list[dict[str, str]]:
+    """Every page of GET /admin/suppressions/export."""
+    rows: list[dict[str, str]] = []
+    query = f"limit={limit}"
+    while True:
+        status, page = admin("GET", "/admin/suppressions/export", query=query)
+        assert status == 200, page
+        rows += page["items"]
+        if not page["next_token"]:
+            return rows
+        query = f"limit={limit}&next_token={page['next_token']}"
 
 
 def test_add_lookup_and_remove_are_consent_events_with_who_and_why(api) -> None:
@@ -88,14 +119,14 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Path) -> None:
+def test_import_hashes_everything_reports_bad_rows_and_resumes(admin, tmp_path: Path) -> None:
     rows = [["channel", "address", "scope", "reason"]]
     rows += [["email", f"user{i}@example.com", "channel" if i % 2 else "optional", "bounce"] for i in range(250)]
     rows.insert(10, ["email", "not-an-address", "channel", "x"])
     rows.insert(20, ["sms", "+14155550101", "security", "x"])
     path = write_csv(tmp_path / "suppressions.csv", rows)
     settings = get_settings()
-    importer = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper())
+    importer = importer_of(admin)
     # Given an import stopped halfway (after its first chunk of 100)
     seen: list[int] = []
 
@@ -105,11 +136,12 @@ def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Pa
 
     with pytest.raises(KeyboardInterrupt):
         importer.run(path, "csv", stop_after_first_chunk)
-    # When it runs again, it resumes after the last saved chunk
+    # When it runs again, it resumes after the last saved chunk: the first batch's 100 rows (lines 2 to
+    # 101) held both bad rows, so 98 were imported before the stop
     report = importer.run(path, "csv", lambda n: None)
-    assert report.resumed_from > 0
-    total_imported = 100 + report.imported
-    assert total_imported == 250
+    assert seen == [100] and report.resumed_from == 101
+    total_imported = 98 + report.imported
+    assert total_imported == 250 and report.read == 252 - 100
     # Both bad rows (lines 11 and 21) sit in the chunk read before the stop: reported then, not again
     assert report.resumed_from > 21
     assert [line for line, _ in report.invalid] == [] or all(line > report.resumed_from for line, _ in report.invalid)
@@ -118,10 +150,15 @@ def test_import_hashes_everything_reports_bad_rows_and_resumes(aws, tmp_path: Pa
     store = DynamoSuppressionStore(settings.suppression_table)
     state = store.get(Identity.of(wiring.pepper(), "email", "user1@example.com").key)
     assert state is not None and state.blocked is not None and state.blocked.source == "import"
+    # each event records the IAM principal that imported it
+    assert [e.actor for e in store.history(state.address_key)] == ["arn:aws:iam::123456789012:user/local-admin"]
     scan = json.dumps(boto3.client("dynamodb").scan(TableName=settings.suppression_table)["Items"])
     assert "@example.com" not in scan
-    exported = list(export_rows(boto3.client("dynamodb"), settings.suppression_table))
-    assert len(exported) == 250 and all(len(r["address_key"]) == 64 for r in exported)
+    # And the export, a page of 7 items read at a time, lists each suppression once
+    exported = export_all(admin, limit=7)
+    assert len(exported) == 250 and len({r["address_key"] for r in exported}) == 250
+    assert all(len(r["address_key"]) == 64 for r in exported)
+    assert {r["scopes"] for r in exported} == {"channel", "optional"}
 
 
 def test_an_opt_out_that_lands_during_an_import_is_kept(aws, tmp_path: Path) -> None:
@@ -148,10 +185,13 @@ def test_an_opt_out_that_lands_during_an_import_is_kept(aws, tmp_path: Path) -> 
 
     client.meta.events.register("after-call.dynamodb.BatchGetItem", opt_out_meanwhile)
     # When the import writes
-    report = Importer(settings, settings.suppression_table, client, pepper).run(path, "csv", lambda n: None)
+    bulk = SuppressionBulk(settings, DynamoSuppressionStore(settings.suppression_table, client), lambda: pepper)
+    answer = Importer(lambda batch: bulk.import_rows(ImportRequest(rows=batch), "admin-arn")).run(
+        path, "csv", lambda n: None
+    )
     # Then its writes failed on the versions, were re-read and re-applied: both opt-outs are still there
     assert raced == [fresh, known]
-    assert (report.imported, report.unchanged, report.invalid) == (5, 0, [])
+    assert (answer.imported, answer.unchanged, answer.invalid) == (5, 0, [])
     fresh_state, known_state = rival.get(fresh), rival.get(known)
     assert fresh_state is not None and known_state is not None
     assert fresh_state.blocked is not None and fresh_state.blocked.source == "import"
@@ -163,7 +203,7 @@ def test_an_opt_out_that_lands_during_an_import_is_kept(aws, tmp_path: Path) -> 
     ]  # fmt: skip
 
 
-def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> None:
+def test_import_reports_invalid_rows_with_line_numbers(admin, tmp_path: Path) -> None:
     rows = [
         ["channel", "address", "scope", "reason"],
         ["email", "ok@example.com", "product", "m"],
@@ -172,10 +212,7 @@ def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> N
         ["sms", "+14155550101", "security", "x"],
     ]
     path = write_csv(tmp_path / "small.csv", rows)
-    settings = get_settings()
-    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper()).run(
-        path, "csv", lambda n: None
-    )
+    report = importer_of(admin).run(path, "csv", lambda n: None)
     assert report.imported == 1
     assert report.invalid == [
         (3, "an email address needs exactly one @"), (4, "channel must be email or sms"),
@@ -198,16 +235,73 @@ def test_import_reports_invalid_rows_with_line_numbers(aws, tmp_path: Path) -> N
     ],
     ids=["ses-json", "ses-csv", "sendgrid-bounces", "sendgrid-unsubscribes", "sendgrid-spam-reports"],
 )  # fmt: skip
-def test_provider_formats(aws, tmp_path: Path, fmt: str, content: str, expected: dict[str, str]) -> None:
+def test_provider_formats(admin, tmp_path: Path, fmt: str, content: str, expected: dict[str, str]) -> None:
     path = tmp_path / f"export.{fmt}"
     path.write_text(content)
     settings = get_settings()
-    report = Importer(settings, settings.suppression_table, boto3.client("dynamodb"), wiring.pepper()).run(
-        path, fmt, lambda n: None
-    )
+    report = importer_of(admin).run(path, fmt, lambda n: None)
     assert report.imported == len(expected) and report.invalid == []
     store = DynamoSuppressionStore(settings.suppression_table)
     for address, scope in expected.items():
         state = store.get(Identity.of(wiring.pepper(), "email", address).key)
         assert state is not None
         assert (state.blocked is not None) if scope == "channel" else state.all_optional
+
+
+def test_an_import_batch_answers_each_row_is_bounded_and_changes_nothing_when_sent_again(admin) -> None:
+    rows = [
+        {"line": 2, "channel": "email", "address": "Erin@Example.com", "scope": "channel", "reason": "bounce"},
+        {"line": 3, "channel": "email", "address": "erin@example.com", "scope": "product", "reason": "asked"},
+        {"line": 4, "channel": "email", "address": "frank@", "scope": "channel", "reason": "x"},
+        {"line": 5, "channel": "sms", "address": "+14155550102", "scope": "security", "reason": "x"},
+    ]
+    status, answer = admin("POST", "/admin/suppressions/import", {"rows": rows})
+    assert status == 200
+    assert [(r["line"], r["outcome"]) for r in answer["results"]] == [
+        (2, "imported"), (3, "imported"), (4, "invalid"), (5, "invalid"),
+    ]  # fmt: skip
+    assert answer["results"][3]["message"] == "scope must be channel, optional or an optional topic"
+    assert (answer["imported"], answer["unchanged"], answer["invalid"]) == (2, 0, 2)
+    assert "frank" not in json.dumps(answer) and "erin" not in json.dumps(answer).lower()
+    # Sent again (a resumed import), every row is unchanged
+    status, again = admin("POST", "/admin/suppressions/import", {"rows": rows})
+    assert status == 200 and (again["imported"], again["unchanged"], again["invalid"]) == (0, 2, 2)
+    status, found = admin("POST", "/admin/suppressions/lookup", {"channel": "email", "address": "erin@example.com"})
+    assert [(e["action"], e["source"], e["actor"]) for e in found["events"]] == [
+        ("block", "import", "arn:aws:iam::123456789012:user/local-admin"),
+        ("opt_out", "import", "arn:aws:iam::123456789012:user/local-admin"),
+    ]  # fmt: skip
+    # A batch over 500 rows, or none, is refused whole
+    status, error = admin("POST", "/admin/suppressions/import", {"rows": [rows[0]] * 501})
+    assert status == 422 and {f["path"] for f in error["error"]["fields"]} == {"rows"}
+    status, error = admin("POST", "/admin/suppressions/import", {"rows": []})
+    assert status == 422
+
+
+def test_export_refuses_a_made_up_page_token(admin) -> None:
+    status, error = admin("GET", "/admin/suppressions/export", query="next_token=bm9wZQ")
+    assert status == 400 and error["error"]["code"] == "bad_page_token"
+
+
+def test_a_link_is_signed_for_an_optional_topic_and_refused_for_a_required_one(admin) -> None:
+    from datetime import timedelta
+
+    from optout.token import verify
+
+    status, issued = admin("POST", "/admin/links", {"channel": "email", "address": "Gina@Example.com",
+                                                     "topic": "product"})  # fmt: skip
+    assert status == 200 and issued["topic"] == "product" and "gina" not in json.dumps(issued).lower()
+    claims = verify(wiring.key_ring(), issued["token"], timedelta(days=get_settings().token_ttl_days))
+    assert claims.address_key == Identity.of(wiring.pepper(), "email", "gina@example.com").key
+    assert (claims.channel, claims.topic) == ("email", "product")
+    status, error = admin("POST", "/admin/links", {"channel": "email", "address": "gina@example.com",
+                                                    "topic": "policy"})  # fmt: skip
+    assert status == 422 and error["error"]["code"] == "required_topic"
+    assert error["error"]["message"].startswith("policy is a required topic")
+    assert "optional topics: marketing, product" in error["error"]["message"]
+    status, error = admin("POST", "/admin/links", {"channel": "email", "address": "gina@example.com",
+                                                    "topic": "weather"})  # fmt: skip
+    assert status == 422 and error["error"]["code"] == "unknown_topic" and "gina" not in json.dumps(error)
+    status, error = admin("POST", "/admin/links", {"channel": "email", "address": "gina.example.com",
+                                                    "topic": "product"})  # fmt: skip
+    assert status == 422 and "gina" not in json.dumps(error)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optout_local import cli, importer, notice_cli
+from optout_local import cli, notice_cli
 from optout_local.csv_export import ExportWriter, neutralise
 
 HOSTILE = [
@@ -116,25 +116,46 @@ def test_the_evidence_report_neutralises_formulas(tmp_path: Path, monkeypatch: p
     assert rows[1]["at"] == "2026-11-21T14:05:01+00:00"
 
 
-class _StackTarget:
-    table = "suppressions"
+class _ExportAdmin:
+    """The export route, two pages: the CLI follows next_token and writes every row once."""
 
-    def clients(self, name: str) -> object:
-        return object()
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.rows = rows
+        self.queries: list[dict[str, Any]] = []
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/admin/suppressions/export")
+        query = dict(kwargs["query"])
+        self.queries.append(query)
+        if "next_token" not in query:
+            return {"items": self.rows[:1], "next_token": "page-2"}
+        return {"items": self.rows[1:], "next_token": None}
+
+
+class _StackTarget:
+    def __init__(self, admin: _ExportAdmin) -> None:
+        self._admin = admin
+
+    def admin(self) -> _ExportAdmin:
+        return self._admin
 
 
 def test_the_suppression_export_neutralises_formulas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a suppression whose reason (an admin's, a bounce's) starts like a formula
+    # Given a suppression whose reason (an admin's, a bounce's) starts like a formula, on the first of two pages
     row = {
         "address_key": "ab" * 32, "channel": "email", "scopes": "channel", "blocked_reason": "=1+1",
         "blocked_source": "-admin", "blocked_at": "2026-11-21T14:05:00+00:00", "updated_at": "",
     }  # fmt: skip
-    monkeypatch.setattr(cli, "resolve_target", lambda *args: _StackTarget())
-    monkeypatch.setattr(importer, "export_rows", lambda client, table: iter([row]))
+    second = {**row, "address_key": "cd" * 32, "blocked_reason": "bounce", "blocked_source": "import"}
+    admin = _ExportAdmin([row, second])
+    monkeypatch.setattr(cli, "resolve_target", lambda *args: _StackTarget(admin))
     out = tmp_path / "suppressions.csv"
     # When the list is exported
     result = CliRunner().invoke(cli.main, ["suppression", "export", "--out", str(out)])
-    # Then the formula cells read as text and the rest as they were
+    # Then both pages were read, the formula cells read as text and the rest as they were
     assert result.exit_code == 0, result.output
-    [written] = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
-    assert written == {**row, "blocked_reason": "'=1+1", "blocked_source": "'-admin"}
+    assert admin.queries == [{"limit": 500}, {"limit": 500, "next_token": "page-2"}]
+    assert result.output == f"2 suppressions written to {out}\n"
+    first, last = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert first == {**row, "blocked_reason": "'=1+1", "blocked_source": "'-admin"}
+    assert last == second

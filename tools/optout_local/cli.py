@@ -19,8 +19,7 @@ import click
 
 from optout.errors import InvalidAddress
 from optout.identity import CHANNELS, Identity
-from optout.suppression import SuppressionState
-from optout.token import issue
+from optout_local.admin_client import refusal
 from optout_local.stack import LocalConfig, LocalStack
 from optout_local.target import resolve_target
 
@@ -112,20 +111,18 @@ def local(
 @click.option("--topic", required=True, help="The optional topic the link unsubscribes from (e.g. product).")
 @stack_option
 def link(channel: str, address: str, topic: str, stack_name: str | None) -> None:
-    """Print an unsubscribe URL for ADDRESS carrying a signed token."""
+    """Print an unsubscribe URL for ADDRESS carrying a signed token (POST /admin/links)."""
+    _identity(b"x" * 32, channel, address)  # a clear error for a bad address, before any request
     target = resolve_target(stack_name)
-    found = target.settings.topic(topic)
-    optional = ", ".join(t.name for t in target.settings.topics if t.optional)
-    if found is None:
-        raise click.BadParameter(f"unknown topic; configured: {', '.join(t.name for t in target.settings.topics)}")
-    if not found.optional:
-        raise click.BadParameter(
-            f"{topic} is a required topic: the law requires its notices, so nobody can unsubscribe from it "
-            f"and a link would fail; optional topics: {optional}"
-        )
-    identity = _identity(target.pepper(), channel, address)
-    token = issue(target.key_ring(), identity.channel, identity.key, topic)
-    click.echo(f"{target.base_url}/unsubscribe?{urlencode({'token': token})}")
+    status, answer = target.admin().request(
+        "POST", "/admin/links", body={"channel": channel, "address": address, "topic": topic}
+    )
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if status == 422 and isinstance(error, dict) and error.get("code") in ("unknown_topic", "required_topic"):
+        raise click.BadParameter(str(error.get("message")))  # as before the API: a usage error, exit 2
+    if status >= 400:
+        raise refusal(status, answer)
+    click.echo(f"{target.base_url}/unsubscribe?{urlencode({'token': answer['token']})}")
 
 
 @main.group()
@@ -251,12 +248,14 @@ def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | No
     """Import suppressions: an SES suppression list, SendGrid exports, or channel,address,scope,reason CSV.
 
     SendGrid bounces block the channel; its unsubscribes and spam reports opt out of optional mail.
+    Rows go to POST /admin/suppressions/import in batches; a rerun resumes after the last one answered.
     """
     from optout_local.importer import Importer, progress_folder, snapshot_watch
 
     target = resolve_target(stack_name)
     total = max(0, sum(1 for _ in file.open(encoding="utf-8", errors="replace")) - (0 if fmt == "ses" else 1))
-    importer = Importer(target.settings, target.table, target.clients("dynamodb"), target.pepper())
+    admin = target.admin()
+    importer = Importer(lambda rows: admin.ok("POST", "/admin/suppressions/import", body={"rows": rows}))
     with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
         report = importer.run(
             file, fmt, bar.update, resume=not restart, progress_dir=progress_folder(target),
@@ -276,19 +275,27 @@ def suppression_import(file: Path, fmt: str, restart: bool, stack_name: str | No
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write.")
 @stack_option
 def suppression_export(out: Path, stack_name: str | None) -> None:
-    """Write every suppression: address keys (never addresses), scopes, reasons and times."""
-    from optout_local.csv_export import ExportWriter
-    from optout_local.importer import export_rows
+    """Write every suppression: address keys (never addresses), scopes, reasons and times.
 
-    target = resolve_target(stack_name)
+    Read a page at a time from GET /admin/suppressions/export.
+    """
+    from optout.suppression_bulk import EXPORT_COLUMNS
+    from optout_local.csv_export import ExportWriter
+
+    admin = resolve_target(stack_name).admin()
     count = 0
     with out.open("w", newline="", encoding="utf-8") as handle:
-        columns = ["address_key", "channel", "scopes", "blocked_reason", "blocked_source", "blocked_at", "updated_at"]
-        writer = ExportWriter(handle, fieldnames=columns)  # cells are neutralised against formulas
+        writer = ExportWriter(handle, fieldnames=list(EXPORT_COLUMNS))  # cells are neutralised against formulas
         writer.writeheader()
-        for row in export_rows(target.clients("dynamodb"), target.table):
-            writer.writerow(row)
-            count += 1
+        query: dict[str, Any] = {"limit": 500}
+        while True:
+            page = admin.ok("GET", "/admin/suppressions/export", query=query)
+            for row in page["items"]:
+                writer.writerow(row)
+                count += 1
+            if not page["next_token"]:
+                break
+            query["next_token"] = page["next_token"]
     click.echo(f"{count} suppressions written to {out}")
 
 
@@ -302,34 +309,24 @@ def subject() -> None:
 @click.argument("address")
 @stack_option
 def subject_export(channel: str, address: str, stack_name: str | None) -> None:
-    """Every consent event and delivery record for ADDRESS, as JSON to hand to the person."""
-    target = resolve_target(stack_name)
-    identity = _identity(target.pepper(), channel, address)
-    state = target.store.get(identity.key) or SuppressionState(address_key=identity.key, channel=identity.channel)
-    from optout.notices.store import delivery_from_item
+    """Every consent event and delivery record for ADDRESS, as JSON to hand to the person.
 
-    deliveries: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": target.notices_table, "IndexName": "by_address",
-        "KeyConditionExpression": "address_key = :k", "ExpressionAttributeValues": {":k": {"S": identity.key}},
-    }  # fmt: skip
-    ddb = target.clients("dynamodb")
-    while True:
-        page = ddb.query(**kwargs)
-        deliveries += [
-            delivery_from_item(item).model_dump(mode="json", exclude={"address_key"}) for item in page.get("Items", [])
-        ]
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    from optout.erasure import ErasureLog
-    from optout.suppression_admin import report
-
+    Read from POST /admin/subjects/export (the deliveries a page at a time).
+    """
+    _identity(b"x" * 32, channel, address)  # a clear error for a bad address, before any request
+    admin = resolve_target(stack_name).admin()
+    body: dict[str, Any] = {"channel": channel, "address": address}
+    first = page = admin.ok("POST", "/admin/subjects/export", body=body)
+    deliveries: list[dict[str, Any]] = list(page["deliveries"])
+    while page["next_token"]:  # the deliveries come a page at a time
+        body["next_token"] = page["next_token"]
+        page = admin.ok("POST", "/admin/subjects/export", body=body)
+        deliveries += page["deliveries"]
     document = {
-        "subject": {"channel": channel, "address": address, "address_key": identity.key},
-        "suppression": report(state, target.store.history(identity.key)),
+        "subject": {"channel": channel, "address": address, "address_key": first["subject"]["address_key"]},
+        "suppression": first["suppression"],
         "deliveries": deliveries,
-        "erasures": ErasureLog(target.table, ddb).history(identity.key),
+        "erasures": first["erasures"],
         "generated_at": datetime.now(UTC).isoformat(),
     }
     click.echo(json.dumps(document, indent=2))

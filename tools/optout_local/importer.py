@@ -1,10 +1,11 @@
 """Import suppressions from another provider: SES suppression list, SendGrid exports, plain CSV.
 
-Every address is normalised and hashed on the way in (nothing plain is stored). Rows are merged
-with the state already there and written in transactions conditional on the version read (an
-opt-out that lands meanwhile is re-read, never overwritten); progress is saved as each chunk is
-written (see ``progress_folder`` for where), so an interrupted import resumes where it stopped.
-Invalid rows are reported with their line numbers.
+The file is read here and its rows go to the admin API (``POST /admin/suppressions/import``) in
+batches, so each change records the IAM principal who imported it; the API normalises and hashes
+every address (nothing plain is stored) and merges the rows as ``optout.suppression_bulk`` says.
+Progress is saved, as a line number, once a batch is answered (see ``progress_folder`` for where),
+so an interrupted import resumes after the last answered batch (a batch sent again changes
+nothing). Invalid rows are reported with their line numbers.
 """
 
 from __future__ import annotations
@@ -18,29 +19,20 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optout.consent import MAX_ATTEMPTS
-from optout.errors import ConcurrentUpdate, InvalidAddress
-from optout.identity import Channel, Identity
-from optout.settings import Settings
-from optout.suppression import (
-    CHANNEL_SCOPE,
-    OPTIONAL_SCOPE,
-    ConsentChange,
-    ConsentEvent,
-    SuppressionState,
-    apply_changes,
-    empty_state,
-)
-from optout.suppression_store import TRANSACTION_LIMIT, DynamoSuppressionStore, StateWrite, item_to_state
+from optout.identity import Channel
+from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE
+from optout.suppression_bulk import BAD_SCOPE
 
 if TYPE_CHECKING:
     from optout_local.target import Target
 
-CHUNK = 100
+CHUNK = 100  # rows a request (the API takes up to 500): progress is saved this often
+MAX_ADDRESS = 320  # as the API's row model
+MAX_SCOPE = 64
+MAX_REASON = 500
 PROGRESS_SUFFIX = ".import-progress.json"
 
 
@@ -196,17 +188,11 @@ def _ses(number: int, address: str, reason: str) -> ImportRow | tuple[int, str]:
 
 
 class Importer:
-    def __init__(self, settings: Settings, table: str, client: Any, pepper: bytes) -> None:
-        self.settings = settings
-        self.store = DynamoSuppressionStore(table, client)
-        self.pepper = pepper
+    """Sends the rows to ``POST /admin/suppressions/import``, ``CHUNK`` a request (``send``: one
+    request's rows in, its answer out), and saves the progress after each answered batch."""
 
-    def change_for(self, row: ImportRow) -> ConsentChange:
-        if row.scope == CHANNEL_SCOPE:
-            return ConsentChange("block", CHANNEL_SCOPE, row.reason)
-        if row.scope == OPTIONAL_SCOPE or row.scope in self.settings.optional_topics:
-            return ConsentChange("opt_out", row.scope)
-        raise ValueError("scope must be channel, optional or an optional topic")
+    def __init__(self, send: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.send = send
 
     def run(
         self,
@@ -227,7 +213,7 @@ class Importer:
         done = json.loads(checkpoint.read_text())["line"] if resume and checkpoint.exists() else 0
         saved = _Progress(checkpoint, durable)
         report = ImportReport(resumed_from=done)
-        chunk: list[tuple[ImportRow, str, ConsentChange]] = []
+        chunk: list[ImportRow] = []
         last_line = done
         for item in rows(path, fmt):
             line = item[0] if isinstance(item, tuple) else item.line
@@ -238,119 +224,44 @@ class Importer:
             if isinstance(item, tuple):
                 report.invalid.append(item)
                 continue
-            try:
-                identity = Identity.of(self.pepper, item.channel, item.address)
-                change = self.change_for(item)
-            except (InvalidAddress, ValueError) as exc:
-                report.invalid.append((item.line, getattr(exc, "message", None) or str(exc)))
+            problem = _too_long(item)
+            if problem is not None:
+                report.invalid.append(problem)
                 continue
-            chunk.append((item, identity.key, change))
+            chunk.append(item)
             if len(chunk) >= CHUNK:
-                self._write(chunk, report)
-                saved.written(chunk[-1][0].line)  # saved before anything else
+                self._send(chunk, report)
+                saved.written(chunk[-1].line)  # saved before anything else
                 progress(len(chunk))
                 chunk = []
         if chunk:
-            self._write(chunk, report)
-            saved.written(chunk[-1][0].line)
+            self._send(chunk, report)
+            saved.written(chunk[-1].line)
             progress(len(chunk))
         saved.complete(last_line)
+        report.invalid.sort()
         return report
 
-    def _write(self, chunk: list[tuple[ImportRow, str, ConsentChange]], report: ImportReport) -> None:
-        """Merge a chunk's rows into the states they name, each write conditional on the version read.
-
-        A state that changed since it was read (an opt-out arriving during the import) fails its
-        transaction; the addresses of that transaction are read again and their rows re-applied on
-        top of the newer state, so the import never erases what happened meanwhile.
-        """
-        rows_of: dict[str, list[tuple[ImportRow, ConsentChange]]] = {}
-        for row, key, change in chunk:
-            rows_of.setdefault(key, []).append((row, change))
-        states = self.store.get_many(list(rows_of))
-        pending = list(rows_of)
-        for _ in range(MAX_ATTEMPTS):
-            conflicted: list[str] = []
-            writes: list[tuple[StateWrite, int]] = []
-            for key in pending:
-                write, imported, unchanged = self._merge(key, states.get(key), rows_of[key])
-                if write is None:
-                    report.unchanged += unchanged
-                else:
-                    writes.append((write, imported))
-            for batch in _transactions(writes):
-                try:
-                    self.store.save_many([write for write, _ in batch])
-                except ConcurrentUpdate:
-                    conflicted += [write.state.address_key for write, _ in batch]
-                    continue
-                for write, imported in batch:
-                    report.imported += imported
-                    report.unchanged += len(rows_of[write.state.address_key]) - imported
-            if not conflicted:
-                return
-            fresh = self.store.get_many(conflicted)
-            states = {k: v for k, v in states.items() if k not in conflicted} | fresh
-            pending = conflicted
-        raise ConcurrentUpdate("suppression states kept changing during the import; run it again to resume")
-
-    def _merge(
-        self, key: str, state: SuppressionState | None, rows: list[tuple[ImportRow, ConsentChange]]
-    ) -> tuple[StateWrite | None, int, int]:
-        """The write that applies ``rows`` to ``state`` (None if they change nothing), and the
-        counts of rows that changed something and of rows that did not."""
-        read = state or empty_state(key, rows[0][0].channel)
-        current, imported = read, 0
-        events: list[ConsentEvent] = []
-        now = datetime.now(UTC)
-        for row, change in rows:
-            current, new_events = apply_changes(
-                current, [change], self.settings.optional_topics, "import", now, evidence={"reason": row.reason}
-            )
-            imported += bool(new_events)
-            events += new_events
-        if not events:
-            return None, 0, len(rows)
-        return StateWrite(current, read.version, events), imported, len(rows) - imported
+    def _send(self, chunk: list[ImportRow], report: ImportReport) -> None:
+        answer = self.send(
+            [{"line": r.line, "channel": r.channel, "address": r.address, "scope": r.scope, "reason": r.reason}
+             for r in chunk]
+        )  # fmt: skip
+        for result in answer["results"]:
+            if result["outcome"] == "imported":
+                report.imported += 1
+            elif result["outcome"] == "unchanged":
+                report.unchanged += 1
+            else:
+                report.invalid.append((result["line"], result.get("message") or "invalid"))
 
 
-def _transactions(writes: list[tuple[StateWrite, int]]) -> Iterator[list[tuple[StateWrite, int]]]:
-    """Pack writes into transactions of at most TRANSACTION_LIMIT items (a state and its events)."""
-    batch: list[tuple[StateWrite, int]] = []
-    size = 0
-    for write in writes:
-        items = 1 + len(write[0].events)
-        if batch and size + items > TRANSACTION_LIMIT:
-            yield batch
-            batch, size = [], 0
-        batch.append(write)
-        size += items
-    if batch:
-        yield batch
-
-
-def export_rows(client: Any, table: str) -> Iterator[dict[str, str]]:
-    """Every suppression state as a CSV row: address keys, scopes, reasons and times."""
-    paginator = client.get_paginator("scan")
-    for page in paginator.paginate(
-        TableName=table, FilterExpression="sk = :state", ExpressionAttributeValues={":state": {"S": "state"}}
-    ):
-        for item in page.get("Items", []):
-            state = item_to_state(item)
-            scopes = []
-            if state.blocked:
-                scopes.append(CHANNEL_SCOPE)
-            if state.all_optional:
-                scopes.append(OPTIONAL_SCOPE)
-            scopes += sorted(state.topics)
-            if not scopes:
-                continue
-            yield {
-                "address_key": state.address_key,
-                "channel": state.channel,
-                "scopes": " ".join(scopes),
-                "blocked_reason": state.blocked.reason if state.blocked else "",
-                "blocked_source": state.blocked.source if state.blocked else "",
-                "blocked_at": state.blocked.at.isoformat() if state.blocked else "",
-                "updated_at": state.updated_at.isoformat() if state.updated_at else "",
-            }
+def _too_long(row: ImportRow) -> tuple[int, str] | None:
+    """A row the API's request model would refuse with the whole batch: reported here, as its line."""
+    if len(row.address) > MAX_ADDRESS:
+        return row.line, f"an address has at most {MAX_ADDRESS} characters"
+    if len(row.scope) > MAX_SCOPE:
+        return row.line, BAD_SCOPE
+    if len(row.reason) > MAX_REASON:
+        return row.line, f"a reason has at most {MAX_REASON} characters"
+    return None

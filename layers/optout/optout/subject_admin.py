@@ -1,0 +1,133 @@
+"""A data subject's export, and an unsubscribe link for one address: the admin API's side.
+
+``POST /admin/subjects/export`` (``optout subject export``): the subject's suppression state and
+consent history, its erasures, and a page of its delivery records (by the hashed key, through the
+NoticesTable's by_address index). The answer names the address by its key only: the CLI adds the
+address it was given.
+
+``POST /admin/links`` (``optout link``): a signed unsubscribe token for an address and an optional
+topic. A required topic is refused (nobody can unsubscribe from it, so the link would fail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, StringConstraints
+
+from optout import page_token
+from optout.dynamo import page, to_item
+from optout.erasure import ErasureLog
+from optout.errors import RequiredTopic, UnknownTopic
+from optout.identity import Channel, Identity
+from optout.settings import AdminApiSettings, TokenSettings, TopicSettings
+from optout.suppression import SuppressionState
+from optout.suppression_admin import Address, report
+from optout.suppression_store import DynamoSuppressionStore
+from optout.token import KeyRing, issue
+
+DELIVERIES_PAGE = 500  # delivery records an answer holds at most
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+BY_ADDRESS_INDEX = "by_address"  # the NoticesTable's index of delivery records by address key
+
+
+class SubjectExportRequest(BaseModel, extra="forbid"):
+    channel: Channel
+    address: Address
+    next_token: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+
+class LinkRequest(BaseModel, extra="forbid"):
+    channel: Channel
+    address: Address
+    topic: Topic
+
+
+class AdminLinkSettings(AdminApiSettings, TokenSettings):
+    """AdminApi's settings and the key ring that signs links (every function has its variables)."""
+
+
+@dataclass
+class SubjectExport:
+    suppressions: DynamoSuppressionStore
+    notices_table: str
+    pepper: Callable[[], bytes]
+
+    def export(self, request: SubjectExportRequest) -> dict[str, Any]:
+        """State, history and erasures, with one page of deliveries and the token of the next."""
+        from optout.notices.store import delivery_from_item
+
+        identity = Identity.of(self.pepper(), request.channel, request.address)
+        key = identity.key
+        start = page_token.decode(request.next_token, ("address_key", "pk", "sk")) if request.next_token else None
+        items, last = page(
+            self.suppressions.client, "query", start,
+            TableName=self.notices_table, IndexName=BY_ADDRESS_INDEX,
+            KeyConditionExpression="address_key = :k", ExpressionAttributeValues=to_item({":k": key}),
+            Limit=DELIVERIES_PAGE,
+        )  # fmt: skip
+        state = self.suppressions.get(key) or SuppressionState(address_key=key, channel=identity.channel)
+        return {
+            "subject": {"channel": identity.channel, "address_key": key},
+            "suppression": report(state, self.suppressions.history(key)),
+            "deliveries": [delivery_from_item(item).model_dump(mode="json", exclude={"address_key"}) for item in items],
+            "erasures": ErasureLog(self.suppressions.table, self.suppressions.client).history(key),
+            "next_token": page_token.encode(last),
+        }
+
+
+@dataclass
+class LinkIssuer:
+    settings: TopicSettings
+    pepper: Callable[[], bytes]
+    key_ring: Callable[[], KeyRing]
+
+    def issue(self, request: LinkRequest) -> dict[str, Any]:
+        topics = self.settings.topics
+        found = self.settings.topic(request.topic)
+        if found is None:
+            raise UnknownTopic(f"unknown topic; configured: {', '.join(t.name for t in topics)}")
+        if not found.optional:
+            optional = ", ".join(t.name for t in topics if t.optional)
+            raise RequiredTopic(
+                f"{request.topic} is a required topic: the law requires its notices, so nobody can unsubscribe "
+                f"from it and a link would fail; optional topics: {optional}"
+            )
+        identity = Identity.of(self.pepper(), request.channel, request.address)
+        token = issue(self.key_ring(), identity.channel, identity.key, request.topic)
+        return {"channel": identity.channel, "address_key": identity.key, "topic": request.topic, "token": token}
+
+
+# --- as AdminApi runs them (built once, as optout.wiring builds the others) ---------------------
+
+
+def subject_export() -> SubjectExport:
+    from optout import wiring
+
+    def build() -> SubjectExport:
+        settings = wiring.admin_api_settings()
+        secrets = wiring._secrets(settings)
+        return SubjectExport(
+            wiring._suppressions(settings.suppression_table),
+            settings.notices_table,
+            lambda: secrets.pepper(settings.pepper_secret),
+        )
+
+    return wiring._once("subject_export", build)
+
+
+def link_issuer() -> LinkIssuer:
+    from optout import wiring
+
+    def build() -> LinkIssuer:
+        settings = wiring._settings(AdminLinkSettings)
+        secrets = wiring._secrets(settings)
+        return LinkIssuer(
+            settings,
+            lambda: secrets.pepper(settings.pepper_secret),
+            lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+        )
+
+    return wiring._once("link_issuer", build)
