@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+
+# Before any test module is collected: one that imports optout.observability at its top builds the
+# process's one Metrics object then, and Powertools reads the namespace only when it is built (a
+# Metrics without one fails every handler that adds a metric, in every later test)
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "OptoutTest")
 
 from optout_local.iam import in_process
 from optout_local.lambda_runtime import trace_header
