@@ -25,9 +25,9 @@ from optout.errors import NotFound, OptoutError
 from optout.http import error_body, http_status, json_body_refusal, validation_error_body
 from optout.notices.model import NoticeRequest, PublishRequest
 from optout.observability import logger, metrics, traced
-from optout.subject_admin import LinkRequest, SubjectExportRequest, link_issuer, subject_export
+from optout.subject_admin import LinkRequest, SubjectExportRequest
 from optout.suppression_admin import LookupRequest, SuppressionRequest
-from optout.suppression_bulk import ImportRequest, suppression_bulk
+from optout.suppression_bulk import ImportRequest
 
 wiring.admin_api_settings()  # at init: a missing or bad variable fails the cold start, naming it
 
@@ -134,7 +134,7 @@ def remove_suppression(request: Annotated[SuppressionRequest, Body()]) -> dict[s
 @app.post("/admin/suppressions/import")
 def import_suppressions(request: Annotated[ImportRequest, Body()]) -> dict[str, Any]:
     """A batch of rows (at most 500); one result per row, in order. Sending a batch again changes nothing."""
-    result = suppression_bulk().import_rows(request, _actor())
+    result = wiring.suppression_bulk().import_rows(request, _actor())
     counts = {name: result[name] for name in ("imported", "unchanged", "invalid")}
     logger.info("suppressions imported", extra={"rows": len(request.rows), **counts, "actor": _actor()})
     return result
@@ -146,14 +146,14 @@ def export_suppressions(
     next_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> dict[str, Any]:
     """One page of every suppression, by address key (a page may be empty and still have a next one)."""
-    rows, token = suppression_bulk().export_page(limit, next_token)
+    rows, token = wiring.suppression_bulk().export_page(limit, next_token)
     return {"items": rows, "next_token": token}
 
 
 @app.post("/admin/subjects/export")
 def export_subject(request: Annotated[SubjectExportRequest, Body()]) -> dict[str, Any]:
     """The subject's state, history and erasures, and a page of its deliveries (next_token: the next)."""
-    document = subject_export().export(request)
+    document = wiring.subject_export().export(request)
     logger.info("subject exported", extra={"key": document["subject"]["address_key"][:12], "actor": _actor()})
     return document
 
@@ -161,7 +161,7 @@ def export_subject(request: Annotated[SubjectExportRequest, Body()]) -> dict[str
 @app.post("/admin/links")
 def issue_link(request: Annotated[LinkRequest, Body()]) -> dict[str, Any]:
     """A signed unsubscribe token for an address and an optional topic."""
-    issued = link_issuer().issue(request)
+    issued = wiring.link_issuer().issue(request)
     logger.info("link issued", extra={"key": issued["address_key"][:12], "topic": issued["topic"], "actor": _actor()})
     return issued
 

@@ -414,9 +414,9 @@ class FeedbackSettings(SuppressionStoreSettings, AddressKeySettings, TopicSettin
 
 class AdminApiSettings(
     SuppressionStoreSettings, AddressKeySettings, TopicSettings, NoticeStoreSettings, DispatchQueueSettings,
-    ManifestBucketSettings,
+    ManifestBucketSettings, TokenSettings,
 ):  # fmt: skip
-    """AdminApi: creates notices (queued for the dispatcher) and administers suppressions."""
+    """AdminApi: creates notices (queued for the dispatcher), administers suppressions and issues links."""
 
 
 class DispatcherSettings(

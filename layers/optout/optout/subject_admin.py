@@ -22,7 +22,7 @@ from optout.dynamo import page, to_item
 from optout.erasure import ErasureLog
 from optout.errors import RequiredTopic, UnknownTopic
 from optout.identity import Channel, Identity
-from optout.settings import AdminApiSettings, TokenSettings, TopicSettings
+from optout.settings import TopicSettings
 from optout.suppression import SuppressionState
 from optout.suppression_admin import Address, report
 from optout.suppression_store import DynamoSuppressionStore
@@ -43,10 +43,6 @@ class LinkRequest(BaseModel, extra="forbid"):
     channel: Channel
     address: Address
     topic: Topic
-
-
-class AdminLinkSettings(AdminApiSettings, TokenSettings):
-    """AdminApi's settings and the key ring that signs links (every function has its variables)."""
 
 
 @dataclass
@@ -98,36 +94,3 @@ class LinkIssuer:
         identity = Identity.of(self.pepper(), request.channel, request.address)
         token = issue(self.key_ring(), identity.channel, identity.key, request.topic)
         return {"channel": identity.channel, "address_key": identity.key, "topic": request.topic, "token": token}
-
-
-# --- as AdminApi runs them (built once, as optout.wiring builds the others) ---------------------
-
-
-def subject_export() -> SubjectExport:
-    from optout import wiring
-
-    def build() -> SubjectExport:
-        settings = wiring.admin_api_settings()
-        secrets = wiring._secrets(settings)
-        return SubjectExport(
-            wiring._suppressions(settings.suppression_table),
-            settings.notices_table,
-            lambda: secrets.pepper(settings.pepper_secret),
-        )
-
-    return wiring._once("subject_export", build)
-
-
-def link_issuer() -> LinkIssuer:
-    from optout import wiring
-
-    def build() -> LinkIssuer:
-        settings = wiring._settings(AdminLinkSettings)
-        secrets = wiring._secrets(settings)
-        return LinkIssuer(
-            settings,
-            lambda: secrets.pepper(settings.pepper_secret),
-            lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
-        )
-
-    return wiring._once("link_issuer", build)

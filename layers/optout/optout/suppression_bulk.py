@@ -211,17 +211,3 @@ def _transactions(writes: list[tuple[StateWrite, list[bool]]]) -> Iterator[list[
         size += items
     if batch:
         yield batch
-
-
-def suppression_bulk() -> SuppressionBulk:
-    """The service as AdminApi runs it (built once, as ``optout.wiring`` builds the others)."""
-    from optout import wiring
-
-    def build() -> SuppressionBulk:
-        settings = wiring.admin_api_settings()
-        secrets = wiring._secrets(settings)
-        return SuppressionBulk(
-            settings, wiring._suppressions(settings.suppression_table), lambda: secrets.pepper(settings.pepper_secret)
-        )
-
-    return wiring._once("suppression_bulk", build)

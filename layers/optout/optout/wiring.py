@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from optout.notices.send import Sender
     from optout.notices.store import NoticeStore
     from optout.sms_inbound import SmsInbound
+    from optout.subject_admin import LinkIssuer, SubjectExport
     from optout.suppression_admin import SuppressionAdmin
+    from optout.suppression_bulk import SuppressionBulk
     from optout.suppression_store import DynamoSuppressionStore
     from optout.token import KeyRing
     from optout.unsubscribe import Unsubscribe
@@ -256,6 +258,49 @@ def suppression_admin() -> SuppressionAdmin:
         )
 
     return _once("suppression_admin", build)
+
+
+def suppression_bulk() -> SuppressionBulk:
+    def build() -> SuppressionBulk:
+        from optout.suppression_bulk import SuppressionBulk
+
+        settings = admin_api_settings()
+        secrets = _secrets(settings)
+        return SuppressionBulk(
+            settings, _suppressions(settings.suppression_table), lambda: secrets.pepper(settings.pepper_secret)
+        )
+
+    return _once("suppression_bulk", build)
+
+
+def subject_export() -> SubjectExport:
+    def build() -> SubjectExport:
+        from optout.subject_admin import SubjectExport
+
+        settings = admin_api_settings()
+        secrets = _secrets(settings)
+        return SubjectExport(
+            _suppressions(settings.suppression_table),
+            settings.notices_table,
+            lambda: secrets.pepper(settings.pepper_secret),
+        )
+
+    return _once("subject_export", build)
+
+
+def link_issuer() -> LinkIssuer:
+    def build() -> LinkIssuer:
+        from optout.subject_admin import LinkIssuer
+
+        settings = admin_api_settings()
+        secrets = _secrets(settings)
+        return LinkIssuer(
+            settings,
+            lambda: secrets.pepper(settings.pepper_secret),
+            lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+        )
+
+    return _once("link_issuer", build)
 
 
 def opt_out_ledger() -> OptOutLedger:
