@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from optout import dynamo
-from optout.dynamo import BatchUnfinished, batch_get, batch_write, from_item, page, pages, to_item, value
+from optout.dynamo import BatchUnfinished, batch_get, batch_write, from_item, items_under, page, pages, to_item, value
 
 
 def test_round_trips_keep_python_types() -> None:
@@ -103,6 +103,15 @@ def test_pages_reads_every_page_one_call_each() -> None:
     assert all(call["Limit"] == 2 and call["TableName"] == "t" for call in client.calls)
     assert "ExclusiveStartKey" not in client.calls[0]
     assert from_item(client.calls[2]["ExclusiveStartKey"]) == {"at": 1}
+
+
+def test_items_under_reads_a_partitions_prefix_over_every_page_strongly_consistent() -> None:
+    client = Pages(_answers([["a", "b"], ["c"]]))
+    got = [from_item(item)["pk"] for item in items_under(client, "t", "key-1", "event#")]
+    assert got == ["a", "b", "c"]
+    first = client.calls[0]
+    assert first["KeyConditionExpression"] == "pk = :pk AND begins_with(sk, :prefix)" and first["ConsistentRead"]
+    assert from_item(first["ExpressionAttributeValues"]) == {":pk": "key-1", ":prefix": "event#"}
 
 
 def test_page_is_one_call_and_where_to_go_on_from() -> None:

@@ -113,6 +113,20 @@ def pages(client: Any, operation: str, **params: Any) -> Iterator[dict[str, Any]
     yield from client.get_paginator(operation).paginate(**params)
 
 
+def items_under(client: Any, table: str, pk: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every item of partition ``pk`` whose sort key starts with ``prefix``, strongly consistent,
+    as DynamoDB returns them (a partition's history: its events, its erasures)."""
+    for response in pages(
+        client,
+        "query",
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues=to_item({":pk": pk, ":prefix": prefix}),
+        ConsistentRead=True,
+    ):
+        yield from response.get("Items", [])
+
+
 def page(
     client: Any, operation: str, start: Mapping[str, Any] | None = None, **params: Any
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

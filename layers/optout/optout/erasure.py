@@ -38,7 +38,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, StringConstraints
 
 from optout.clients import DynamoTable
-from optout.dynamo import from_item, pages, to_item
+from optout.dynamo import from_item, items_under, to_item
 from optout.errors import ConcurrentUpdate
 from optout.identity import Channel, address_key, normalise
 from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line
@@ -145,19 +145,11 @@ class ErasureLog(DynamoTable):
 
     def history(self, key: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for page in pages(
-            self.client,
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_item({":pk": key, ":prefix": ERASURE_PREFIX}),
-            ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                plain = from_item(item)
-                removed = {name: int(n) for name, n in plain.get("removed", {}).items()}
-                complete = plain.get("complete", True)  # recorded before it said
-                out.append({"at": plain["at"], "actor": plain["actor"], "removed": removed, "complete": complete})
+        for item in items_under(self.client, self.table, key, ERASURE_PREFIX):
+            plain = from_item(item)
+            removed = {name: int(n) for name, n in plain.get("removed", {}).items()}
+            complete = plain.get("complete", True)  # recorded before it said
+            out.append({"at": plain["at"], "actor": plain["actor"], "removed": removed, "complete": complete})
         return out
 
 

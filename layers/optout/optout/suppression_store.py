@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from optout.clients import DynamoTable, iso_lower_bound
-from optout.dynamo import batch_get, from_item, page, pages, to_item
+from optout.dynamo import batch_get, from_item, items_under, page, to_item
 from optout.errors import ConcurrentUpdate
 from optout.suppression import Block, ConsentEvent, SuppressionState
 
@@ -281,18 +281,7 @@ class DynamoSuppressionStore(DynamoTable):
         return found
 
     def history(self, address_key: str) -> list[ConsentEvent]:
-        return [
-            item_to_event(item)
-            for response in pages(
-                self.client,
-                "query",
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues=to_item({":pk": address_key, ":prefix": EVENT_PREFIX}),
-                ConsistentRead=True,
-            )
-            for item in response.get("Items", [])
-        ]
+        return [item_to_event(item) for item in items_under(self.client, self.table, address_key, EVENT_PREFIX)]
 
     def reportable_since(
         self, since: datetime, limit: int, start: dict[str, Any] | None = None
