@@ -23,7 +23,7 @@ from optout import wiring
 from optout.erasure import EraseRequest
 from optout.errors import NotFound, OptoutError
 from optout.http import error_body, http_status, json_body_refusal, validation_error_body
-from optout.notices.model import NoticeRequest, PublishRequest
+from optout.notices.model import NOTICE_KINDS, NoticeRequest, PublishRequest
 from optout.observability import logger, metrics, traced
 from optout.subject_admin import LinkRequest, SubjectExportRequest
 from optout.suppression_admin import LookupRequest, SuppressionRequest
@@ -175,7 +175,7 @@ def erase_subject(request: Annotated[EraseRequest, Body()]) -> dict[str, Any]:
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def invalid(exc: RequestValidationError) -> Response[str]:
-    return Response(422, content_type="application/json", body=validation_error_body(exc.errors()))
+    return Response(422, content_type="application/json", body=validation_error_body(exc.errors(), NOTICE_KINDS))
 
 
 @app.exception_handler(OptoutError)  # type: ignore[untyped-decorator]

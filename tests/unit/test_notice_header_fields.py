@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from optout.http import validation_error_body
-from optout.notices.model import NOTICE_REQUEST, TOPIC_OF, Kind, Notice, Recipient
+from optout.notices.model import NOTICE_KINDS, NOTICE_REQUEST, TOPIC_OF, Kind, Notice, Recipient
 from optout.notices.render import render_email
 
 NOW = datetime(2026, 11, 21, 14, 5, tzinfo=UTC)
@@ -67,7 +67,7 @@ def test_header_fields_refuse_control_and_line_separators(
     with pytest.raises(ValidationError) as caught:
         NOTICE_REQUEST.validate_python(request(kind, variables, **{field: value}))
     # Then it is refused for that field alone, and the answer names it and the character, never the text
-    body = json.loads(validation_error_body(caught.value.errors()))
+    body = json.loads(validation_error_body(caught.value.errors(), NOTICE_KINDS))
     assert [f["path"] for f in body["error"]["fields"]] == [f"variables.{field}"]
     assert f"U+{ord(char[0]):04X}" in body["error"]["message"]
     assert "Bcc" not in json.dumps(body)

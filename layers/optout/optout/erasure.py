@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
-import hmac
 import json
 import re
 import uuid
@@ -42,7 +40,7 @@ from optout.dynamo import from_item, items_under, to_item
 from optout.errors import ConcurrentUpdate
 from optout.identity import Channel, address_key, normalise
 from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line
-from optout.notices.model import Recipient
+from optout.notices.model import Recipient, pseudonym
 from optout.notices.store import NoticeStore
 from optout.suppression import SuppressionState
 from optout.suppression_admin import report
@@ -61,13 +59,6 @@ STOP_WHEN_LEFT_MS = 3_000  # an invocation with less left starts no more work: i
 class EraseRequest(BaseModel, extra="forbid"):
     channel: Channel
     address: Address
-
-
-def pseudonym(pepper: bytes, notice_id: str, recipient_id: str) -> str:
-    """The recipient id an erased delivery record carries: the same for one recipient of one notice
-    (so its channels stay together), and not computable without the pepper."""
-    digest = hmac.new(pepper, f"erased:{notice_id}:{recipient_id}".encode(), hashlib.sha256).hexdigest()
-    return f"erased.{digest[:24]}"
 
 
 def blank_rows(data: bytes, fmt: Format, channel: Channel, address: str) -> tuple[bytes, int]:

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from optout.errors import BadForm, InvalidFields, OptoutError, PayloadTooLarge, UnsupportedMediaType
@@ -93,23 +93,16 @@ def fields_error_body(fields: Sequence[tuple[str, str]]) -> str:
     return json.dumps({"error": {"code": InvalidFields.code, "message": message, "fields": listed}})
 
 
-def _notice_kinds() -> tuple[str, ...]:
-    from typing import get_args
-
-    from optout.notices.model import Kind
-
-    return get_args(Kind)
-
-
-def validation_error_body(errors: Sequence[Any]) -> str:
-    """422 body for the resolver's validation errors, field paths without ``body`` or the union's tag."""
+def validation_error_body(errors: Sequence[Any], union_tags: Collection[str] = ()) -> str:
+    """422 body for the resolver's validation errors, field paths without ``body`` or a
+    discriminated union's tag (one of ``union_tags``, such as a notice's kind)."""
     fields = []
     for error in errors:
         if error.get("type") == "json_invalid":  # its location is a character offset, not a field
             fields.append(("body", f"not valid JSON (at character {error['loc'][-1]})"))
             continue
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        if location and location[0] in _notice_kinds():  # the discriminated union's tag is not a field
+        if location and location[0] in union_tags:  # the discriminated union's tag is not a field
             location = location[1:]
         fields.append((".".join(location), str(error.get("msg", "invalid"))))
     return fields_error_body(fields)

@@ -6,16 +6,16 @@ rotated key ring reaches every function within that time. ``optout.wiring`` hold
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from optout.token import KeyRing
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+
+T = TypeVar("T")
 
 
 class SecretStore:
@@ -30,7 +30,7 @@ class SecretStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._values: dict[str, tuple[float, str]] = {}
-        self._rings: dict[str, tuple[str, int, KeyRing]] = {}
+        self._parsed: dict[tuple[str, Hashable], tuple[str, object]] = {}
 
     def string(self, secret_id: str) -> str:
         if not secret_id:
@@ -48,14 +48,16 @@ class SecretStore:
     def pepper(self, secret_id: str) -> bytes:
         return self.string(secret_id).encode()
 
-    def key_ring(self, secret_id: str, grace_days: int) -> KeyRing:
-        """Parsed once per secret value: callers may ask for the ring on every request."""
+    def parsed(self, secret_id: str, parser: Hashable, parse: Callable[[str], T]) -> T:
+        """``parse`` of the secret's value, computed once per value and ``parser`` (a key naming the
+        parse and its arguments): callers may ask for it on every request."""
         value = self.string(secret_id)
+        key = (secret_id, parser)
         with self._lock:
-            parsed = self._rings.get(secret_id)
-            if parsed is not None and parsed[:2] == (value, grace_days):
-                return parsed[2]
-        ring = KeyRing.from_secret(json.loads(value), grace_days=grace_days)
+            hit = self._parsed.get(key)
+            if hit is not None and hit[0] == value:
+                return cast(T, hit[1])
+        result = parse(value)
         with self._lock:
-            self._rings[secret_id] = (value, grace_days, ring)
-        return ring
+            self._parsed[key] = (value, result)
+        return result

@@ -28,6 +28,7 @@ from optout.settings import (
     SmsInboundSettings,
     SmsKeywordSettings,
     SmsWebhookSettings,
+    TokenSettings,
     UnsubscribeSettings,
 )
 
@@ -113,6 +114,19 @@ def sender_settings() -> SenderSettings:
 # --- what the services share ----------------------------------------------------------------
 
 
+def _key_ring(secrets: SecretStore, settings: TokenSettings) -> KeyRing:
+    import json
+
+    from optout.token import KeyRing
+
+    grace = settings.key_grace_days
+    return secrets.parsed(
+        settings.signing_keys_secret,
+        ("key_ring", grace),
+        lambda value: KeyRing.from_secret(json.loads(value), grace_days=grace),
+    )
+
+
 def _secrets(settings: SecretSettings) -> SecretStore:
     max_age = settings.secrets_max_age_seconds
     return _once(("secrets", max_age), lambda: SecretStore(clients.secretsmanager, max_age))
@@ -148,7 +162,7 @@ def unsubscribe() -> Unsubscribe:
         return Unsubscribe(
             settings,
             _suppressions(settings.suppression_table),
-            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            key_ring=lambda: _key_ring(secrets, settings),
         )
 
     return _once("unsubscribe", build)
@@ -168,7 +182,7 @@ def link_requests() -> LinkRequests:
             _suppressions(settings.suppression_table),
             DynamoRateLimits(settings.suppression_table),
             pepper=lambda: secrets.pepper(settings.pepper_secret),
-            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            key_ring=lambda: _key_ring(secrets, settings),
             # A provider send: botocore never retries it (a lost answer would mail twice)
             mailer=cache(
                 lambda: SesEmail(
@@ -297,7 +311,7 @@ def link_issuer() -> LinkIssuer:
         return LinkIssuer(
             settings,
             lambda: secrets.pepper(settings.pepper_secret),
-            lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            lambda: _key_ring(secrets, settings),
         )
 
     return _once("link_issuer", build)
@@ -385,7 +399,7 @@ def sender() -> Sender:
             _notice_store(settings.notices_table, settings.evidence_retention_days),
             _suppressions(settings.suppression_table),
             pepper=lambda: secrets.pepper(settings.pepper_secret),
-            key_ring=lambda: secrets.key_ring(settings.signing_keys_secret, settings.key_grace_days),
+            key_ring=lambda: _key_ring(secrets, settings),
             email=cache(
                 lambda: SesEmail(
                     clients.provider("sesv2"), settings.sender_address, settings.ses_configuration_set or None
@@ -416,4 +430,4 @@ def key_ring() -> KeyRing:
     settings = Settings.from_env()
     if not settings.signing_keys_secret:
         raise RuntimeError("OPTOUT_SIGNING_KEYS_SECRET is not set")
-    return _secrets(settings).key_ring(settings.signing_keys_secret, settings.key_grace_days)
+    return _key_ring(_secrets(settings), settings)

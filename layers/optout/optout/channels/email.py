@@ -9,13 +9,10 @@ SES's substitution cannot carry unchanged (see ``notices.render.bulk_template``)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from optout.channels.pacing import OutcomeUnknown
-
-if TYPE_CHECKING:
-    from optout.notices.render import RenderedEmail
 
 BULK_MAX = 50  # destinations in one SendBulkEmail call (SES v2 quotas)
 # BulkEmailStatus values (botocore's sesv2 model) that no later try can fix; any other status
@@ -24,6 +21,17 @@ PERMANENT_STATUSES = frozenset({
     "MESSAGE_REJECTED", "MAIL_FROM_DOMAIN_NOT_VERIFIED", "CONFIGURATION_SET_NOT_FOUND",
     "TEMPLATE_NOT_FOUND", "ACCOUNT_SUSPENDED", "INVALID_PARAMETER", "INVALID_SENDING_POOL_NAME",
 })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A mail as the channel sends it; notices render into it (``optout.notices.render``)."""
+
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str] = field(default_factory=dict)
+    personal: bool = False  # holds {{name}} and {{name_html}}: each entry's ReplacementTemplateData gives them
 
 
 class PermanentSendError(Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +22,7 @@ from pydantic import (
 )
 
 Kind = Literal["policy_change", "change_of_control", "breach_alert", "product", "marketing"]
+NOTICE_KINDS: tuple[str, ...] = get_args(Kind)  # the tag of NoticeRequest's union
 # The kinds a privacy policy promises to post publicly (optout.notices.public)
 PUBLISHABLE: tuple[Kind, ...] = ("policy_change", "change_of_control", "breach_alert")
 ChannelName = Literal["email", "sms"]
@@ -440,3 +443,10 @@ class SendBatch(BaseModel):
     batch: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     entries: list[BatchEntry] = Field(min_length=1, max_length=50)
     hop: int = 0
+
+
+def pseudonym(pepper: bytes, notice_id: str, recipient_id: str) -> str:
+    """The recipient id an erased delivery record carries: the same for one recipient of one notice
+    (so its channels stay together), and not computable without the pepper."""
+    digest = hmac.new(pepper, f"erased:{notice_id}:{recipient_id}".encode(), hashlib.sha256).hexdigest()
+    return f"erased.{digest[:24]}"

@@ -11,7 +11,6 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -20,6 +19,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from optout.channels.email import RenderedEmail
 from optout.notices import markdown
 from optout.notices.model import Notice, Recipient
 
@@ -33,15 +33,6 @@ GSM7_BASIC = set(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENDED = set("^{}\\[~]|€\f")
-
-
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    text: str
-    html: str
-    headers: dict[str, str] = field(default_factory=dict)
-    personal: bool = False  # holds {{name}} and {{name_html}}: each entry's ReplacementTemplateData gives them
 
 
 @cache

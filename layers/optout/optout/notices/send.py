@@ -26,13 +26,21 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, SesEmail
+from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, RenderedEmail, SesEmail
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
-from optout.erasure import pseudonym
 from optout.notices.mark import BatchPlan, LaterEntries
-from optout.notices.model import BatchEntry, ChannelName, Decision, DeliveryRecord, Notice, Recipient, SendBatch
-from optout.notices.render import NOTICE_LANGUAGES, RenderedEmail, bulk_template, render_email, render_sms
+from optout.notices.model import (
+    BatchEntry,
+    ChannelName,
+    Decision,
+    DeliveryRecord,
+    Notice,
+    Recipient,
+    SendBatch,
+    pseudonym,
+)
+from optout.notices.render import NOTICE_LANGUAGES, bulk_template, render_email, render_sms
 from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for, erased_since
 from optout.notices.store import BatchTaken, CallResult, NoticeStore
 from optout.settings import SenderSettings
