@@ -63,6 +63,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/bandit -q -r layers/optout/optout tools/optout_local functions
+	$(BIN)/lint-imports --no-cache --no-logo  # the layer's contexts import downward only ([tool.importlinter])
 	$(BIN)/vulture layers/optout/optout functions tools/optout_local tools/vulture_whitelist.py --min-confidence 60 \
 	  --ignore-decorators '@app.*,@*.command,@*.group,@field_validator,@model_validator' \
 	  --ignore-names 'lambda_handler,_aws_*,do_[A-Z]*,_deserialize_*,model_config'

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-# Before any test module is collected: one that imports optout.observability at its top builds the
+# Before any test module is collected: one that imports optout.core.observability at its top builds the
 # process's one Metrics object then, and Powertools reads the namespace only when it is built (a
 # Metrics without one fails every handler that adds a metric, in every later test)
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "OptoutTest")

@@ -57,7 +57,7 @@ _.target_y
 _.target_label
 _.last_label
 
-# suppression_store.OnceMarker: stored in the marker item as an operator's evidence that a reply's
+# suppression.store.OnceMarker: stored in the marker item as an operator's evidence that a reply's
 # answer was lost; no code decides on it
 _.reply_outcome
 
@@ -92,10 +92,10 @@ _.Bucket
 _.Key
 
 # Test seams: fakes, observables tests read, entry points run by hand
-_.MemorySuppressionStore  # suppression_store.py: tests/unit/test_feedback.py runs Feedback over it
+_.MemorySuppressionStore  # suppression/store.py: tests/unit/test_feedback.py runs Feedback over it
 _.NoResources  # iam/requests.py: a lookup that knows nothing, for tests/unit/test_iam_requests.py
 _.run_as  # iam/in_process.py: domain code an integration test drives, as a function's role
-_.get_settings  # settings.py: integration tests beside a stack read its tables and secrets
+_.get_settings  # core/settings.py: integration tests beside a stack read its tables and secrets
 _.all_deliveries  # notices/store.py: integration tests read every delivery record of a notice
 _.environments  # lambda_runtime.FunctionPool: tests/integration/test_lambda_runtime.py counts them
 _.output  # provision.Stack: tests/integration/test_local_stack.py reads the template's Outputs

@@ -1,7 +1,7 @@
 """AdminApi (AWS_IAM): notices and dry runs, their evidence; suppressions one by one or in bulk; a data
 subject's export and erasure; unsubscribe links; the opt-out ledger.
 
-Thin by design: the body's size and shape are checked before it is parsed (optout.http), Powertools
+Thin by design: the body's size and shape are checked before it is parsed (optout.web.http), Powertools
 validates it against the pydantic model, and the layer does the rest. Every refusal is a 4xx in one
 JSON error format.
 """
@@ -20,14 +20,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.erasure import EraseRequest
-from optout.errors import NotFound, OptoutError
-from optout.http import error_body, http_status, json_body_refusal, validation_error_body
+from optout.core.errors import NotFound, OptoutError
+from optout.core.observability import logger, metrics, traced
 from optout.notices.model import NOTICE_KINDS, NoticeRequest, PublishRequest
-from optout.observability import logger, metrics, traced
-from optout.subject_admin import LinkRequest, SubjectExportRequest
-from optout.suppression_admin import LookupRequest, SuppressionRequest
-from optout.suppression_bulk import ImportRequest
+from optout.privacy.erasure import EraseRequest
+from optout.privacy.subject import LinkRequest, SubjectExportRequest
+from optout.suppression.admin import LookupRequest, SuppressionRequest
+from optout.suppression.bulk import ImportRequest
+from optout.web.http import error_body, http_status, json_body_refusal, validation_error_body
 
 wiring.admin_api_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.observability import logger, metrics, traced
+from optout.core.observability import logger, metrics, traced
 
 wiring.dispatcher_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

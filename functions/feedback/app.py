@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.feedback import parse
-from optout.observability import logger, metrics, traced
+from optout.core.observability import logger, metrics, traced
+from optout.feedback.ses_events import parse
 
 wiring.feedback_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
+from optout.core.observability import logger, metrics, traced
 from optout.notices.send import BatchLeased
 from optout.notices.send_queue import SendBatchProcessor, SendBatchRecord
-from optout.observability import logger, metrics, traced
 
 wiring.sender_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

@@ -13,9 +13,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.errors import OptoutError
-from optout.http import body_bytes, error_body, http_status, public_url
-from optout.observability import logger, metrics, traced
+from optout.core.errors import OptoutError
+from optout.core.observability import logger, metrics, traced
+from optout.web.http import body_bytes, error_body, http_status, public_url
 
 wiring.sms_webhook_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

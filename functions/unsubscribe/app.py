@@ -17,12 +17,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from optout import wiring
-from optout.errors import MethodNotAllowed, OptoutError
-from optout.http import body_bytes, http_status
-from optout.link_request import LinkRequest
-from optout.observability import logger, metrics, traced
-from optout.pages import HtmlPage, negotiate_language
-from optout.unsubscribe import UnsubscribeRequest
+from optout.core.errors import MethodNotAllowed, OptoutError
+from optout.core.observability import logger, metrics, traced
+from optout.unsubscribe.link_request import LinkRequest
+from optout.unsubscribe.service import UnsubscribeRequest
+from optout.web.http import body_bytes, http_status
+from optout.web.pages import HtmlPage, negotiate_language
 
 wiring.unsubscribe_settings()  # at init: a missing or bad variable fails the cold start, naming it
 

@@ -18,8 +18,8 @@ from xml.etree import ElementTree
 import pytest
 import requests
 
-from optout.identity import Identity
-from optout.twilio import signature
+from optout.core.identity import Identity
+from optout.sms.twilio import signature
 from optout_local import harness
 from optout_local.faults import Call, FaultPlan, Ledger
 from optout_local.simulate import twilio_form

@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 
 from optout import wiring
-from optout.consent import change_consent
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
-from optout.suppression_store import DynamoSuppressionStore
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.consent import change_consent
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
 from optout_local.iam import in_process
 from optout_local.provision import ACCOUNT_ID, Route, Stack

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from optout.http import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from optout.notices.store import NOTICE_CREATE_LIMIT
+from optout.web.http import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from optout_local.gateway import build_event, compile_route
 from optout_local.provision import Route
 from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline

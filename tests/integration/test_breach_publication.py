@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from optout.core.settings import get_settings
 from optout.notices.public import PublicNoticeStore
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
+from optout.suppression.model import ConsentChange
 from optout_local import notice_reports
 from tests.integration.notice_pipeline import BREACH, POLICY, Pipeline, suppress
 

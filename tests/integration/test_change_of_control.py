@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optout import wiring
-from optout.suppression import ConsentChange
+from optout.suppression.model import ConsentChange
 from tests.conftest import sent_sms
 from tests.integration.notice_pipeline import Pipeline, sent_mail, suppress
 

@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from optout import compliance_admin, page_token, wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
+from optout import wiring
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.privacy import compliance_admin
+from optout.suppression.model import ConsentChange
+from optout.web import page_token
 from optout_local import compliance_report
 from optout_local.runtime import LambdaContext
 from tests.integration.notice_pipeline import POLICY, Pipeline, suppress

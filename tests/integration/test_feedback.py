@@ -11,9 +11,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression_store import DynamoSuppressionStore
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.iam import in_process
 from optout_local.provision import ACCOUNT_ID, Stack
 from optout_local.runtime import load_handler
@@ -109,7 +109,7 @@ def test_transient_bounces_block_only_after_the_limit(feedback, lambda_context, 
 def test_a_block_whose_write_failed_is_made_by_the_redelivery(feedback, lambda_context, store) -> None:
     from botocore.exceptions import ClientError
 
-    from optout import clients
+    from optout.core import clients
 
     limit = get_settings().transient_bounce_limit
 

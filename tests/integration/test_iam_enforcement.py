@@ -108,8 +108,8 @@ def test_the_function_itself_fails_as_deployed_when_its_role_lacks_an_action(tmp
     stack = LocalStack(config, logs=(tmp_path / "functions.log").open("w"))
     stack.start()
     try:
-        from optout.identity import Identity
-        from optout.token import issue
+        from optout.core.identity import Identity
+        from optout.unsubscribe.token import issue
         from optout_local.target import local_target
 
         target = local_target(config)

@@ -15,11 +15,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from optout import clients, wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression_store import DynamoSuppressionStore
-from optout.token import issue
+from optout import wiring
+from optout.core import clients
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.store import DynamoSuppressionStore
+from optout.unsubscribe.token import issue
 from optout_local.iam import in_process
 from optout_local.iam.enforce import Used
 from optout_local.provision import ACCOUNT_ID, Stack

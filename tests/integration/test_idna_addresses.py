@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from optout.suppression import ConsentChange
-from optout.suppression_store import DynamoSuppressionStore
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
 from tests.integration.notice_pipeline import Pipeline, sent_mail, suppress
 
 MARKETING = {"subject": "Sale", "body": "Everything half price."}

@@ -10,10 +10,10 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from optout.errors import InvalidToken
-from optout.identity import address_key
-from optout.settings import Settings
-from optout.token import KeyRing, issue, verify
+from optout.core.errors import InvalidToken
+from optout.core.identity import address_key
+from optout.core.settings import Settings
+from optout.unsubscribe.token import KeyRing, issue, verify
 from optout_local import cli
 from optout_local.provision import Stack
 from optout_local.target import Target

@@ -16,12 +16,12 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 
 from optout import wiring
-from optout.identity import Identity
-from optout.link_request import ip_counter, mailbox
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
-from optout.suppression_store import DynamoSuppressionStore
-from optout.token import issue
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
+from optout.unsubscribe.link_request import ip_counter, mailbox
+from optout.unsubscribe.token import issue
 from optout_local.provision import Stack
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sample_event
@@ -239,8 +239,8 @@ def test_a_page_error_that_is_not_a_dead_link_offers_no_form(handler, lambda_con
 def test_the_unsubscribe_role_updates_only_the_new_link_counters(aws: Stack) -> None:
     from botocore.exceptions import ClientError
 
-    from optout import clients
-    from optout.link_request import DynamoRateLimits
+    from optout.core import clients
+    from optout.unsubscribe.link_request import DynamoRateLimits
     from optout_local.iam import in_process
 
     # Given the function's role, as the local IAM holds it from template.yaml

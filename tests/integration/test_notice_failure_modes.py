@@ -29,7 +29,7 @@ import pytest
 
 from optout import wiring
 from optout.notices.send import Sender, batch_from_message
-from optout.suppression import ConsentChange
+from optout.suppression.model import ConsentChange
 from optout_local.iam.in_process import run_as
 from optout_local.runtime import LambdaContext
 from tests.conftest import sent_sms

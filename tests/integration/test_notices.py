@@ -11,11 +11,11 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import wiring
-from optout.identity import Identity
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
 from optout.notices.send import UNKNOWN_REASON, Sender
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
-from optout.suppression_store import DynamoSuppressionStore
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.iam.in_process import run_as
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sent_sms

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from optout.core.settings import get_settings
 from optout.notices.model import Notice
 from optout.notices.public import NotPublishable, PublicNoticeNotFound, PublicNoticeStore, from_notice
-from optout.settings import get_settings
 from optout_local.provision import Stack
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -137,7 +137,7 @@ def test_get_notices_serves_the_published_ones_with_the_functions_own_role(aws: 
 def test_the_unsubscribe_role_reads_no_other_partition_of_the_notices_table(aws: Stack) -> None:
     from botocore.exceptions import ClientError
 
-    from optout import clients
+    from optout.core import clients
     from optout_local.iam import in_process
 
     table = get_settings().notices_table

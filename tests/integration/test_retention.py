@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import boto3
 import pytest
 
-from optout.settings import get_settings
+from optout.core.settings import get_settings
 from optout_local.provision import Stack
 from optout_local.template import load_template
 from tests.integration.notice_pipeline import POLICY, Pipeline

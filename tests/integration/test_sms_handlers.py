@@ -14,10 +14,10 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from optout import wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression_store import DynamoSuppressionStore
-from optout.twilio import signature
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.sms.twilio import signature
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.iam import in_process
 from optout_local.provision import ACCOUNT_ID, Stack
 from optout_local.runtime import LambdaContext, load_handler
@@ -105,7 +105,7 @@ def test_a_webhook_stop_is_one_read_and_one_write_and_its_reply_is_claimed_in_th
     webhook, lambda_context, store
 ) -> None:
     # Given a counter on the DynamoDB client the handler uses
-    from optout import clients
+    from optout.core import clients
 
     calls: list[str] = []
     clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
@@ -126,7 +126,7 @@ def test_a_webhook_stop_is_one_read_and_one_write_and_its_reply_is_claimed_in_th
 def test_a_redelivery_sends_a_reply_no_delivery_has_claimed(webhook, lambda_context, store) -> None:
     # Given a marker whose reply was never claimed (written by the queued path, or before replies were
     # claimed in the write)
-    from optout.suppression_store import OnceMarker
+    from optout.suppression.store import OnceMarker
 
     event = twilio_event("STOP")
     sid = dict(parse_qsl(event["body"]))["MessageSid"]
@@ -273,7 +273,7 @@ def test_a_stop_sent_before_a_start_but_delivered_after_it_does_not_block(inboun
 def test_a_start_on_an_open_number_then_an_earlier_stop_delivered_late_leaves_it_open(
     inbound, lambda_context, store
 ) -> None:
-    from optout import clients
+    from optout.core import clients
 
     calls: list[str] = []
     clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
@@ -294,7 +294,7 @@ def test_a_start_on_an_open_number_then_an_earlier_stop_delivered_late_leaves_it
 
 
 def test_a_webhook_start_that_changes_nothing_is_one_read_and_one_write(webhook, lambda_context, store) -> None:
-    from optout import clients
+    from optout.core import clients
 
     calls: list[str] = []
     clients.dynamodb().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))

@@ -18,8 +18,9 @@ from xml.etree import ElementTree
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from optout import clients, wiring
-from optout.sms_inbound import HANDED_OFF_KIND
+from optout import wiring
+from optout.core import clients
+from optout.sms.inbound import HANDED_OFF_KIND
 from optout_local.iam import in_process
 from optout_local.provision import Stack
 from optout_local.runtime import LambdaContext

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from optout import wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression_store import DynamoSuppressionStore
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.provision import Stack
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sample_event, sent_sms

@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 
 from optout import wiring
-from optout.erasure import ErasureLog, blank_rows
-from optout.identity import Identity
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
 from optout.notices.manifest import Cursor, lines, parse_line
 from optout.notices.send import Sender, batch_from_message
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
-from optout.suppression_store import DynamoSuppressionStore
+from optout.privacy.erasure import ErasureLog, blank_rows
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.iam.in_process import run_as
 from tests.integration.notice_pipeline import POLICY, Pipeline, sent_mail, suppress
 
@@ -191,14 +191,14 @@ def _export(pipeline: Pipeline, body: dict[str, Any]) -> dict[str, Any]:
 def test_subject_export_pages_the_deliveries_and_names_the_address_by_its_key_only(
     pipeline: Pipeline, monkeypatch
 ) -> None:
-    from optout import subject_admin
+    from optout.privacy import subject
 
     # Given alice opted out of product mail and was sent two notices
     suppress("email", ALICE, [ConsentChange("opt_out", "product")])
     sent = [pipeline.create("policy_change", POLICY, pipeline.manifest(ROWS, f"n{i}.csv"))["id"] for i in (1, 2)]
     for notice_id in sent:
         pipeline.run(notice_id)
-    monkeypatch.setattr(subject_admin, "DELIVERIES_PAGE", 1)  # one delivery an answer: two pages
+    monkeypatch.setattr(subject, "DELIVERIES_PAGE", 1)  # one delivery an answer: two pages
     # When her export is asked for, a page at a time
     body = {"channel": "email", "address": " Alice@Example.com"}
     first = _export(pipeline, body)

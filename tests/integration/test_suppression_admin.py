@@ -11,12 +11,12 @@ import boto3
 import pytest
 
 from optout import wiring
-from optout.consent import change_consent
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression import ConsentChange
-from optout.suppression_bulk import ImportRequest, SuppressionBulk
-from optout.suppression_store import DynamoSuppressionStore
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.bulk import ImportRequest, SuppressionBulk
+from optout.suppression.consent import change_consent
+from optout.suppression.model import ConsentChange
+from optout.suppression.store import DynamoSuppressionStore
 from optout_local.gateway import build_event, compile_route
 from optout_local.iam.in_process import run_as
 from optout_local.importer import Importer
@@ -101,7 +101,7 @@ def test_topic_scopes_and_their_limits(api) -> None:
 
 
 def test_an_sms_stop_can_only_be_lifted_by_start(api, aws) -> None:
-    from optout.sms_inbound import InboundSms
+    from optout.sms.inbound import InboundSms
 
     sms = InboundSms(provider="twilio", message_id="SM1", from_number="+14155550101", to_number="+14155550100",
                      body="STOP", sent_at="2026-11-26T10:00:00Z")  # fmt: skip
@@ -287,7 +287,7 @@ def test_export_refuses_a_made_up_page_token(admin) -> None:
 def test_a_link_is_signed_for_an_optional_topic_and_refused_for_a_required_one(admin) -> None:
     from datetime import timedelta
 
-    from optout.token import verify
+    from optout.unsubscribe.token import verify
 
     status, issued = admin("POST", "/admin/links", {"channel": "email", "address": "Gina@Example.com",
                                                      "topic": "product"})  # fmt: skip

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optout import wiring
-from optout.identity import Identity
-from optout.settings import get_settings
-from optout.suppression_store import DynamoSuppressionStore
-from optout.token import issue
+from optout.core.identity import Identity
+from optout.core.settings import get_settings
+from optout.suppression.store import DynamoSuppressionStore
+from optout.unsubscribe.token import issue
 from optout_local.provision import Stack
 from optout_local.runtime import LambdaContext, load_handler
 from tests.conftest import sample_event
@@ -151,7 +151,7 @@ def test_bad_tokens_get_a_4xx_page_that_reveals_nothing(handler, lambda_context,
 def test_expired_and_forged_tokens_are_refused(handler, lambda_context) -> None:
     expired = token_for(now=datetime.now(UTC) - timedelta(days=get_settings().token_ttl_days + 1))
     assert call(handler, lambda_context, "unsubscribe_get", expired)["statusCode"] == 403
-    from optout.token import KeyRing
+    from optout.unsubscribe.token import KeyRing
 
     forged_ring = KeyRing(active="k1", keys={"k1": b"x" * 64})
     forged = issue(forged_ring, "email", identity().key, "product")

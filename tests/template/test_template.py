@@ -161,7 +161,7 @@ def test_every_checkov_skip_gives_its_reason(template) -> None:
 
 
 def test_links_fall_back_to_the_api_url_without_a_public_base_url() -> None:
-    from optout.settings import Settings
+    from optout.core.settings import Settings
 
     assert (
         Settings(api_id="abc123", region="eu-west-1").links_base_url

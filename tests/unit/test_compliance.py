@@ -1,4 +1,4 @@
-"""Time-to-honour rules (optout.compliance): the clocks, the US business days, and which sends an
+"""Time-to-honour rules (optout.privacy.compliance): the clocks, the US business days, and which sends an
 opt-out should have stopped. Pure: no AWS."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from optout.compliance import CLOCKS, OptOut, entries_for, federal_holidays, is_business_day, summarise
-from optout.suppression import ConsentEvent
+from optout.privacy.compliance import CLOCKS, OptOut, entries_for, federal_holidays, is_business_day, summarise
+from optout.suppression.model import ConsentEvent
 
 OPTIONAL = ("marketing", "product")
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

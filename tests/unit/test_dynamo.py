@@ -1,4 +1,4 @@
-"""optout.dynamo: items both ways, pages, and batches whose retries of unprocessed work are capped.
+"""optout.core.dynamo: items both ways, pages, and batches whose retries of unprocessed work are capped.
 
 No AWS: stub clients answer the calls and record them.
 """
@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 
-from optout import dynamo
-from optout.dynamo import BatchUnfinished, batch_get, batch_write, from_item, items_under, page, pages, to_item, value
+from optout.core import dynamo
+from optout.core.dynamo import (
+    BatchUnfinished,
+    batch_get,
+    batch_write,
+    from_item,
+    items_under,
+    page,
+    pages,
+    to_item,
+    value,
+)
 
 
 def test_round_trips_keep_python_types() -> None:

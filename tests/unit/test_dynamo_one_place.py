@@ -1,4 +1,4 @@
-"""DynamoDB in one place: only optout.dynamo builds attribute values by hand, pages by
+"""DynamoDB in one place: only optout.core.dynamo builds attribute values by hand, pages by
 LastEvaluatedKey, or retries what a batch left unprocessed (issue 15)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "optout" / "optout"
-ONE_PLACE = LAYER / "dynamo.py"
+ONE_PLACE = LAYER / "core" / "dynamo.py"
 
 # A literal attribute value: {"S": ...}, {'N': ...}, {"NULL": True}, ...
 HAND_BUILT = re.compile(r"""\{\s*(["'])(S|N|B|SS|NS|BS|BOOL|M|L|NULL)\1\s*:""")
@@ -50,6 +50,6 @@ def test_the_patterns_catch_what_they_are_for() -> None:
 @pytest.mark.parametrize(
     "path", sorted(p for p in LAYER.rglob("*.py") if p != ONE_PLACE), ids=lambda p: str(p.relative_to(LAYER))
 )
-def test_dynamodb_is_spoken_only_in_optout_dynamo(path: Path) -> None:
+def test_dynamodb_is_spoken_only_in_optout_core_dynamo(path: Path) -> None:
     found = offences(path.read_text(encoding="utf-8"))
-    assert not found, f"{path.relative_to(LAYER)}: use optout.dynamo instead:\n" + "\n".join(found)
+    assert not found, f"{path.relative_to(LAYER)}: use optout.core.dynamo instead:\n" + "\n".join(found)

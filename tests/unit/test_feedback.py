@@ -1,4 +1,4 @@
-"""optout.feedback: parsing SES events (both formats, raw or in SNS) and their effect on suppression.
+"""optout.feedback.ses_events: parsing SES events (both formats, raw or in SNS) and their effect on suppression.
 
 No AWS: the service runs over MemorySuppressionStore with a fixed pepper and an injected clock.
 """
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from optout.feedback import Feedback, FeedbackEvent, FeedbackOutcome, InvalidFeedback, parse, redact
-from optout.http import http_status
-from optout.identity import address_key, normalise_email
-from optout.settings import Settings
-from optout.suppression_store import MemorySuppressionStore, OnceMarker
+from optout.core.identity import address_key, normalise_email
+from optout.core.settings import Settings
+from optout.feedback.ses_events import Feedback, FeedbackEvent, FeedbackOutcome, InvalidFeedback, parse, redact
+from optout.suppression.store import MemorySuppressionStore, OnceMarker
+from optout.web.http import http_status
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 PEPPER = b"p" * 32

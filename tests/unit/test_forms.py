@@ -1,4 +1,4 @@
-"""optout.forms: parsing urlencoded and multipart/form-data bodies into text fields."""
+"""optout.web.forms: parsing urlencoded and multipart/form-data bodies into text fields."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.errors import BadForm, OptoutError, PayloadTooLarge, UnsupportedMediaType
-from optout.forms import MAX_FIELDS, MULTIPART, URLENCODED, first, media_type, parse_form
-from optout.http import http_status
+from optout.core.errors import BadForm, OptoutError, PayloadTooLarge, UnsupportedMediaType
+from optout.web.forms import MAX_FIELDS, MULTIPART, URLENCODED, first, media_type, parse_form
+from optout.web.http import http_status
 
 LIMIT = 8192
 BOUNDARY = "----optoutBoundary7MA4YWxk"

@@ -1,4 +1,4 @@
-"""HTTP stays out of the domain: no domain error carries a status, and the one map in optout.http
+"""HTTP stays out of the domain: no domain error carries a status, and the one map in optout.web.http
 gives every error's code the status its resolvers answer with."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import importlib
 import pkgutil
 
 import optout
-from optout.errors import OptoutError
-from optout.http import STATUS_BY_CODE, http_status
+from optout.core.errors import OptoutError
+from optout.web.http import STATUS_BY_CODE, http_status
 
 
 def _every_error() -> list[type[OptoutError]]:

@@ -1,4 +1,4 @@
-"""optout.identity: normalising addresses and keying them with a peppered HMAC."""
+"""optout.core.identity: normalising addresses and keying them with a peppered HMAC."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.errors import InvalidAddress
-from optout.identity import (
+from optout.core.errors import InvalidAddress
+from optout.core.identity import (
     Identity,
     address_key,
     is_address_key,

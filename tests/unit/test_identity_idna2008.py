@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from optout.errors import InvalidAddress
-from optout.identity import Identity, address_key, legacy_address_key, legacy_email, normalise_email
+from optout.core.errors import InvalidAddress
+from optout.core.identity import Identity, address_key, legacy_address_key, legacy_email, normalise_email
 from optout.notices.model import Recipient
 from optout.notices.rules import address_keys, decide, stricter
-from optout.suppression import Block, SuppressionState
+from optout.suppression.model import Block, SuppressionState
 
 PEPPER = b"unit-test-pepper-0123456789abcdef"
 NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.http import MAX_JSON_DEPTH, MAX_JSON_NUMBER, json_shape_problem
+from optout.web.http import MAX_JSON_DEPTH, MAX_JSON_NUMBER, json_shape_problem
 
 # Strings full of what the scanner must not count: brackets, and quotes and backslashes (escaped)
 TRICKY = st.text(alphabet='[]{}"\\/\n\t\u2028a漢', max_size=20)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.keywords import KeywordMatch, clauses, load_book, normalise_text
+from optout.sms.keywords import KeywordMatch, clauses, load_book, normalise_text
 
 BOOK = load_book()
 CONFIG: dict[str, Any] = json.loads(resources.files("optout").joinpath("config/sms_keywords.json").read_text("utf-8"))

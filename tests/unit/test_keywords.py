@@ -1,4 +1,4 @@
-"""optout.keywords: the SMS keyword engine (opt out, opt in, help, nothing) and its replies."""
+"""optout.sms.keywords: the SMS keyword engine (opt out, opt in, help, nothing) and its replies."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from optout.keywords import Intent, KeywordBook, clauses, load_book, normalise_text
-from optout.settings import KeywordBookSettings
+from optout.core.settings import KeywordBookSettings
+from optout.sms.keywords import Intent, KeywordBook, clauses, load_book, normalise_text
 
 BRAND = "Acme Widgets"
 CONTACT = "help@acme.example"

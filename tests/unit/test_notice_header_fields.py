@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from optout.http import validation_error_body
 from optout.notices.model import NOTICE_KINDS, NOTICE_REQUEST, TOPIC_OF, Kind, Notice, Recipient
 from optout.notices.render import render_email
+from optout.web.http import validation_error_body
 
 NOW = datetime(2026, 11, 21, 14, 5, tzinfo=UTC)
 MANIFEST = "s3://optout-manifests/2026/list.csv"

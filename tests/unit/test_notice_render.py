@@ -27,7 +27,7 @@ SENDER = "Example Co <notices@example.com>"
 NOW = datetime(2026, 11, 21, 14, 5, tzinfo=UTC)
 PREFERENCES_URL = "https://optout.example.test/unsubscribe?token=v1.k1.e.abc.marketing.t1.mac"
 UNSUBSCRIBE_URL = "https://optout.example.test/unsubscribe?token=v1.k1.e.abc.marketing.t1.mac"
-# A token as optout.token.issue makes one: version.kid.channel.64-hex key.topic.base36 time.43-char MAC
+# A token as optout.unsubscribe.token.issue makes one: version.kid.channel.64-hex key.topic.base36 time.43-char MAC
 REAL_URL = "https://optout.example.test/unsubscribe?token=v1.k2026a.e." + "ab" * 32 + ".marketing.tbq2k1c." + "M" * 43
 
 VARIABLES: dict[Kind, dict[str, Any]] = {

@@ -23,8 +23,8 @@ from optout.notices.rules import (
     quiet_until,
     time_zones,
 )
-from optout.suppression import Block, SuppressionState
-from optout.token import unsubscribe_url
+from optout.suppression.model import Block, SuppressionState
+from optout.unsubscribe.token import unsubscribe_url
 
 OPTIONAL = ("marketing", "product")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -375,7 +375,7 @@ def test_a_send_throttled_to_the_end_is_tried_again_later() -> None:
 
 
 def test_the_provider_client_makes_one_attempt() -> None:
-    from optout import clients
+    from optout.core import clients
 
     clients.reset()
     client = clients.provider("sesv2")

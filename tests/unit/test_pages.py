@@ -1,4 +1,4 @@
-"""optout.pages: language negotiation, locale catalogues, and self-contained, CSP-locked pages."""
+"""optout.web.pages: language negotiation, locale catalogues, and self-contained, CSP-locked pages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from optout.pages import (
+from optout.web.pages import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     HtmlPage,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from optout import wiring
-from optout.settings import (
+from optout.core.settings import (
     DEFAULT_TOPICS,
     AdminApiSettings,
     DispatcherSettings,
@@ -164,7 +164,7 @@ def test_the_cold_start_in_a_fresh_interpreter_fails_naming_every_missing_variab
     # Then the import fails, and the error names every variable the function requires
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("optout.settings.SettingsError: " + MODELS[function].__name__), result.stderr
+    assert last.startswith("optout.core.settings.SettingsError: " + MODELS[function].__name__), result.stderr
     assert all(f"{name} is not set" in last for name in REQUIRED[function]), last
 
 
@@ -323,7 +323,7 @@ def test_reset_makes_the_next_call_read_the_new_environment(monkeypatch: pytest.
 
 
 def test_reset_forgets_every_service_and_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optout import clients
+    from optout.core import clients
 
     env: dict[str, Any] = {}
     for function in REQUIRED:

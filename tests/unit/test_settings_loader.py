@@ -1,4 +1,4 @@
-"""How optout.settings reads the environment: the loader it implements on plain pydantic.
+"""How optout.core.settings reads the environment: the loader it implements on plain pydantic.
 
 Each rule here was pydantic-settings' before the layer dropped it (about 40 ms of every cold
 start): where a field is read from and in what order, what an empty or oddly cased variable
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices, Field, ValidationError
 
-from optout.settings import (
+from optout.core.settings import (
     DEFAULT_TOPICS,
     LinkSettings,
     OptoutSettings,
@@ -254,7 +254,7 @@ def test_the_settings_and_every_function_model_load_without_pydantic_settings_or
         "        if name.split('.')[0] in ('pydantic_settings', 'dotenv'):\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from optout import settings, wiring\n"
+        "from optout import wiring\n"
         "for name in ('unsubscribe', 'sms_webhook', 'sms_inbound', 'feedback', 'admin_api', 'dispatcher', 'sender'):\n"
         "    getattr(wiring, name + '_settings')()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic_settings', 'dotenv')))\n"

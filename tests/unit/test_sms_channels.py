@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from optout.channels.sms import EndUserMessagingSms, SnsSms, sms_channel
-from optout.settings import Settings
+from optout.core.settings import Settings
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

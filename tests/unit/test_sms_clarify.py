@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from optout.keywords import load_book
-from optout.settings import SmsKeywordSettings
-from optout.sms_inbound import InboundSms, SmsInbound
-from optout.suppression_store import MemorySuppressionStore
+from optout.core.settings import SmsKeywordSettings
+from optout.sms.inbound import InboundSms, SmsInbound
+from optout.sms.keywords import load_book
+from optout.suppression.store import MemorySuppressionStore
 
 NUMBER = "+14155550101"
 OURS = "+14155550100"

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.errors import ConcurrentUpdate
-from optout.keywords import load_book
-from optout.settings import SmsKeywordSettings
-from optout.sms_inbound import InboundSms, SmsInbound, keyword_changes
-from optout.suppression import Block, ConsentEvent, SuppressionState, empty_state
-from optout.suppression_store import MemorySuppressionStore, OnceMarker
+from optout.core.errors import ConcurrentUpdate
+from optout.core.settings import SmsKeywordSettings
+from optout.sms.inbound import InboundSms, SmsInbound, keyword_changes
+from optout.sms.keywords import load_book
+from optout.suppression.model import Block, ConsentEvent, SuppressionState, empty_state
+from optout.suppression.store import MemorySuppressionStore, OnceMarker
 
 NUMBER = "+14155550101"
 OURS = "+14155550100"

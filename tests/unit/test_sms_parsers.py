@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.sms_inbound import InboundSms, InvalidInbound, from_sqs_body, from_twilio
+from optout.sms.inbound import InboundSms, InvalidInbound, from_sqs_body, from_twilio
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 json_values = st.recursive(

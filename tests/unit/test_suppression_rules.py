@@ -1,4 +1,4 @@
-"""optout.suppression rules and optout.consent.change_consent over the in-memory store."""
+"""optout.suppression.model rules and optout.suppression.consent.change_consent over the in-memory store."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.consent import MAX_ATTEMPTS, Unchanged, change_consent, current_state
-from optout.errors import ConcurrentUpdate
-from optout.suppression import (
+from optout.core.errors import ConcurrentUpdate
+from optout.suppression.consent import MAX_ATTEMPTS, Unchanged, change_consent, current_state
+from optout.suppression.model import (
     OPTIONAL_SCOPE,
     Block,
     ConsentChange,
@@ -22,7 +22,7 @@ from optout.suppression import (
     changes_for_subscriptions,
     empty_state,
 )
-from optout.suppression_store import MemorySuppressionStore, OnceMarker, StateWrite
+from optout.suppression.store import MemorySuppressionStore, OnceMarker, StateWrite
 
 KEY = "ab" * 32
 OPTIONAL = ("marketing", "product")

@@ -1,4 +1,4 @@
-"""optout.token: signed unsubscribe tokens, their expiry, and key rotation."""
+"""optout.unsubscribe.token: signed unsubscribe tokens, their expiry, and key rotation."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.errors import InvalidToken, MalformedToken
-from optout.identity import address_key
-from optout.token import CLOCK_SKEW, MAX_TOKEN_LENGTH, KeyRing, TokenClaims, issue, verify
+from optout.core.errors import InvalidToken, MalformedToken
+from optout.core.identity import address_key
+from optout.unsubscribe.token import CLOCK_SKEW, MAX_TOKEN_LENGTH, KeyRing, TokenClaims, issue, verify
 
 PEPPER = b"unit-test-pepper-0123456789abcdef"
 EMAIL = "alice@example.com"

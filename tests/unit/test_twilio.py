@@ -1,4 +1,4 @@
-"""optout.twilio: X-Twilio-Signature, TwiML replies and the webhook's form body."""
+"""optout.sms.twilio: X-Twilio-Signature, TwiML replies and the webhook's form body."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from optout.errors import BadForm, OptoutError, PayloadTooLarge, UnsupportedMediaType
-from optout.forms import URLENCODED
-from optout.http import http_status
-from optout.twilio import form_params, signature, twiml, valid_signature
+from optout.core.errors import BadForm, OptoutError, PayloadTooLarge, UnsupportedMediaType
+from optout.sms.twilio import form_params, signature, twiml, valid_signature
+from optout.web.forms import URLENCODED
+from optout.web.http import http_status
 
 # Twilio's published request-validation example
 TOKEN = "12345"

@@ -258,9 +258,9 @@ def _throughput_run(recipients: int) -> dict[str, Any]:
 def _suppress_a_tenth(target: Any, recipients: int) -> int:
     """Block every tenth manifest address before the notice (bounces, admin blocks and transient-bounce
     blocks in turn), as a real list has some: how many were blocked."""
-    from optout.consent import change_consent
-    from optout.identity import Identity
-    from optout.suppression import ConsentChange
+    from optout.core.identity import Identity
+    from optout.suppression.consent import change_consent
+    from optout.suppression.model import ConsentChange
 
     settings, store, pepper = target.settings, target.store, target.pepper()
     suppressed = 0
@@ -343,9 +343,9 @@ class _MappingPlayer:
 
 
 def _latency_plan(config: LocalConfig, target: Any, clients: int, per_client: int) -> dict[str, Any]:
-    from optout.identity import Identity
-    from optout.token import issue
-    from optout.twilio import signature
+    from optout.core.identity import Identity
+    from optout.sms.twilio import signature
+    from optout.unsubscribe.token import issue
 
     ring, pepper, auth = target.key_ring(), target.pepper(), target.twilio_auth_token()
     plan = []
@@ -603,14 +603,14 @@ class _SampleEvents:
                     entry["recipient"]["email"] = f"cold-{tag}@example.com"
             event["Records"][0]["body"] = json.dumps(body)
         elif code == "unsubscribe":
-            from optout.identity import Identity
-            from optout.token import issue
+            from optout.core.identity import Identity
+            from optout.unsubscribe.token import issue
 
             key = Identity.of(self.pepper, "email", f"cold-{tag}@example.com").key
             event["queryStringParameters"]["token"] = issue(self.ring, "email", key, "product")
             event["rawQueryString"] = urlencode(event["queryStringParameters"])
         elif code == "sms_webhook":
-            from optout.twilio import signature
+            from optout.sms.twilio import signature
 
             form = dict(parse_qsl(event["body"], keep_blank_values=True))
             form.update(MessageSid=f"SM{tag}{'0' * 20}", SmsSid=f"SM{tag}{'0' * 20}", From=f"+1415555{n % 10000:04d}")
@@ -849,7 +849,7 @@ def erasure_time(deliveries: int, manifest_rows: int = 1000, runs: int = 3) -> d
     is measured apart); the records are written beforehand, straight into the table. Each run erases
     a subject of its own; the median run is reported, with the AWS calls moto received for it.
     """
-    from optout.identity import Identity
+    from optout.core.identity import Identity
 
     with _logs("erasure") as logs, harness.proxied_stack(logs=logs) as env:
         stack, proxy, config, target = env.stack, env.proxy, env.config, env.target
@@ -1165,9 +1165,10 @@ def _one_by_one(notice_id: str, instances: int, share: float, seconds: float) ->
     Only its SES calls, as the floor above replays the pipeline's: each raw message is rendered
     beforehand, so this is the most the old sender could do, not what it did.
     """
-    from optout import clients, wiring
+    from optout import wiring
     from optout.channels.email import SesEmail
     from optout.channels.pacing import TokenBucket, send_at_most_once
+    from optout.core import clients
     from optout.notices.model import Recipient
     from optout.notices.render import render_email
 

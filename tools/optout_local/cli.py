@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 import click
 
-from optout.errors import InvalidAddress
-from optout.identity import CHANNELS, Identity
+from optout.core.errors import InvalidAddress
+from optout.core.identity import CHANNELS, Identity
 from optout_local.admin_client import refusal
 from optout_local.stack import LocalConfig, LocalStack
 from optout_local.target import resolve_target
@@ -279,7 +279,7 @@ def suppression_export(out: Path, stack_name: str | None) -> None:
 
     Read a page at a time from GET /admin/suppressions/export.
     """
-    from optout.suppression_bulk import EXPORT_COLUMNS
+    from optout.suppression.bulk import EXPORT_COLUMNS
     from optout_local.csv_export import ExportWriter
 
     admin = resolve_target(stack_name).admin()

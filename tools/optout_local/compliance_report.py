@@ -3,9 +3,9 @@ clock, every send to an address after its opt-out (there must be none), and the 
 required notices.
 
 Everything is read through the AWS_IAM admin API: the opt-outs a page at a time from
-``GET /admin/compliance/opt-outs`` (the layer's ``optout.compliance`` joins each with the deliveries
+``GET /admin/compliance/opt-outs`` (the layer's ``optout.privacy.compliance`` joins each with the deliveries
 to its address), the notices from ``GET /admin/notices``. The clocks are summed up here, with the
-same ``optout.compliance.summarise`` the tests check.
+same ``optout.privacy.compliance.summarise`` the tests check.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.compliance import OptOut, duration, summarise
+from optout.privacy.compliance import OptOut, duration, summarise
 from optout_local.notice_reports import AuthorityReport, Block, Section
 
 SHOWN = 1000  # opt-outs listed in the Markdown and HTML reports; --json has them all

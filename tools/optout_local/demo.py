@@ -20,10 +20,10 @@ from typing import Any
 import click
 import requests
 
-from optout.consent import change_consent
-from optout.identity import Identity
-from optout.suppression import ConsentChange
-from optout.token import issue
+from optout.core.identity import Identity
+from optout.suppression.consent import change_consent
+from optout.suppression.model import ConsentChange
+from optout.unsubscribe.token import issue
 from optout_local.simulate import via_twilio
 from optout_local.stack import LocalConfig, LocalStack, free_port
 from optout_local.target import Target, local_target

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optout.feedback import redact
+from optout.feedback.ses_events import redact
 
 _PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
 

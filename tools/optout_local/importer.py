@@ -2,7 +2,7 @@
 
 The file is read here and its rows go to the admin API (``POST /admin/suppressions/import``) in
 batches, so each change records the IAM principal who imported it; the API normalises and hashes
-every address (nothing plain is stored) and merges the rows as ``optout.suppression_bulk`` says.
+every address (nothing plain is stored) and merges the rows as ``optout.suppression.bulk`` says.
 Progress is saved, as a line number, once a batch is answered (see ``progress_folder`` for where),
 so an interrupted import resumes after the last answered batch (a batch sent again changes
 nothing). Invalid rows are reported with their line numbers.
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optout.identity import Channel
-from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE
-from optout.suppression_bulk import BAD_SCOPE
+from optout.core.identity import Channel
+from optout.suppression.bulk import BAD_SCOPE
+from optout.suppression.model import CHANNEL_SCOPE, OPTIONAL_SCOPE
 
 if TYPE_CHECKING:
     from optout_local.target import Target

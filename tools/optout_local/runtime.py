@@ -90,7 +90,7 @@ def in_process_stack(
     import boto3
     from moto import mock_aws
 
-    from optout import clients
+    from optout.core import clients
     from optout_local import moto_patches
     from optout_local.iam.in_process import InProcessIam, create_roles
     from optout_local.provision import Provisioner

@@ -11,8 +11,8 @@ from xml.etree import ElementTree  # nosec B405
 import click
 import requests
 
-from optout.identity import Identity
-from optout.twilio import signature
+from optout.core.identity import Identity
+from optout.sms.twilio import signature
 from optout_local.provision import ACCOUNT_ID
 from optout_local.stack import LocalConfig
 from optout_local.target import Target

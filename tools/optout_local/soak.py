@@ -226,7 +226,7 @@ def run(
 def _opt_out_stored(store: Any, pepper: Any, channel: str, address: str) -> bool:
     """Whether an acknowledged opt-out is in the stored state: a STOP blocks the number, a one-click
     unsubscribes the address from the notice's topic."""
-    from optout.identity import Identity
+    from optout.core.identity import Identity
 
     state = store.get(Identity.of(pepper, channel, address).key)  # type: ignore[arg-type]
     return state is not None and (state.blocked is not None if channel == "sms" else "product" in state.topics)
@@ -281,9 +281,9 @@ class _OptOuts:
 
     def _request(self, n: int) -> tuple[str, str, str, dict[str, str], dict[str, str]]:
         """Opt-out ``n``'s channel and address, and the POST that makes it: URL, form and headers."""
-        from optout.identity import Identity
-        from optout.token import issue
-        from optout.twilio import signature
+        from optout.core.identity import Identity
+        from optout.sms.twilio import signature
+        from optout.unsubscribe.token import issue
 
         if n % 2 == 0:  # a one-click from the mail of a manifest recipient
             address = f"user{n}@example.com"

@@ -19,9 +19,9 @@ import click
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from optout.settings import Settings
-from optout.suppression_store import DynamoSuppressionStore
-from optout.token import KeyRing
+from optout.core.settings import Settings
+from optout.suppression.store import DynamoSuppressionStore
+from optout.unsubscribe.token import KeyRing
 from optout_local.admin_client import AdminClient
 from optout_local.provision import Stack
 from optout_local.stack import LOCAL_KEY, LocalConfig

@@ -15,9 +15,9 @@ from collections.abc import Callable, Hashable
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from optout import clients
-from optout.secret_store import SecretStore
-from optout.settings import (
+from optout.core import clients
+from optout.core.secrets import SecretStore
+from optout.core.settings import (
     AdminApiSettings,
     DispatcherSettings,
     FeedbackSettings,
@@ -33,23 +33,23 @@ from optout.settings import (
 )
 
 if TYPE_CHECKING:
-    from optout.compliance_admin import OptOutLedger
-    from optout.erasure import SubjectEraser
-    from optout.feedback import Feedback
-    from optout.keywords import KeywordBook
-    from optout.link_request import LinkRequests
+    from optout.feedback.ses_events import Feedback
     from optout.notices.admin import NoticeAdmin
     from optout.notices.dispatch import Dispatcher
     from optout.notices.public import PublicNoticeStore
     from optout.notices.send import Sender
     from optout.notices.store import NoticeStore
-    from optout.sms_inbound import SmsInbound
-    from optout.subject_admin import LinkIssuer, SubjectExport
-    from optout.suppression_admin import SuppressionAdmin
-    from optout.suppression_bulk import SuppressionBulk
-    from optout.suppression_store import DynamoSuppressionStore
-    from optout.token import KeyRing
-    from optout.unsubscribe import Unsubscribe
+    from optout.privacy.compliance_admin import OptOutLedger
+    from optout.privacy.erasure import SubjectEraser
+    from optout.privacy.subject import LinkIssuer, SubjectExport
+    from optout.sms.inbound import SmsInbound
+    from optout.sms.keywords import KeywordBook
+    from optout.suppression.admin import SuppressionAdmin
+    from optout.suppression.bulk import SuppressionBulk
+    from optout.suppression.store import DynamoSuppressionStore
+    from optout.unsubscribe.link_request import LinkRequests
+    from optout.unsubscribe.service import Unsubscribe
+    from optout.unsubscribe.token import KeyRing
 
 T = TypeVar("T")
 S = TypeVar("S", bound=OptoutSettings)
@@ -117,7 +117,7 @@ def sender_settings() -> SenderSettings:
 def _key_ring(secrets: SecretStore, settings: TokenSettings) -> KeyRing:
     import json
 
-    from optout.token import KeyRing
+    from optout.unsubscribe.token import KeyRing
 
     grace = settings.key_grace_days
     return secrets.parsed(
@@ -133,7 +133,7 @@ def _secrets(settings: SecretSettings) -> SecretStore:
 
 
 def _suppressions(table: str) -> DynamoSuppressionStore:
-    from optout.suppression_store import DynamoSuppressionStore
+    from optout.suppression.store import DynamoSuppressionStore
 
     return DynamoSuppressionStore(table)
 
@@ -145,7 +145,7 @@ def _notice_store(table: str, retention_days: int | None = None) -> NoticeStore:
 
 
 def _keyword_book(path: str) -> KeywordBook:
-    from optout.keywords import load_book
+    from optout.sms.keywords import load_book
 
     return _once(("keyword_book", path), lambda: load_book(path or None))
 
@@ -155,7 +155,7 @@ def _keyword_book(path: str) -> KeywordBook:
 
 def unsubscribe() -> Unsubscribe:
     def build() -> Unsubscribe:
-        from optout.unsubscribe import Unsubscribe
+        from optout.unsubscribe.service import Unsubscribe
 
         settings = unsubscribe_settings()
         secrets = _secrets(settings)
@@ -173,7 +173,7 @@ def link_requests() -> LinkRequests:
 
     def build() -> LinkRequests:
         from optout.channels.email import SesEmail
-        from optout.link_request import DynamoRateLimits, LinkRequests
+        from optout.unsubscribe.link_request import DynamoRateLimits, LinkRequests
 
         settings = unsubscribe_settings()
         secrets = _secrets(settings)
@@ -208,7 +208,7 @@ def _sms_keywords(
     hand_off: Callable[[dict[str, Any]], None] | None = None,
 ) -> SmsInbound:
     from optout.channels.sms import sms_channel
-    from optout.sms_inbound import SmsInbound
+    from optout.sms.inbound import SmsInbound
 
     secrets = _secrets(settings)
     return SmsInbound(
@@ -230,7 +230,7 @@ def sms_webhook() -> SmsInbound:
     cannot record inline it hands to InboundSmsQueue (a redelivered SQS message is harmless)."""
 
     def build() -> SmsInbound:
-        from optout.queues import send_message
+        from optout.core.queues import send_message
 
         settings = sms_webhook_settings()
         secrets = _secrets(settings)
@@ -250,7 +250,7 @@ def sms_inbound() -> SmsInbound:
 
 def feedback() -> Feedback:
     def build() -> Feedback:
-        from optout.feedback import Feedback
+        from optout.feedback.ses_events import Feedback
 
         settings = feedback_settings()
         secrets = _secrets(settings)
@@ -263,7 +263,7 @@ def feedback() -> Feedback:
 
 def suppression_admin() -> SuppressionAdmin:
     def build() -> SuppressionAdmin:
-        from optout.suppression_admin import SuppressionAdmin
+        from optout.suppression.admin import SuppressionAdmin
 
         settings = admin_api_settings()
         secrets = _secrets(settings)
@@ -276,7 +276,7 @@ def suppression_admin() -> SuppressionAdmin:
 
 def suppression_bulk() -> SuppressionBulk:
     def build() -> SuppressionBulk:
-        from optout.suppression_bulk import SuppressionBulk
+        from optout.suppression.bulk import SuppressionBulk
 
         settings = admin_api_settings()
         secrets = _secrets(settings)
@@ -289,7 +289,7 @@ def suppression_bulk() -> SuppressionBulk:
 
 def subject_export() -> SubjectExport:
     def build() -> SubjectExport:
-        from optout.subject_admin import SubjectExport
+        from optout.privacy.subject import SubjectExport
 
         settings = admin_api_settings()
         secrets = _secrets(settings)
@@ -304,7 +304,7 @@ def subject_export() -> SubjectExport:
 
 def link_issuer() -> LinkIssuer:
     def build() -> LinkIssuer:
-        from optout.subject_admin import LinkIssuer
+        from optout.privacy.subject import LinkIssuer
 
         settings = admin_api_settings()
         secrets = _secrets(settings)
@@ -319,7 +319,7 @@ def link_issuer() -> LinkIssuer:
 
 def opt_out_ledger() -> OptOutLedger:
     def build() -> OptOutLedger:
-        from optout.compliance_admin import OptOutLedger
+        from optout.privacy.compliance_admin import OptOutLedger
 
         settings = admin_api_settings()
         return OptOutLedger(
@@ -331,7 +331,7 @@ def opt_out_ledger() -> OptOutLedger:
 
 def subject_eraser() -> SubjectEraser:
     def build() -> SubjectEraser:
-        from optout.erasure import SubjectEraser
+        from optout.privacy.erasure import SubjectEraser
 
         settings = admin_api_settings()
         secrets = _secrets(settings)
@@ -348,9 +348,9 @@ def subject_eraser() -> SubjectEraser:
 
 def notice_admin() -> NoticeAdmin:
     def build() -> NoticeAdmin:
+        from optout.core.queues import send_message
         from optout.notices.admin import NoticeAdmin
         from optout.notices.public import PublicNoticeStore
-        from optout.queues import send_message
 
         settings = admin_api_settings()
         return NoticeAdmin(
@@ -365,9 +365,9 @@ def notice_admin() -> NoticeAdmin:
 
 def dispatcher() -> Dispatcher:
     def build() -> Dispatcher:
+        from optout.core.queues import send_message, send_message_batch
         from optout.notices.dispatch import Dispatcher
         from optout.notices.public import PublicNoticeStore
-        from optout.queues import send_message, send_message_batch
 
         settings = dispatcher_settings()
         secrets = _secrets(settings)
@@ -389,8 +389,8 @@ def sender() -> Sender:
     def build() -> Sender:
         from optout.channels.email import SesEmail
         from optout.channels.sms import sms_channel
+        from optout.core.queues import send_message
         from optout.notices.send import Sender
-        from optout.queues import send_message
 
         settings = sender_settings()
         secrets = _secrets(settings)

@@ -194,7 +194,7 @@ class InProcessIam:
         role: ``sqs:ReceiveMessage``, ``sqs:DeleteMessage``, and ``kms:Decrypt`` on a customer-key
         queue. ``delete``: delete what was received at once (for a batch the test expects to pass).
         """
-        from optout import clients
+        from optout.core import clients
         from optout_local.pollers import sqs_record
 
         arn = self.stack.resolver.attrs[(queue, "Arn")]

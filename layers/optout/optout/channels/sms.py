@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from optout.channels.email import answered_message_id
 
 if TYPE_CHECKING:
-    from optout.settings import SmsSettings
+    from optout.core.settings import SmsSettings
 
 MessageType = Literal["TRANSACTIONAL", "PROMOTIONAL"]
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.clients import iso_lower_bound
-from optout.errors import InvalidFields, OptoutError
+from optout.core.clients import iso_lower_bound
+from optout.core.errors import InvalidFields, OptoutError
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
 from optout.notices.public import NotPublishable, PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
-from optout.page_token import BadPageToken, decode, encode
+from optout.web.page_token import BadPageToken, decode, encode
 
 MAX_PAGE = 1000
 MAX_LIST_PAGE = 100  # notices a page: one BatchGetItem

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.identity import address_key
+from optout.core.identity import address_key
+from optout.core.settings import DispatcherSettings
 from optout.notices.manifest import Cursor, format_of, lines, parse_line
 from optout.notices.model import (
     FINAL_STATUSES,
@@ -69,9 +70,8 @@ from optout.notices.store import (
     DispatchRead,
     NoticeStore,
 )
-from optout.settings import DispatcherSettings
-from optout.suppression_store import SuppressionStore
-from optout.token import unsubscribe_url
+from optout.suppression.store import SuppressionStore
+from optout.unsubscribe.token import unsubscribe_url
 
 log = logging.getLogger(__name__)
 # Kinds whose free content may name the recipient ({{ name }}): their batches carry the name

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from optout.errors import InvalidAddress
-from optout.identity import normalise_email, normalise_phone
+from optout.core.errors import InvalidAddress
+from optout.core.identity import normalise_email, normalise_phone
 from optout.notices.model import BadRow, Recipient
 
 Format = Literal["csv", "jsonl"]

@@ -114,8 +114,8 @@ def _contact_point(value: str) -> str:
 
     Kept as written; the address normalisers only decide whether it is one.
     """
-    from optout.errors import InvalidAddress
-    from optout.identity import normalise_email, normalise_phone
+    from optout.core.errors import InvalidAddress
+    from optout.core.identity import normalise_email, normalise_phone
 
     if value.lower().startswith(("http://", "https://")):
         if any(char.isspace() for char in value):

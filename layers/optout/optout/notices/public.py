@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from optout.clients import DynamoTable
-from optout.dynamo import from_item, pages, to_item
-from optout.errors import OptoutError
+from optout.core.clients import DynamoTable
+from optout.core.dynamo import from_item, pages, to_item
+from optout.core.errors import OptoutError
 from optout.notices.model import PUBLISHABLE, Kind, Notice
-from optout.pages import HtmlPage, render
+from optout.web.pages import HtmlPage, render
 
 PARTITION = "public#notices"
 

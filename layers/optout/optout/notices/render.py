@@ -58,7 +58,7 @@ def wording(language: str) -> dict[str, Any]:
 
 
 def _topic_label(topic: str, language: str) -> str:
-    from optout.pages import messages
+    from optout.web.pages import messages
 
     lang = language if language in ("en", "es", "fr", "de") else "en"
     label: str = messages(lang)["topics"].get(topic, [topic])[0]

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from optout.identity import address_key, legacy_address_key
+from optout.core.identity import address_key, legacy_address_key
 from optout.notices.model import ChannelName, Decision, Mode, Notice, Recipient
-from optout.suppression import Block, SuppressionState
+from optout.suppression.model import Block, SuppressionState
 
 QUIET_START = time(21, 0)
 QUIET_END = time(8, 0)
@@ -217,7 +217,7 @@ ERASED_BLOCK = "subject erased"
 
 def erased_since(notice: Notice, states: Mapping[ChannelName, SuppressionState | None]) -> frozenset[ChannelName]:
     """The channels whose subject was erased after ``notice`` was created: their address is no longer
-    ours to use (as if blocked), and their records are pseudonymised (optout.erasure). A notice
+    ours to use (as if blocked), and their records are pseudonymised (optout.privacy.erasure). A notice
     created after the erasure came with its own, new manifest: its addresses are used."""
     return frozenset(
         ch for ch, state in states.items()

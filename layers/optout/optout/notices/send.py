@@ -29,6 +29,7 @@ from typing import Any
 from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, RenderedEmail, SesEmail
 from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
 from optout.channels.sms import MessageType, SmsChannel
+from optout.core.settings import SenderSettings
 from optout.notices.mark import BatchPlan, LaterEntries
 from optout.notices.model import (
     BatchEntry,
@@ -43,9 +44,8 @@ from optout.notices.model import (
 from optout.notices.render import NOTICE_LANGUAGES, bulk_template, render_email, render_sms
 from optout.notices.rules import AddressKeys, ChannelOutcome, RecipientOutcome, address_keys, decide_for, erased_since
 from optout.notices.store import BatchTaken, CallResult, NoticeStore
-from optout.settings import SenderSettings
-from optout.suppression_store import SuppressionStore
-from optout.token import KeyRing, issue, unsubscribe_url
+from optout.suppression.store import SuppressionStore
+from optout.unsubscribe.token import KeyRing, issue, unsubscribe_url
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
 log = logging.getLogger(__name__)

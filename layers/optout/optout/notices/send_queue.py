@@ -15,9 +15,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import BaseModel, ConfigDict, Json, ValidationError
 
+from optout.core.observability import logger
 from optout.notices.model import SendBatch
 from optout.notices.send import Prefetched
-from optout.observability import logger
 
 
 class SendBatchRecord(BaseModel):

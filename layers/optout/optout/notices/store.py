@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from optout.clients import DynamoTable, iso_lower_bound
-from optout.dynamo import BatchUnfinished, batch_get, batch_write, from_item, page, pages, to_item
-from optout.errors import InvalidFields, OptoutError
+from optout.core.clients import DynamoTable, iso_lower_bound
+from optout.core.dynamo import BatchUnfinished, batch_get, batch_write, from_item, page, pages, to_item
+from optout.core.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, People, Status
 
@@ -790,7 +790,7 @@ class NoticeStore(DynamoTable):
             item[TTL_ATTRIBUTE] = expires
         return item
 
-    # --- erasure (optout.erasure) -----------------------------------------------------------
+    # --- erasure (optout.privacy.erasure) -----------------------------------------------------------
 
     def deliveries_to(self, address_key: str, page: int = 100) -> Iterator[dict[str, Any]]:
         """The delivery items of one address key, from the by_address index (it projects them whole),

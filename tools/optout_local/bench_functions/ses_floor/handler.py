@@ -3,7 +3,7 @@
 The event carries the requests as the local AWS received them (SES v2 JSON: SendBulkEmail, or
 SendEmail with the raw message base64-encoded, each as ``{"operation", "params"}``); they are
 sent with a client configured as the layer configures its provider clients
-(``optout.clients.provider``: one attempt, the same timeouts), and the handler returns how long
+(``optout.core.clients.provider``: one attempt, the same timeouts), and the handler returns how long
 the sends alone took and how many recipients they mailed.
 """
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from optout.identity import Channel
-from optout.suppression import (
+from optout.core.identity import Channel
+from optout.suppression.model import (
     CHANNEL_SCOPE,
     OPTIONAL_SCOPE,
     ConsentChange,

@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from optout.dynamo import from_item, to_item
-from optout.errors import OptoutError
+from optout.core.dynamo import from_item, to_item
+from optout.core.errors import OptoutError
 
 MAX_KEY_BYTES = 1024  # a sort key's limit (a partition key's is 2,048): every key this API pages by fits
 

@@ -21,13 +21,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from optout import page_token
-from optout.consent import MAX_ATTEMPTS
-from optout.dynamo import page, to_item
-from optout.errors import ConcurrentUpdate, InvalidAddress
-from optout.identity import Channel, Identity
-from optout.settings import TopicSettings
-from optout.suppression import (
+from optout.core.dynamo import page, to_item
+from optout.core.errors import ConcurrentUpdate, InvalidAddress
+from optout.core.identity import Channel, Identity
+from optout.core.settings import TopicSettings
+from optout.suppression.consent import MAX_ATTEMPTS
+from optout.suppression.model import (
     CHANNEL_SCOPE,
     OPTIONAL_SCOPE,
     ConsentChange,
@@ -36,7 +35,8 @@ from optout.suppression import (
     apply_changes,
     empty_state,
 )
-from optout.suppression_store import STATE_SK, TRANSACTION_LIMIT, DynamoSuppressionStore, StateWrite, item_to_state
+from optout.suppression.store import STATE_SK, TRANSACTION_LIMIT, DynamoSuppressionStore, StateWrite, item_to_state
+from optout.web import page_token
 
 MAX_IMPORT_ROWS = 500  # a request's rows: well inside the body limit and a few seconds of writes
 EXPORT_COLUMNS = ("address_key", "channel", "scopes", "blocked_reason", "blocked_source", "blocked_at", "updated_at")

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from optout.identity import Channel
+from optout.core.identity import Channel
 
 Source = Literal["link", "one_click", "preference_page", "sms_keyword", "bounce", "complaint", "admin", "import"]
 # help and ignored record inbound messages that changed nothing, for the audit trail
@@ -42,7 +42,7 @@ class SuppressionState(BaseModel, frozen=True):
     # When the latest SMS keyword recorded here was *sent*, whether or not it changed anything: a
     # keyword sent earlier but delivered later loses to it.
     keyword_at: datetime | None = None
-    # When the subject's personal data was last erased (optout.erasure): batches of notices created
+    # When the subject's personal data was last erased (optout.privacy.erasure): batches of notices created
     # before then are not sent to this address. The state and its events are kept: the opt-out holds.
     erased_at: datetime | None = None
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from optout.errors import BadForm, InvalidFields, OptoutError, PayloadTooLarge, UnsupportedMediaType
+from optout.core.errors import BadForm, InvalidFields, OptoutError, PayloadTooLarge, UnsupportedMediaType
 
 
 def body_bytes(body: str | None, is_base64: bool) -> bytes:

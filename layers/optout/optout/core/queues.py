@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from optout import clients
+from optout.core import clients
 
 
 def _body(message: dict[str, Any]) -> str:

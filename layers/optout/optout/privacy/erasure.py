@@ -35,16 +35,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout.clients import DynamoTable
-from optout.dynamo import from_item, items_under, to_item
-from optout.errors import ConcurrentUpdate
-from optout.identity import Channel, address_key, normalise
+from optout.core.clients import DynamoTable
+from optout.core.dynamo import from_item, items_under, to_item
+from optout.core.errors import ConcurrentUpdate
+from optout.core.identity import Channel, address_key, normalise
 from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line
 from optout.notices.model import Recipient, pseudonym
 from optout.notices.store import NoticeStore
-from optout.suppression import SuppressionState
-from optout.suppression_admin import report
-from optout.suppression_store import DynamoSuppressionStore
+from optout.suppression.admin import report
+from optout.suppression.model import SuppressionState
+from optout.suppression.store import DynamoSuppressionStore
 
 Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
 ERASURE_PREFIX = "erasure#"

@@ -1,5 +1,5 @@
 """The admin API's side of ``optout compliance report``: opt-outs a page at a time, each joined with
-the deliveries to its address (the NoticesTable's by_address index) and checked (optout.compliance).
+the deliveries to its address (the NoticesTable's by_address index) and checked (optout.privacy.compliance).
 
 A page is one Scan of the SuppressionTable's state items changed since the report's start or
 suppressing anything now (an address has one state item, so it is listed once), then per such
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from optout.compliance import SENT_DECISIONS, OptOut, decided, entries_for
-from optout.dynamo import from_item, to_item
+from optout.core.dynamo import from_item, to_item
 from optout.notices.store import NoticeNotFound, NoticeStore
-from optout.page_token import decode, encode
-from optout.suppression_store import STATE_SK, DynamoSuppressionStore
+from optout.privacy.compliance import SENT_DECISIONS, OptOut, decided, entries_for
+from optout.suppression.store import STATE_SK, DynamoSuppressionStore
+from optout.web.page_token import decode, encode
 
 SCAN_LIMIT = 1000  # items read by one Scan call of a page
 RESERVE_MS = 5_000  # what a page leaves of the invocation for its answer
@@ -74,7 +74,7 @@ class OptOutLedger:
 
 
 def _delivery(item: dict[str, Any]) -> dict[str, Any]:
-    """What optout.compliance reads of a delivery item, as the by_address index projects it."""
+    """What optout.privacy.compliance reads of a delivery item, as the by_address index projects it."""
     plain = from_item(item)
     return {
         "notice_id": plain["pk"].removeprefix("notice#"),

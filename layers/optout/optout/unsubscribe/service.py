@@ -11,15 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from optout.consent import ConsentOutcome, change_consent, current_state
-from optout.errors import BadForm, InvalidToken, MalformedToken, OptoutError, RequiredTopic, UnknownTopic
-from optout.forms import first, parse_form
-from optout.http import body_bytes, http_status
-from optout.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
-from optout.settings import UnsubscribeSettings
-from optout.suppression import OPTIONAL_SCOPE, ConsentChange, Source, SuppressionState, changes_for_subscriptions
-from optout.suppression_store import SuppressionStore
-from optout.token import KeyRing, TokenClaims, verify
+from optout.core.errors import BadForm, InvalidToken, MalformedToken, OptoutError, RequiredTopic, UnknownTopic
+from optout.core.settings import UnsubscribeSettings
+from optout.suppression.consent import ConsentOutcome, change_consent, current_state
+from optout.suppression.model import OPTIONAL_SCOPE, ConsentChange, Source, SuppressionState, changes_for_subscriptions
+from optout.suppression.store import SuppressionStore
+from optout.unsubscribe.token import KeyRing, TokenClaims, verify
+from optout.web.forms import first, parse_form
+from optout.web.http import body_bytes, http_status
+from optout.web.pages import HtmlPage, error_page, messages, negotiate_language, render, topic_row
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"

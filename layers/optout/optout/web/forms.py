@@ -10,7 +10,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qsl
 
-from optout.errors import BadForm, PayloadTooLarge, UnsupportedMediaType
+from optout.core.errors import BadForm, PayloadTooLarge, UnsupportedMediaType
 
 Form = dict[str, list[str]]
 URLENCODED = "application/x-www-form-urlencoded"

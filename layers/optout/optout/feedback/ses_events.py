@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from optout.consent import ConsentOutcome, Unchanged, change_consent
-from optout.errors import InvalidAddress, OptoutError
-from optout.identity import address_key, normalise_email
-from optout.settings import FeedbackSettings
-from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
-from optout.suppression_store import OnceMarker, SuppressionStore
+from optout.core.errors import InvalidAddress, OptoutError
+from optout.core.identity import address_key, normalise_email
+from optout.core.settings import FeedbackSettings
+from optout.suppression.consent import ConsentOutcome, Unchanged, change_consent
+from optout.suppression.model import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
+from optout.suppression.store import OnceMarker, SuppressionStore
 
 Kind = Literal["bounce", "complaint", "other"]
 # Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.

@@ -17,16 +17,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout import page_token
-from optout.dynamo import page, to_item
-from optout.erasure import ErasureLog
-from optout.errors import RequiredTopic, UnknownTopic
-from optout.identity import Channel, Identity
-from optout.settings import TopicSettings
-from optout.suppression import SuppressionState
-from optout.suppression_admin import Address, report
-from optout.suppression_store import DynamoSuppressionStore
-from optout.token import KeyRing, issue
+from optout.core.dynamo import page, to_item
+from optout.core.errors import RequiredTopic, UnknownTopic
+from optout.core.identity import Channel, Identity
+from optout.core.settings import TopicSettings
+from optout.privacy.erasure import ErasureLog
+from optout.suppression.admin import Address, report
+from optout.suppression.model import SuppressionState
+from optout.suppression.store import DynamoSuppressionStore
+from optout.unsubscribe.token import KeyRing, issue
+from optout.web import page_token
 
 DELIVERIES_PAGE = 500  # delivery records an answer holds at most
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,31}$")]

@@ -14,12 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout.consent import ConsentOutcome, change_consent, current_state
-from optout.errors import OptoutError, RequiredTopic, UnknownTopic
-from optout.identity import Channel, Identity
-from optout.settings import TopicSettings
-from optout.suppression import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, SuppressionState
-from optout.suppression_store import SuppressionStore
+from optout.core.errors import OptoutError, RequiredTopic, UnknownTopic
+from optout.core.identity import Channel, Identity
+from optout.core.settings import TopicSettings
+from optout.suppression.consent import ConsentOutcome, change_consent, current_state
+from optout.suppression.model import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, SuppressionState
+from optout.suppression.store import SuppressionStore
 
 Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]

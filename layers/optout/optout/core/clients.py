@@ -85,7 +85,7 @@ def iso_lower_bound(moment: datetime) -> str:
 class DynamoTable:
     """A store over one DynamoDB table; its client is built on first use (or injected by tests).
 
-    Items, pages and batches go through ``optout.dynamo``."""
+    Items, pages and batches go through ``optout.core.dynamo``."""
 
     def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
         self.table = table

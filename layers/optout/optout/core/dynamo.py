@@ -11,7 +11,7 @@ Import cost: ``boto3.dynamodb.types`` imports the boto3 package (its session, re
 s3transfer, which imports multiprocessing). On the Lambda runtime's SDK (python3.13 -X importtime
 -I -S, ``build/lambda/runtime-sdk-*``, after ``import botocore.session``) that is 23-37 ms in eight
 runs (60 ms on a cold file cache), beside ``botocore.session``'s own 200-350 ms, the functions'
-only other SDK import (``optout.clients``). So it is imported on first use, not with this module:
+only other SDK import (``optout.core.clients``). So it is imported on first use, not with this module:
 a function pays it with its first DynamoDB read or write, and one that answers without DynamoDB
 (a malformed request, a static page) never does. boto3 is the runtime's own (the layer pins
 botocore to the runtime's version), so it ships in no layer.

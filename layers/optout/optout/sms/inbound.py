@@ -33,16 +33,16 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from optout import twilio
 from optout.channels.pacing import OutcomeUnknown, send_at_most_once
 from optout.channels.sms import SmsChannel
-from optout.consent import Unchanged, change_consent
-from optout.errors import Forbidden, InvalidAddress, OptoutError
-from optout.identity import address_key, normalise_phone
-from optout.keywords import Intent, KeywordBook
-from optout.settings import SmsKeywordSettings
-from optout.suppression import CHANNEL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
-from optout.suppression_store import OnceMarker, SuppressionStore
+from optout.core.errors import Forbidden, InvalidAddress, OptoutError
+from optout.core.identity import address_key, normalise_phone
+from optout.core.settings import SmsKeywordSettings
+from optout.sms import twilio
+from optout.sms.keywords import Intent, KeywordBook
+from optout.suppression.consent import Unchanged, change_consent
+from optout.suppression.model import CHANNEL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
+from optout.suppression.store import OnceMarker, SuppressionStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ T = TypeVar("T")
 Provider = Literal["twilio", "end_user_messaging"]
 KEYWORD_BLOCK_REASON = "keyword"
 _MESSAGE_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
-HANDED_OFF_KIND = "optout.twilio-webhook"
+HANDED_OFF_KIND = "optout.sms.twilio-webhook"
 HANDED_OFF_VERSION = 1
 QUEUE_CLAIM = "queue"  # ``claimed_by`` of a reply the queue path sent by SMS (a webhook attempt is 32 hex digits)
 INLINE_SECONDS = 3.0  # the webhook's inline write gets this long at most (its p99 is far under 0.3 s) ...
@@ -83,7 +83,7 @@ class HandedOffTwilio(BaseModel, frozen=True):
     retried and in the end kept in the DLQ, never dropped.
     """
 
-    kind: Literal["optout.twilio-webhook"] = "optout.twilio-webhook"  # HANDED_OFF_KIND
+    kind: Literal["optout.sms.twilio-webhook"] = "optout.sms.twilio-webhook"  # HANDED_OFF_KIND
     version: Literal[1] = 1  # HANDED_OFF_VERSION
     params: list[tuple[str, str]] = Field(max_length=100)
     received_at: datetime

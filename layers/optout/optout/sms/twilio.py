@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import escape  # nosec B406
 
-from optout.errors import BadForm, PayloadTooLarge, UnsupportedMediaType
-from optout.forms import URLENCODED, media_type
+from optout.core.errors import BadForm, PayloadTooLarge, UnsupportedMediaType
+from optout.web.forms import URLENCODED, media_type
 
 
 def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from optout.errors import ConcurrentUpdate
-from optout.identity import Channel
-from optout.suppression import (
+from optout.core.errors import ConcurrentUpdate
+from optout.core.identity import Channel
+from optout.suppression.model import (
     ConsentChange,
     ConsentEvent,
     Source,
@@ -16,7 +16,7 @@ from optout.suppression import (
     apply_changes,
     empty_state,
 )
-from optout.suppression_store import OnceMarker, SuppressionStore
+from optout.suppression.store import OnceMarker, SuppressionStore
 
 MAX_ATTEMPTS = 5
 

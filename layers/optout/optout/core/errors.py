@@ -1,6 +1,6 @@
 """Domain errors: what went wrong, in the domain's words, with a ``code`` stable for clients.
 
-None carries an HTTP status (``optout.http.http_status`` maps codes to statuses, for the resolvers)
+None carries an HTTP status (``optout.web.http.http_status`` maps codes to statuses, for the resolvers)
 or a plain address."""
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from optout.errors import InvalidToken, MalformedToken
-from optout.identity import CHANNELS, Channel, is_address_key
+from optout.core.errors import InvalidToken, MalformedToken
+from optout.core.identity import CHANNELS, Channel, is_address_key
 
 VERSION = "1"
 MAX_TOKEN_LENGTH = 256

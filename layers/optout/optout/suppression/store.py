@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from optout.clients import DynamoTable, iso_lower_bound
-from optout.dynamo import batch_get, from_item, items_under, page, to_item
-from optout.errors import ConcurrentUpdate
-from optout.suppression import Block, ConsentEvent, SuppressionState
+from optout.core.clients import DynamoTable, iso_lower_bound
+from optout.core.dynamo import batch_get, from_item, items_under, page, to_item
+from optout.core.errors import ConcurrentUpdate
+from optout.suppression.model import Block, ConsentEvent, SuppressionState
 
 STATE_SK = "state"
 EVENT_PREFIX = "event#"
@@ -272,7 +272,7 @@ class DynamoSuppressionStore(DynamoTable):
 
     def get_many(self, address_keys: Sequence[str]) -> dict[str, SuppressionState]:
         """Strongly consistent BatchGetItem, one call per 100 keys plus a few retries of unprocessed
-        keys (``optout.dynamo.BatchUnfinished`` if DynamoDB still leaves some)."""
+        keys (``optout.core.dynamo.BatchUnfinished`` if DynamoDB still leaves some)."""
         found: dict[str, SuppressionState] = {}
         keys = [{"pk": k, "sk": STATE_SK} for k in dict.fromkeys(address_keys)]
         for item in batch_get(self.client, self.table, keys, consistent=True):

@@ -55,7 +55,7 @@ class SettingsError(RuntimeError):
     """The environment lacks a variable the function needs, or holds a bad value: it cannot start."""
 
 
-_ENVIRON = "optout.settings.environ"  # the validation context key from_env passes its mapping under
+_ENVIRON = "optout.core.settings.environ"  # the validation context key from_env passes its mapping under
 
 
 class OptoutSettings(BaseModel):

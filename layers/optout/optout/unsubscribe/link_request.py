@@ -33,15 +33,15 @@ from email.utils import format_datetime, make_msgid
 from typing import Literal, Protocol
 from urllib.parse import quote
 
-from optout.clients import DynamoTable
-from optout.dynamo import to_item
-from optout.errors import InvalidAddress
-from optout.forms import first, parse_form
-from optout.identity import address_key, normalise_email
-from optout.pages import HtmlPage, messages, render
-from optout.settings import UnsubscribeSettings
-from optout.suppression_store import SuppressionStore
-from optout.token import KeyRing, issue
+from optout.core.clients import DynamoTable
+from optout.core.dynamo import to_item
+from optout.core.errors import InvalidAddress
+from optout.core.identity import address_key, normalise_email
+from optout.core.settings import UnsubscribeSettings
+from optout.suppression.store import SuppressionStore
+from optout.unsubscribe.token import KeyRing, issue
+from optout.web.forms import first, parse_form
+from optout.web.pages import HtmlPage, messages, render
 
 EMAIL_FIELD = "email"
 RATE_PREFIX = "rate#"

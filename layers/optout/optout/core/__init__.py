@@ -1,0 +1,6 @@
+"""What every context stands on, and which imports no context.
+
+``settings`` (each function's, validated at init), ``clients`` (boto3, built lazily), ``dynamo``
+(items, pages and capped batches), ``errors`` (domain errors: a code, never a status),
+``identity`` (normalised addresses and their keys), ``observability``, ``secrets``, ``queues``.
+"""
