@@ -295,7 +295,7 @@ def subject_export() -> SubjectExport:
         secrets = _secrets(settings)
         return SubjectExport(
             _suppressions(settings.suppression_table),
-            settings.notices_table,
+            _notice_store(settings.notices_table),
             lambda: secrets.pepper(settings.pepper_secret),
         )
 

@@ -808,6 +808,19 @@ class NoticeStore(DynamoTable):
         ):
             yield from found.get("Items", [])
 
+    def delivery_page(
+        self, address_key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[DeliveryRecord], dict[str, Any] | None]:
+        """One page of an address key's delivery records (the by_address index projects them whole),
+        and the key the next page starts from (None after the last): the subject's export."""
+        items, last = page(
+            self.client, "query", start,
+            TableName=self.table, IndexName=BY_ADDRESS_INDEX,
+            KeyConditionExpression="address_key = :k", ExpressionAttributeValues=to_item({":k": address_key}),
+            Limit=limit,
+        )  # fmt: skip
+        return [delivery_from_item(item) for item in items], last
+
     def pseudonymise_deliveries(self, items: Sequence[dict[str, Any]], pseudonym: Callable[[str, str], str]) -> int:
         """Move each delivery record to a pseudonymous recipient id, without its address key.
 

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout.core.dynamo import page, to_item
 from optout.core.errors import RequiredTopic, UnknownTopic
 from optout.core.identity import Channel, Identity
 from optout.core.settings import TopicSettings
+from optout.notices.store import NoticeStore
 from optout.privacy.erasure import ErasureLog
 from optout.suppression.admin import Address, report
 from optout.suppression.model import SuppressionState
@@ -30,7 +30,6 @@ from optout.web import page_token
 
 DELIVERIES_PAGE = 500  # delivery records an answer holds at most
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-BY_ADDRESS_INDEX = "by_address"  # the NoticesTable's index of delivery records by address key
 
 
 class SubjectExportRequest(BaseModel, extra="forbid"):
@@ -48,27 +47,20 @@ class LinkRequest(BaseModel, extra="forbid"):
 @dataclass
 class SubjectExport:
     suppressions: DynamoSuppressionStore
-    notices_table: str
+    notices: NoticeStore
     pepper: Callable[[], bytes]
 
     def export(self, request: SubjectExportRequest) -> dict[str, Any]:
         """State, history and erasures, with one page of deliveries and the token of the next."""
-        from optout.notices.store import delivery_from_item
-
         identity = Identity.of(self.pepper(), request.channel, request.address)
         key = identity.key
         start = page_token.decode(request.next_token, ("address_key", "pk", "sk")) if request.next_token else None
-        items, last = page(
-            self.suppressions.client, "query", start,
-            TableName=self.notices_table, IndexName=BY_ADDRESS_INDEX,
-            KeyConditionExpression="address_key = :k", ExpressionAttributeValues=to_item({":k": key}),
-            Limit=DELIVERIES_PAGE,
-        )  # fmt: skip
+        deliveries, last = self.notices.delivery_page(key, start, DELIVERIES_PAGE)
         state = self.suppressions.get(key) or SuppressionState(address_key=key, channel=identity.channel)
         return {
             "subject": {"channel": identity.channel, "address_key": key},
             "suppression": report(state, self.suppressions.history(key)),
-            "deliveries": [delivery_from_item(item).model_dump(mode="json", exclude={"address_key"}) for item in items],
+            "deliveries": [record.model_dump(mode="json", exclude={"address_key"}) for record in deliveries],
             "erasures": ErasureLog(self.suppressions.table, self.suppressions.client).history(key),
             "next_token": page_token.encode(last),
         }
