@@ -12,11 +12,11 @@ import boto3
 import pytest
 
 from optout import wiring
+from optout.core import page_token
 from optout.core.identity import Identity
 from optout.core.settings import get_settings
 from optout.privacy import compliance_admin
 from optout.suppression.model import ConsentChange
-from optout.web import page_token
 from optout_local import compliance_report
 from optout_local.runtime import LambdaContext
 from tests.integration.notice_pipeline import POLICY, Pipeline, suppress

@@ -52,12 +52,15 @@ def test_the_layer_keeps_the_contract() -> None:
         ("core/errors.py", "from optout.suppression import model\n"),
         ("channels/email.py", "def _render():\n    from optout.notices.render import bulk_template\n"),
         ("sms/inbound.py", "from optout.feedback import ses_events\n"),
+        ("channels/sms.py", "if TYPE_CHECKING:\n    from optout.unsubscribe.token import KeyRing\n"),
+        ("suppression/store.py", "def _status():\n    from optout.web.http import http_status\n"),
     ],
-    ids=["upward", "lazy-upward", "sideways"],
+    ids=["upward", "lazy-upward", "sideways", "sideways-for-typing", "domain-to-http-edge"],
 )
 def test_an_upward_or_sideways_import_breaks_the_contract(tmp_path: Path, module: str, added: str) -> None:
     # Given a copy of the layer where one module imports what its row may not: core reaching up,
-    # a channel reaching into notices inside a function, or one context of a row into another
+    # a channel reaching into notices inside a function, one context of a row into another (for
+    # typing only, too), the suppression domain into the HTTP edge
     shutil.copytree(LAYER, tmp_path / "optout", ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "optout" / module
     target.write_text(target.read_text("utf-8") + "\n\n" + added, "utf-8")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout.sms.inbound import InboundSms, InvalidInbound, from_sqs_body, from_twilio
+from optout.sms.inbound import InboundSms, InvalidInbound, from_sqs_body, from_twilio, parse_queued
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 json_values = st.recursive(
@@ -48,3 +48,16 @@ def test_any_twilio_form_is_parsed_or_refused(form: dict[str, str]) -> None:
     except InvalidInbound:
         return
     assert sms.provider == "twilio" and sms.sent_at == NOW
+
+
+def test_a_hand_off_as_earlier_releases_wrote_it_is_still_a_hand_off() -> None:
+    # Given a handed-off webhook exactly as the SmsWebhook function has always written it (a message
+    # waiting in InboundSmsQueue or its DLQ across a deploy): its kind is data, not a module path
+    body = json.dumps({
+        "kind": "optout.twilio-webhook", "version": 1, "attempt": "a" * 32, "received_at": NOW.isoformat(),
+        "params": [["From", "+14155550101"], ["To", "+14155550100"], ["Body", "STOP"], ["MessageSid", "SM" + "1" * 32]],
+    })  # fmt: skip
+    # When the SmsInbound function reads it
+    sms, attempt = parse_queued(body, NOW)
+    # Then it is the Twilio message it carried, with the attempt that handed it off
+    assert (sms.provider, sms.body, sms.from_number, attempt) == ("twilio", "STOP", "+14155550101", "a" * 32)

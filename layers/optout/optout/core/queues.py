@@ -1,4 +1,4 @@
-"""SQS messages as the notice pipeline sends them: one compact JSON body, batches of ten."""
+"""SQS messages as the pipeline sends them (notice batches, handed-off webhooks): compact JSON, ten a batch."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from optout.core.clients import iso_lower_bound
 from optout.core.errors import InvalidFields, OptoutError
+from optout.core.page_token import BadPageToken, decode, encode
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest
 from optout.notices.public import NotPublishable, PublicNotice, PublicNoticeNotFound, PublicNoticeStore, from_notice
 from optout.notices.store import NoticeNotFound, NoticeStore
-from optout.web.page_token import BadPageToken, decode, encode
 
 MAX_PAGE = 1000
 MAX_LIST_PAGE = 100  # notices a page: one BatchGetItem

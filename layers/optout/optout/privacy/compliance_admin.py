@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from optout.core.dynamo import from_item, to_item
+from optout.core.page_token import decode, encode
 from optout.notices.store import NoticeNotFound, NoticeStore
 from optout.privacy.compliance import SENT_DECISIONS, OptOut, decided, entries_for
 from optout.suppression.store import STATE_SK, DynamoSuppressionStore
-from optout.web.page_token import decode, encode
 
 SCAN_LIMIT = 1000  # items read by one Scan call of a page
 RESERVE_MS = 5_000  # what a page leaves of the invocation for its answer

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
+from optout.core import page_token
 from optout.core.errors import RequiredTopic, UnknownTopic
 from optout.core.identity import Channel, Identity
 from optout.core.settings import TopicSettings
@@ -26,7 +27,6 @@ from optout.suppression.admin import Address, report
 from optout.suppression.model import SuppressionState
 from optout.suppression.store import DynamoSuppressionStore
 from optout.unsubscribe.token import KeyRing, issue
-from optout.web import page_token
 
 DELIVERIES_PAGE = 500  # delivery records an answer holds at most
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_-]{0,31}$")]

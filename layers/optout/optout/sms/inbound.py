@@ -50,7 +50,7 @@ T = TypeVar("T")
 Provider = Literal["twilio", "end_user_messaging"]
 KEYWORD_BLOCK_REASON = "keyword"
 _MESSAGE_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
-HANDED_OFF_KIND = "optout.sms.twilio-webhook"
+HANDED_OFF_KIND = "optout.twilio-webhook"  # a message kind on InboundSmsQueue (not a module path): never renamed
 HANDED_OFF_VERSION = 1
 QUEUE_CLAIM = "queue"  # ``claimed_by`` of a reply the queue path sent by SMS (a webhook attempt is 32 hex digits)
 INLINE_SECONDS = 3.0  # the webhook's inline write gets this long at most (its p99 is far under 0.3 s) ...
@@ -83,7 +83,7 @@ class HandedOffTwilio(BaseModel, frozen=True):
     retried and in the end kept in the DLQ, never dropped.
     """
 
-    kind: Literal["optout.sms.twilio-webhook"] = "optout.sms.twilio-webhook"  # HANDED_OFF_KIND
+    kind: Literal["optout.twilio-webhook"] = "optout.twilio-webhook"  # HANDED_OFF_KIND
     version: Literal[1] = 1  # HANDED_OFF_VERSION
     params: list[tuple[str, str]] = Field(max_length=100)
     received_at: datetime

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from optout.core import page_token
 from optout.core.dynamo import page, to_item
 from optout.core.errors import ConcurrentUpdate, InvalidAddress
 from optout.core.identity import Channel, Identity
@@ -36,7 +37,6 @@ from optout.suppression.model import (
     empty_state,
 )
 from optout.suppression.store import STATE_SK, TRANSACTION_LIMIT, DynamoSuppressionStore, StateWrite, item_to_state
-from optout.web import page_token
 
 MAX_IMPORT_ROWS = 500  # a request's rows: well inside the body limit and a few seconds of writes
 EXPORT_COLUMNS = ("address_key", "channel", "scopes", "blocked_reason", "blocked_source", "blocked_at", "updated_at")
