@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -72,27 +71,3 @@ def reset() -> None:
     _client.cache_clear()
     provider.cache_clear()
     _session.cache_clear()
-
-
-def iso_lower_bound(moment: datetime) -> str:
-    """A string key condition ``>=`` on the UTC ISO 8601 times the stores write (``isoformat()``) that
-    keeps every time from ``moment`` on: a whole second is written without its fraction, and that
-    prefix sorts before every time in its second."""
-    utc = moment.astimezone(UTC)
-    return utc.isoformat() if utc.microsecond else utc.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-class DynamoTable:
-    """A store over one DynamoDB table; its client is built on first use (or injected by tests).
-
-    Items, pages and batches go through ``optout.core.dynamo``."""
-
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = dynamodb()
-        return self._client

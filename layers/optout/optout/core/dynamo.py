@@ -5,7 +5,9 @@ Every store speaks DynamoDB through this module: ``to_item`` / ``from_item`` (bo
 (``value`` for one), ``pages`` for a read of every page (boto3's paginators), ``page`` for an API
 read that returns one page and where to go on from, and ``batch_get`` / ``batch_write``, which
 ask again for what DynamoDB left unprocessed, a capped number of times, then raise
-``BatchUnfinished``. ``tests/unit/test_dynamo_one_place.py`` keeps it so.
+``BatchUnfinished``. A store is a ``DynamoTable`` (its table, and a client built on first use), and
+``iso_lower_bound`` is the key condition on the stores' ISO times. ``tests/unit/test_dynamo_one_place.py``
+keeps it so.
 
 Import cost: ``boto3.dynamodb.types`` imports the boto3 package (its session, resources and
 s3transfer, which imports multiprocessing). On the Lambda runtime's SDK (python3.13 -X importtime
@@ -26,11 +28,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from optout.core import clients
+
 if TYPE_CHECKING:
     from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
 BATCH_WRITE_LIMIT = 25  # requests in one BatchWriteItem
@@ -200,3 +206,27 @@ def batch_write(
                 break
         else:
             raise BatchUnfinished("BatchWriteItem", table, len(pending[table]), attempts)
+
+
+def iso_lower_bound(moment: datetime) -> str:
+    """A string key condition ``>=`` on the UTC ISO 8601 times the stores write (``isoformat()``) that
+    keeps every time from ``moment`` on: a whole second is written without its fraction, and that
+    prefix sorts before every time in its second."""
+    utc = moment.astimezone(UTC)
+    return utc.isoformat() if utc.microsecond else utc.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class DynamoTable:
+    """A store over one DynamoDB table; its client is built on first use (or injected by tests).
+
+    Items, pages and batches go through ``optout.core.dynamo``."""
+
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = clients.dynamodb()
+        return self._client

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from optout.core.clients import iso_lower_bound
+from optout.core.dynamo import iso_lower_bound
 from optout.core.errors import InvalidFields, OptoutError
 from optout.core.page_token import BadPageToken, decode, encode
 from optout.notices.model import TOPIC_OF, BreachAlertVariables, DeliveryRecord, Notice, NoticeRequest

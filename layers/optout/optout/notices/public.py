@@ -22,8 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from optout.core.clients import DynamoTable
-from optout.core.dynamo import from_item, pages, to_item
+from optout.core.dynamo import DynamoTable, from_item, pages, to_item
 from optout.core.errors import OptoutError
 from optout.notices.model import PUBLISHABLE, Kind, Notice
 from optout.web.pages import HtmlPage, render

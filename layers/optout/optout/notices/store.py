@@ -43,8 +43,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from optout.core.clients import DynamoTable, iso_lower_bound
-from optout.core.dynamo import BatchUnfinished, batch_get, batch_write, from_item, page, pages, to_item
+from optout.core.dynamo import (
+    BatchUnfinished,
+    DynamoTable,
+    batch_get,
+    batch_write,
+    from_item,
+    iso_lower_bound,
+    page,
+    pages,
+    to_item,
+)
 from optout.core.errors import InvalidFields, OptoutError
 from optout.notices.manifest import Cursor, SeenSegment, SeenState
 from optout.notices.model import BadRow, ChannelName, Counts, Decision, DeliveryRecord, Notice, People, Status

@@ -35,8 +35,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints
 
-from optout.core.clients import DynamoTable
-from optout.core.dynamo import from_item, items_under, to_item
+from optout.core.dynamo import DynamoTable, from_item, items_under, to_item
 from optout.core.errors import ConcurrentUpdate
 from optout.core.identity import Channel, address_key, normalise
 from optout.notices.manifest import Cursor, Format, format_of, lines, parse_line

@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from optout.core.clients import DynamoTable, iso_lower_bound
-from optout.core.dynamo import batch_get, from_item, items_under, page, to_item
+from optout.core.dynamo import DynamoTable, batch_get, from_item, iso_lower_bound, items_under, page, to_item
 from optout.core.errors import ConcurrentUpdate
 from optout.suppression.model import Block, ConsentEvent, SuppressionState
 

@@ -33,8 +33,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Literal, Protocol
 from urllib.parse import quote
 
-from optout.core.clients import DynamoTable
-from optout.core.dynamo import to_item
+from optout.core.dynamo import DynamoTable, to_item
 from optout.core.errors import InvalidAddress
 from optout.core.identity import address_key, normalise_email
 from optout.core.settings import UnsubscribeSettings
