@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 LANGUAGES = ("en", "es", "fr", "de")
 DEFAULT_LANGUAGE = "en"
@@ -62,6 +63,10 @@ def messages(language: str) -> dict[str, Any]:
 
 @cache
 def _environment() -> Environment:
+    # Jinja is imported on the first page rendered, not with this module: the admin API and the
+    # dispatcher import the page types (through the public notices) but never render one
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     return Environment(loader=PackageLoader("optout", "templates"), autoescape=select_autoescape(["html"]))
 
 
