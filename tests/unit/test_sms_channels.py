@@ -12,11 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from optout.channels.sms import EndUserMessagingSms, SnsSms, sms_channel
+from optout.channels.email import PermanentSendError
+from optout.channels.sms import EndUserMessagingSms, OptedOutAtProvider, SnsSms, sms_channel
 from optout.core.settings import Settings
 
 REGION = "us-east-1"
@@ -89,6 +90,36 @@ def test_send_uses_the_default_origination_and_the_configuration_set(pinpoint: t
     # Then exactly one SendTextMessage went out and its id comes back
     assert message_id == "msg-0001"
     assert calls.names == ["SendTextMessage"]
+
+
+def test_a_text_to_a_number_on_the_opt_out_list_is_refused_for_good(pinpoint: tuple[Any, Stubber, Calls]) -> None:
+    client, stubber, calls = pinpoint
+    channel = EndUserMessagingSms(client, POOL, CONFIG_SET, OPT_OUT_LIST)
+    # Given AWS refuses the text: the destination is on the identity's opt-out list
+    stubber.add_client_error(
+        "send_text_message",
+        service_error_code="ConflictException",
+        service_message=f"The destination phone number {TO} is opted out",
+        http_status_code=400,
+        modeled_fields={
+            "Message": f"The destination phone number {TO} is opted out",
+            "Reason": "DESTINATION_PHONE_NUMBER_OPTED_OUT",
+            "ResourceType": "opt-out-list",
+            "ResourceId": OPT_OUT_LIST,
+        },
+    )
+    # When a reply is sent, Then it raises OptedOutAtProvider (a permanent refusal), without the number
+    with pytest.raises(OptedOutAtProvider) as raised:
+        channel.send(TO, "Acme: You are unsubscribed.")
+    assert isinstance(raised.value, PermanentSendError) and TO not in str(raised.value)
+    assert calls.names == ["SendTextMessage"]
+    # And any other conflict stays the provider's own error
+    inactive = {"Message": "conflict", "Reason": "RESOURCE_NOT_ACTIVE", "ResourceType": "pool", "ResourceId": POOL}
+    stubber.add_client_error(
+        "send_text_message", service_error_code="ConflictException", http_status_code=400, modeled_fields=inactive
+    )
+    with pytest.raises(ClientError):
+        channel.send(TO, "Acme: You are unsubscribed.")
 
 
 def test_send_honours_a_per_call_origination_and_message_type(pinpoint: tuple[Any, Stubber, Calls]) -> None:

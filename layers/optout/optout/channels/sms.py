@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from optout.channels.email import answered_message_id
+from optout.channels.email import PermanentSendError, answered_message_id
 
 if TYPE_CHECKING:
     from optout.core.settings import SmsSettings
 
 MessageType = Literal["TRANSACTIONAL", "PROMOTIONAL"]
+
+
+class OptedOutAtProvider(PermanentSendError):
+    """The provider refused the text because the number is on its own opt-out list: nothing was
+    sent, and no retry could send it while the number stays there."""
 
 
 class SmsChannel(Protocol):
@@ -74,7 +79,16 @@ class EndUserMessagingSms:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        return answered_message_id(self.client.send_text_message(**request))
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.send_text_message(**request)
+        except ClientError as exc:
+            # SendTextMessage's ConflictException names its reason in the modeled field Reason
+            if exc.response.get("Reason") == "DESTINATION_PHONE_NUMBER_OPTED_OUT":
+                raise OptedOutAtProvider("DESTINATION_PHONE_NUMBER_OPTED_OUT") from None
+            raise
+        return answered_message_id(answer)
 
     def mirror_opt_out(self, number: str) -> None:
         if self.opt_out_list:

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from optout.channels.pacing import OutcomeUnknown, send_at_most_once
-from optout.channels.sms import SmsChannel
+from optout.channels.sms import OptedOutAtProvider, SmsChannel
 from optout.core.errors import Forbidden, InvalidAddress, OptoutError
 from optout.core.identity import address_key, normalise_phone
 from optout.core.settings import SmsKeywordSettings
@@ -472,7 +472,18 @@ class SmsInbound:
             result = self.handle(sms, released=released)
         except InvalidInbound:
             return None
-        self._mirror(result, sms)
+        # End User Messaging refuses to text a number on the opt-out list: a STOP is confirmed
+        # before its number goes on the list, a START's number comes off it before it is confirmed.
+        confirm_first = result.mirror == "opt_out"
+        if not confirm_first:
+            self._mirror(result, sms)
+        self._reply_by_sms(result, sms)
+        if confirm_first:
+            self._mirror(result, sms)
+        return result
+
+    def _reply_by_sms(self, result: InboundResult, sms: InboundSms) -> None:
+        """Send the message's one reply, unless another delivery has claimed it."""
         reply = self.claim_reply(result, by=QUEUE_CLAIM)
         if reply is not None:
             number = normalise_phone(sms.from_number)
@@ -480,6 +491,11 @@ class SmsInbound:
             origination = sms.to_number if sms.provider == "end_user_messaging" else None
             try:
                 send_at_most_once(lambda: self.sms().send(number, reply, origination=origination))
+            except OptedOutAtProvider:
+                # The number is on the provider's own opt-out list (the identity manages opt-outs
+                # itself, or a STOP reached it another way): no delivery could ever send it. The
+                # claim stays, and the message is recorded.
+                log.info("reply not sent: the number is opted out at the provider", extra={"once_key": result.once_key})
             except OutcomeUnknown:
                 # It may have gone out: the claim stays, so no redelivery texts it again (at most
                 # one confirmation, never two); the message itself is recorded.
@@ -491,7 +507,6 @@ class SmsInbound:
             except Exception:
                 self.release_reply(result)  # surely not sent (refused, throttled): a redelivery sends it
                 raise
-        return result
 
     def _mirror(self, result: InboundResult, sms: InboundSms) -> None:
         """Tell the provider's opt-out list what the message changed, then mark it done.
