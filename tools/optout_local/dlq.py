@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optout.feedback.ses_events import redact
-
-_PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+from optout.core.identity import redact_addresses
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ def dead_letter_queues(
 
 def scrub(text: str, limit: int = 160) -> str:
     """A sample body with addresses and phone numbers removed: safe to print."""
-    return _PHONE.sub("[redacted]", redact(text))[:limit]
+    return redact_addresses(text)[:limit]
 
 
 def depth(sqs: Any, url: str) -> int:

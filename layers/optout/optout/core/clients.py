@@ -6,6 +6,8 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from optout.core.identity import redact_addresses
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -28,7 +30,32 @@ def _session() -> Any:
 
 def _create(service: str, config: Any) -> Any:
     with _lock:  # a botocore session is not thread-safe; the clients it makes are
-        return _session().create_client(service, config=config)
+        client = _session().create_client(service, config=config)
+    client.meta.events.register("after-call", _redact_answer)
+    return client
+
+
+def _redact_answer(parsed: Any = None, **_: Any) -> None:
+    """Take addresses out of what a service says went wrong, before anyone reads it.
+
+    A provider's error can quote the address it refused (SES: "... failed the check in region
+    ...: <address>"). botocore builds the ClientError from this message, X-Ray's botocore patch
+    records that error in the trace, and the code logs and stores it; SES's per-entry bulk errors
+    are kept as a delivery's reason. This runs on every answer before botocore raises.
+    """
+    if not isinstance(parsed, dict):
+        return
+    error = parsed.get("Error")
+    if isinstance(error, dict):
+        for field in ("Message", "message"):
+            if isinstance(error.get(field), str):
+                error[field] = redact_addresses(error[field])
+        for field in ("Message", "message"):  # a modeled error's own message field
+            if isinstance(parsed.get(field), str):
+                parsed[field] = redact_addresses(parsed[field])
+    for entry in parsed.get("BulkEmailEntryResults") or ():
+        if isinstance(entry, dict) and isinstance(entry.get("Error"), str):
+            entry["Error"] = redact_addresses(entry["Error"])
 
 
 @cache

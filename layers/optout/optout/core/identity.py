@@ -144,6 +144,20 @@ def is_address_key(value: str) -> bool:
     return bool(_KEY.fullmatch(value))
 
 
+# Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.
+EMAIL_IN_TEXT = re.compile(r"(?:[^\s<>\"'@;,][^\s<>\"@;,]*|'+)@[^\s<>\"'@;,]+")
+PHONE_IN_TEXT = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with every email address and anything like a phone number in it made ``[redacted]``.
+
+    For text that others wrote about an address (a provider's error, a bounce diagnostic), which
+    is kept or logged: it keeps the reason, not the address.
+    """
+    return PHONE_IN_TEXT.sub("[redacted]", EMAIL_IN_TEXT.sub("[redacted]", text))
+
+
 @dataclass(frozen=True)
 class Identity:
     channel: Channel

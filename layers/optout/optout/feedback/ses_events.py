@@ -16,22 +16,19 @@ recipient) is processed once.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from optout.core.errors import InvalidAddress, OptoutError
-from optout.core.identity import address_key, normalise_email
+from optout.core.identity import EMAIL_IN_TEXT, address_key, normalise_email
 from optout.core.settings import FeedbackSettings
 from optout.suppression.consent import ConsentOutcome, Unchanged, change_consent
 from optout.suppression.model import CHANNEL_SCOPE, OPTIONAL_SCOPE, ConsentChange, ConsentEvent, SuppressionState
 from optout.suppression.store import OnceMarker, SuppressionStore
 
 Kind = Literal["bounce", "complaint", "other"]
-# Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.
-_EMAIL = re.compile(r"(?:[^\s<>\"'@;,][^\s<>\"@;,]*|'+)@[^\s<>\"'@;,]+")
 
 
 class InvalidFeedback(OptoutError):
@@ -63,7 +60,7 @@ class FeedbackOutcome:
 
 def redact(text: str) -> str:
     """Diagnostic codes quote the address; the evidence keeps the reason, not the address."""
-    return _EMAIL.sub("[redacted]", text)[:300]
+    return EMAIL_IN_TEXT.sub("[redacted]", text)[:300]
 
 
 def parse(body: str) -> FeedbackEvent:
