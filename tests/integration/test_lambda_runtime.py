@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,14 @@ import boto3
 import pytest
 import requests
 
-from optout_local.lambda_runtime import EnvironmentLost, FunctionPool, InvocationError, Throttled, lambda_variables
+from optout_local.lambda_runtime import (
+    Environment,
+    EnvironmentLost,
+    FunctionPool,
+    InvocationError,
+    Throttled,
+    lambda_variables,
+)
 from optout_local.layer_build import RUNTIME_REQUIREMENTS, build_runtime
 from optout_local.provision import FunctionSpec, Provisioner
 from optout_local.stack import LocalConfig, LocalStack, free_port
@@ -155,6 +163,28 @@ def test_reserved_concurrency_throttles_and_unreserved_functions_run_in_parallel
     for thread in threads:
         thread.join()
     assert len(set(results)) == 4 and time.monotonic() - started < 5.5
+
+
+def test_an_idle_environment_being_inspected_is_no_throttle(
+    probe_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a reserved function (1) with one warm environment, which the stack is inspecting
+    # (what the layer-imports check asks of idle environments) slowly
+    reserved = pool(probe_stack, "ReservedFunction")
+    reserved.invoke({})
+    inspect = Environment.loaded_from
+
+    def slowly(self: Environment, folders: list[Path]) -> dict[str, str]:
+        time.sleep(1.0)
+        return inspect(self, folders)
+
+    monkeypatch.setattr(Environment, "loaded_from", slowly)
+    looking = threading.Thread(target=reserved.loaded_from, args=([Path(tempfile.gettempdir())],))
+    looking.start()
+    time.sleep(0.2)
+    # When an invocation comes meanwhile, Then it waits for the environment instead of being throttled
+    assert reserved.invoke({}).cold is False
+    looking.join()
 
 
 def test_the_gateway_answers_a_timed_out_function_as_api_gateway_does(probe_stack: LocalStack) -> None:

@@ -327,6 +327,7 @@ class FunctionPool:
         self._idle: list[Environment] = []
         self._live = 0
         self._all: set[Environment] = set()
+        self._inspecting = 0  # idle environments loaded_from has taken aside: still this function's
         self._cond = threading.Condition()
         self.cold_starts = 0
         self._closed = False
@@ -394,9 +395,9 @@ class FunctionPool:
                 if self._live < self.concurrency:
                     self._live += 1
                     break
-                if self.reserved is not None:
+                if self.reserved is not None and not self._inspecting:
                     raise Throttled(self.spec.name)
-                self._cond.wait()
+                self._cond.wait()  # an environment being inspected is back in a moment: not a throttle
         environment = Environment(self.spec, self.runtime, self.environ, self.logs)
         try:
             environment.credentials = self.credentials() if self.credentials is not None else None
@@ -454,12 +455,14 @@ class FunctionPool:
         with self._cond:
             idle = list(self._idle)
             self._idle.clear()
+            self._inspecting += len(idle)
         try:
             for environment in idle:
                 found.update(environment.loaded_from(folders))
         finally:
             with self._cond:
                 self._idle.extend(idle)
+                self._inspecting -= len(idle)
                 self._cond.notify_all()
         return found
 

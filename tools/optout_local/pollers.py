@@ -6,7 +6,9 @@ concurrency or the local cap), so each poller's batch goes to an environment of 
 ReportBatchItemFailures only the failed messages stay on the queue; otherwise a failed invocation
 (an error, a timeout, a killed environment) keeps the whole batch. Messages
 that stay become visible again after the queue's visibility timeout, and the queue's redrive
-policy (enforced by moto on receive) moves them to the DLQ after maxReceiveCount receives.
+policy (enforced by moto on receive) moves them to the DLQ after maxReceiveCount receives. A
+throttled invocation is not a failure: as Lambda does, the poller tries the batch again, backing
+off, while it is still invisible.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from optout_local.lambda_runtime import Throttled
 from optout_local.provision import QueueSource
 
 log = logging.getLogger(__name__)
 Invoke = Callable[[str, dict[str, Any]], Any]
+SHORT_POLL = 0.05  # seconds between short polls in the last fraction of a batching window
+THROTTLE_BACKOFF, THROTTLE_BACKOFF_MAX = 0.1, 5.0  # seconds: a throttled batch is tried again after
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -81,6 +86,7 @@ class QueuePoller:
         self.invoke = invoke
         self.region = region
         self.stopping = threading.Event()
+        self.visibility = 30  # the queue's, read as the mapping starts
         if source.maximum_concurrency is not None:
             concurrency = min(concurrency, source.maximum_concurrency)
         self.threads = [
@@ -98,7 +104,7 @@ class QueuePoller:
         # Lambda refuses a mapping whose queue could show a batch again while the function still
         # runs: CreateEventSourceMapping answers InvalidParameterValueException "Queue visibility
         # timeout: 30 seconds is less than Function timeout: 60 seconds" (the deploy fails there).
-        visibility = int(attributes.get("VisibilityTimeout", 30))
+        self.visibility = visibility = int(attributes.get("VisibilityTimeout", 30))
         if self.function_timeout is not None and visibility < self.function_timeout:
             raise MappingRefused(
                 f"{self.source.function}: InvalidParameterValueException: Queue visibility timeout: "
@@ -114,10 +120,22 @@ class QueuePoller:
                 thread.join(timeout=5)
 
     def _receive_batch(self) -> list[dict[str, Any]]:
+        """One batch: wait for a first message, then gather up to BatchSize for the batching window.
+
+        The window opens with the first message, and is spent in full unless the batch fills: an
+        empty receive before it closes does not end it. Whole seconds are long polls; what is
+        left of the window after them, short polls a few times a second.
+        """
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.source.batching_window
+        deadline: float | None = None
         while len(messages) < self.source.batch_size and not self.stopping.is_set():
-            wait = 1 if not messages else max(0, min(1, int(deadline - time.monotonic())))
+            if deadline is None:
+                wait = 1  # nothing yet: long polls of a second, so that a stop is heard
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(20, int(left))
             received = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.source.batch_size - len(messages)),
@@ -125,22 +143,44 @@ class QueuePoller:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
-            messages.extend(received)
-            if not received and (messages or time.monotonic() >= deadline):
-                break
-            if messages and time.monotonic() >= deadline:
-                break
+            if received:
+                messages.extend(received)
+                if deadline is None:
+                    deadline = time.monotonic() + self.source.batching_window
+            elif deadline is None:
+                break  # an idle second: the caller polls again
+            elif wait == 0:
+                self.stopping.wait(min(SHORT_POLL, max(0.0, deadline - time.monotonic())))
         return messages
+
+    def _invoke(self, event: dict[str, Any], received_at: float) -> Any:
+        """Invoke; a throttled invocation is tried again, with backoff, while the batch stays invisible.
+
+        Lambda does not count a throttle as the function's error: it retries "until the message's
+        timestamp exceeds your queue's visibility timeout", so a short throttle costs seconds,
+        not a visibility timeout and one of the queue's receives.
+        """
+        backoff = THROTTLE_BACKOFF
+        while True:
+            try:
+                return self.invoke(self.source.function, event)
+            except Throttled:
+                hidden_until = received_at + self.visibility - (self.function_timeout or 0)
+                if self.stopping.is_set() or time.monotonic() + backoff >= hidden_until:
+                    raise
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, THROTTLE_BACKOFF_MAX)
 
     def poll_once(self) -> int:
         """Receive one batch, invoke the function, delete what succeeded. Returns batch size."""
         messages = self._receive_batch()
         if not messages:
             return 0
+        received_at = time.monotonic()
         event = {"Records": [sqs_record(m, self.source.queue_arn, self.region) for m in messages]}
         failed: set[str] = set()
         try:
-            result = self.invoke(self.source.function, event)
+            result = self._invoke(event, received_at)
             if self.source.report_failures and isinstance(result, dict):
                 failed = {str(f.get("itemIdentifier") or "") for f in result.get("batchItemFailures") or []}
                 if not failed <= {m["MessageId"] for m in messages}:
