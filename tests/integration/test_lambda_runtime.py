@@ -6,6 +6,7 @@ A probe function (tests/fixtures/runtime_stack) reports what it sees from inside
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,38 @@ def test_a_timeout_kills_the_environment_and_the_next_invocation_is_cold(probe_s
     assert "Task timed out after 3.00 seconds" in lost.value.payload["errorMessage"]
     after = probe.invoke({})
     assert after.cold and after.value["pid"] not in (warm, quick["pid"])
+
+
+def test_what_a_handler_printed_before_its_timeout_is_in_its_log(probe_stack: LocalStack) -> None:
+    # Given the function's log, as the stack keeps it
+    probe = pool(probe_stack, "ProbeFunction")
+    assert probe.logs is not None
+    log = Path(probe.logs.name)
+    text = f"printed-{uuid.uuid4().hex}"
+    # When a handler prints a line and a library logs one, then outlives its Timeout (3 s)
+    with pytest.raises(EnvironmentLost):
+        probe.invoke({"action": "print", "text": text, "seconds": 10})
+    # Then both lines are in the log, as the runtime's unbuffered streams and root handler write them
+    lines = log.read_text().splitlines()
+    assert text in lines
+    (logged,) = [line for line in lines if f"a library says {text}" in line]
+    level, at, request_id, message = logged.split("\t")
+    assert level == "[WARNING]" and at.endswith("Z") and len(request_id) == 36 and message.startswith("a library")
+
+
+def test_an_environment_that_cannot_start_leaks_no_descriptor(probe_stack: LocalStack) -> None:
+    # Given a pool whose interpreter is missing (a broken build)
+    probe = pool(probe_stack, "ProbeFunction")
+    broken = FunctionPool(probe.spec, replace(probe.runtime, python=Path("/nonexistent/python3.13")), probe.environ)
+    with pytest.raises(FileNotFoundError):  # the first attempt may open what the process keeps anyway
+        broken.invoke({})
+    before = len(os.listdir("/proc/self/fd"))
+    # When five more invocations fail to start an environment
+    for _ in range(5):
+        with pytest.raises(FileNotFoundError):
+            broken.invoke({})
+    # Then no pipe end is left open, and no environment counted
+    assert len(os.listdir("/proc/self/fd")) == before and broken.environments() == 0
 
 
 def test_an_environment_over_its_memory_size_is_killed(probe_stack: LocalStack) -> None:

@@ -132,6 +132,49 @@ def _loaded_from(folders: list[str]) -> dict[str, str]:
     return found
 
 
+class Unbuffered:
+    """A stream that flushes after every write, as the runtime interface client wraps stdout and
+    stderr: what a handler printed is in its log even when its environment is killed next."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def write(self, text: str) -> int:
+        written: int = self.stream.write(text)
+        self.stream.flush()
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        self.stream.writelines(lines)
+        self.stream.flush()
+
+
+_REQUEST_ID = [""]  # the invocation being served, for the root logger's lines
+
+
+def _setup_logging() -> None:
+    """The root logger's handler, as the runtime interface client installs it (text format): a
+    library's own logger (botocore's, urllib3's) reaches the log as it would in Lambda."""
+    import logging
+
+    class RequestId(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.aws_request_id = _REQUEST_ID[0]
+            return True
+
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(RequestId())
+    logging.getLogger().addHandler(handler)
+
+
 class InitError(Exception):
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(payload["errorMessage"])
@@ -141,6 +184,8 @@ class InitError(Exception):
 def main() -> None:
     # Lambda's disk is read-only: nothing an import compiles is kept for the next cold start
     sys.dont_write_bytecode = True
+    sys.stdout, sys.stderr = Unbuffered(sys.stdout), Unbuffered(sys.stderr)
+    _setup_logging()
     in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
     die_with_parent(int(sys.argv[4]))
     sys.path[:0] = json.loads(sys.argv[3])
@@ -161,6 +206,7 @@ def main() -> None:
         if "inspect" in invocation:  # the local runtime's own question, never an invocation
             send(out_fd, {"modules": _loaded_from(invocation["inspect"])})
             continue
+        _REQUEST_ID[0] = invocation.get("request_id", "")
         if invocation.get("trace_id"):
             os.environ["_X_AMZN_TRACE_ID"] = invocation["trace_id"]
         else:

@@ -176,18 +176,25 @@ class Environment:
         ]  # fmt: skip
         started = time.monotonic()
         sink, relay = _log_sink(self.logs)
-        self.process = subprocess.Popen(  # noqa: S603 - our bootstrap, our interpreter  # nosec B603
-            command,
-            env=env,
-            cwd=self.spec.code_dir,
-            pass_fds=(child_in, child_out),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT if relay else sink,
-            start_new_session=True,  # Ctrl-C reaches the stack, which stops its environments
-        )
-        os.close(child_in)
-        os.close(child_out)
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our bootstrap, our interpreter  # nosec B603
+                command,
+                env=env,
+                cwd=self.spec.code_dir,
+                pass_fds=(child_in, child_out),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT if relay else sink,
+                start_new_session=True,  # Ctrl-C reaches the stack, which stops its environments
+            )
+        except BaseException:  # no worker: none of the four ends may outlive the attempt
+            for fd in (self._to_child, self._from_child):
+                os.close(fd)
+            self._to_child = self._from_child = -1
+            raise
+        finally:
+            os.close(child_in)
+            os.close(child_out)
         if relay and self.logs is not None and self.process.stdout is not None:
             _relay(self.process.stdout, self.logs)
         message = self._receive(started + INIT_TIMEOUT, "init")
