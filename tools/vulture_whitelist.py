@@ -91,6 +91,9 @@ _.with_clients
 _.Bucket
 _.Key
 
+# logging.Formatter reads its converter (lambda_bootstrap._setup_logging: times in UTC, as Lambda's)
+_.converter
+
 # Test seams: fakes, observables tests read, entry points run by hand
 _.MemorySuppressionStore  # suppression/store.py: tests/unit/test_feedback.py runs Feedback over it
 _.NoResources  # iam/requests.py: a lookup that knows nothing, for tests/unit/test_iam_requests.py

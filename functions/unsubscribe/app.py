@@ -97,6 +97,7 @@ def request_link() -> Response[str]:
         content_type=event.headers.get("content-type"),
         source_ip=event.request_context.http.source_ip,
         language=_language(),
+        seconds_left=app.lambda_context.get_remaining_time_in_millis() / 1000,
     )
     result = wiring.link_requests().request(request)
     metrics.add_metric(name="NewLinkRequests", unit=MetricUnit.Count, value=1)

@@ -20,11 +20,14 @@ counters are keyed by the address key and by a peppered hash of the IP.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -44,7 +47,8 @@ from optout.web.pages import HtmlPage, messages, render
 
 EMAIL_FIELD = "email"
 RATE_PREFIX = "rate#"
-Outcome = Literal["sent", "invalid", "ip_limited", "address_limited", "blocked", "failed"]
+Outcome = Literal["sent", "invalid", "ip_limited", "address_limited", "blocked", "failed", "unknown"]
+ANSWER_RESERVE = 1.0  # seconds of the invocation kept for the answer after the send is given up
 log = logging.getLogger(__name__)
 
 
@@ -113,6 +117,7 @@ class LinkRequest:
     content_type: str | None
     source_ip: str
     language: str
+    seconds_left: float | None = None  # what is left of the invocation as it starts (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,30 @@ class LinkRequestResult:
     page: HtmlPage
     outcome: Outcome
     address_key: str | None = None
+
+
+class NoTimeLeft(Exception):
+    """The invocation ran out of time before the send started: nothing was sent."""
+
+
+_senders: list[ThreadPoolExecutor] = []
+
+
+def _within(deadline: float | None, send: Callable[[], object]) -> None:
+    """``send()``, or TimeoutError at ``deadline`` (monotonic) while it runs on, unawaited.
+
+    The provider client waits up to 12 s (connect, then read) and the function's Timeout may be
+    shorter than that after the rate-limit writes: Lambda would kill the invocation mid-send.
+    """
+    if deadline is None:
+        send()
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise NoTimeLeft("the invocation has no time left to send in")  # surely not sent
+    if not _senders:
+        _senders.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="link-mail"))
+    _senders[0].submit(contextvars.copy_context().run, send).result(timeout=left)
 
 
 class LinkRequests:
@@ -165,10 +194,11 @@ class LinkRequests:
         except InvalidAddress:
             return LinkRequestResult(self.form(request.language, 400, "problem_invalid"), "invalid")
         key = address_key(self.pepper(), "email", address)
-        outcome = self._deliver(address, key, request)
+        deadline = None if request.seconds_left is None else time.monotonic() + request.seconds_left - ANSWER_RESERVE
+        outcome = self._deliver(address, key, request, deadline)
         return LinkRequestResult(self.answer(request.language), outcome, key)
 
-    def _deliver(self, address: str, key: str, request: LinkRequest) -> Outcome:
+    def _deliver(self, address: str, key: str, request: LinkRequest, deadline: float | None) -> Outcome:
         settings, now = self.settings, self.now()
         window = settings.link_request_window_seconds
         if not self.limits.take(
@@ -186,8 +216,15 @@ class LinkRequests:
             return "blocked"
         token = issue(self.key_ring(), "email", key, self._topic(), now)
         url = f"{settings.links_base_url}/unsubscribe?token={quote(token, safe='')}"
+        message = self._message(address, url, request.language, now)
+        mailer = self.mailer()
         try:
-            self.mailer().send(address, self._message(address, url, request.language, now))
+            _within(deadline, lambda: mailer.send(address, message))
+        except TimeoutError:
+            # SES has not answered, and the invocation must: the mail may still go out, so the
+            # answer is the same page (a 5xx would invite the person to ask again, and mail twice)
+            log.warning("the new link's send did not answer in time; it may have gone out")
+            return "unknown"
         except Exception as exc:  # a refused or failed send must not change the answer
             log.warning("the new link could not be mailed: %s", type(exc).__name__)
             return "failed"
