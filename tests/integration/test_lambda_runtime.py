@@ -24,6 +24,7 @@ import boto3
 import pytest
 import requests
 
+from optout_local import lambda_runtime
 from optout_local.lambda_runtime import (
     Environment,
     EnvironmentLost,
@@ -148,6 +149,23 @@ def test_an_environment_that_cannot_start_leaks_no_descriptor(probe_stack: Local
             broken.invoke({})
     # Then no pipe end is left open, and no environment counted
     assert len(os.listdir("/proc/self/fd")) == before and broken.environments() == 0
+
+
+def test_an_init_over_the_limit_runs_again_within_the_first_invocations_timeout(
+    probe_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a function whose init takes 2 s, and the init limit (10 s in Lambda) cut to 1 s
+    monkeypatch.setattr(lambda_runtime, "INIT_TIMEOUT", 1.0)
+    slow = pool(probe_stack, "SlowInitFunction")
+    # When it is first invoked
+    result = slow.invoke({"action": "sleep", "seconds": 0})
+    # Then the init ran again at the invocation, as Lambda retries it, and its 2 s came out of the
+    # invocation's Timeout (8 s): the handler had about 6 s left
+    assert result.cold and result.value["remaining_before"] <= 6200
+    assert slow.logs is not None and "Phase: init\tStatus: timeout" in Path(slow.logs.name).read_text()
+    # And the environment is reused warm after that, with the whole Timeout
+    warm = slow.invoke({"action": "sleep", "seconds": 0})
+    assert not warm.cold and warm.value["remaining_before"] > 7000
 
 
 def test_an_environment_over_its_memory_size_is_killed(probe_stack: LocalStack) -> None:

@@ -158,12 +158,15 @@ class Environment:
     peak_rss: int = 0
     _to_child: int = -1
     _from_child: int = -1
+    init_limit: float = INIT_TIMEOUT
+    init_in_invocation: float = 0.0  # seconds of a retried init the first invocation has already spent
     stream: str = field(default_factory=lambda: f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}")
     credentials: Credentials | None = None  # the role session this environment holds
     expires_at: float = float("inf")
 
-    def start(self) -> None:
-        """Spawn the worker and run its init phase (the cold start)."""
+    def start(self, init_timeout: float | None = None) -> None:
+        """Spawn the worker and run its init phase (the cold start), within ``init_timeout`` (Lambda's 10 s)."""
+        self.init_limit = INIT_TIMEOUT if init_timeout is None else init_timeout
         child_in, self._to_child = os.pipe()
         self._from_child, child_out = os.pipe()
         env = {**self.environ, "AWS_LAMBDA_LOG_STREAM_NAME": self.stream}
@@ -197,14 +200,16 @@ class Environment:
             os.close(child_out)
         if relay and self.logs is not None and self.process.stdout is not None:
             _relay(self.process.stdout, self.logs)
-        message = self._receive(started + INIT_TIMEOUT, "init")
+        message = self._receive(started + self.init_limit, "init")
         if "init_error" in message:
             self.kill()
             raise EnvironmentLost(message["init_error"])
         self.init_ms = float(message.get("init_ms", (time.monotonic() - started) * 1000))
 
     def invoke(self, event: Any, request_id: str, trace: str | None) -> Any:
-        deadline = time.time() + self.spec.timeout
+        # An init Lambda ran again at this invocation counts against its Timeout
+        budget, self.init_in_invocation = self.spec.timeout - self.init_in_invocation, 0.0
+        deadline = time.time() + budget
         invocation = {
             "event": event,
             "request_id": request_id,
@@ -224,7 +229,7 @@ class Environment:
                 {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: {exc}"}
             ) from exc
         self.invocations += 1
-        message = self._receive(time.monotonic() + self.spec.timeout, "invoke", request_id)
+        message = self._receive(time.monotonic() + budget, "invoke", request_id)
         if "error" in message:
             raise InvocationError(message["error"])
         return message["result"]
@@ -245,7 +250,7 @@ class Environment:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.kill()
-                    seconds = self.spec.timeout if phase == "invoke" else INIT_TIMEOUT
+                    seconds = self.spec.timeout if phase == "invoke" else self.init_limit
                     raise EnvironmentLost(
                         {
                             "errorType": "Sandbox.Timedout",
@@ -416,7 +421,7 @@ class FunctionPool:
         with self._cond:
             self._all.add(environment)  # before it starts: close() must see it
         try:
-            environment.start()
+            self._start(environment)
             if self._closed:
                 raise InvocationError({"errorType": "ServiceException", "errorMessage": "the stack is stopping"})
         except BaseException:
@@ -427,6 +432,21 @@ class FunctionPool:
         with self._cond:
             self.cold_starts += 1
         return environment, True
+
+    def _start(self, environment: Environment) -> None:
+        """Init, as Lambda runs it: an init over 10 s is run again at the first invocation, within
+        the function's Timeout ("Lambda retries the Init phase at the time of the first function
+        invocation with the configured function timeout")."""
+        try:
+            environment.start()
+        except EnvironmentLost as exc:
+            if exc.payload.get("errorType") != "Sandbox.Timedout" or self._closed:
+                raise
+            self._log(
+                f"INIT_REPORT Init Duration: {environment.init_limit * 1000:.2f} ms\tPhase: init\tStatus: timeout"
+            )
+            environment.start(init_timeout=self.spec.timeout)
+            environment.init_in_invocation = environment.init_ms / 1000
 
     def _forget(self, environment: Environment) -> None:
         environment.kill()
