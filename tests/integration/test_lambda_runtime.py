@@ -383,6 +383,21 @@ def test_a_response_over_6_mb_fails_as_in_lambda(probe_stack: LocalStack) -> Non
     assert failed.value.payload["errorType"] == "Function.ResponseSizeTooLarge"
 
 
+def test_a_request_over_6_mb_is_refused_before_any_environment(probe_stack: LocalStack) -> None:
+    # Given a reserved function (1) whose one environment is busy
+    reserved = pool(probe_stack, "ReservedFunction")
+    busy = threading.Thread(target=reserved.invoke, args=({"action": "sleep", "seconds": 1.0},))
+    busy.start()
+    time.sleep(0.3)
+    cold_starts = reserved.cold_starts
+    # When a request over Lambda's 6 MB limit comes, Then it is refused as too large (not throttled)
+    with pytest.raises(InvocationError) as refused:
+        reserved.invoke({"padding": "x" * (6 * 1024 * 1024 + 1)})
+    assert refused.value.payload["errorType"] == "RequestTooLargeException"
+    busy.join()
+    assert reserved.cold_starts == cold_starts  # and no environment was started for it
+
+
 def test_an_event_that_cannot_be_sent_never_leaks_an_environment(probe_stack: LocalStack) -> None:
     from datetime import datetime
 

@@ -217,10 +217,6 @@ class Environment:
             "trace_id": trace,
             "function_arn": f"arn:aws:lambda:{self.environ['AWS_REGION']}:{ACCOUNT_ID}:function:{self.spec.name}",
         }
-        if len(json.dumps(event)) > lambda_bootstrap.MAX_PAYLOAD:
-            raise InvocationError(
-                {"errorType": "RequestTooLargeException", "errorMessage": "Request must be smaller than 6291456 bytes"}
-            )
         try:
             lambda_bootstrap.send(self._to_child, invocation)
         except OSError as exc:
@@ -346,6 +342,11 @@ class FunctionPool:
 
     def invoke(self, event: Any) -> Result:
         request_id = str(uuid.uuid4())
+        # Lambda refuses an oversized request before any environment: no cold start, no throttle
+        if len(json.dumps(event)) > lambda_bootstrap.MAX_PAYLOAD:
+            raise InvocationError(
+                {"errorType": "RequestTooLargeException", "errorMessage": "Request must be smaller than 6291456 bytes"}
+            )
         environment, cold = self._acquire()
         header, root, parent = trace_header() if self.spec.tracing else (None, "", "")
         started_wall, started = time.time(), time.monotonic()
