@@ -76,3 +76,20 @@ def test_no_time_left_sends_nothing() -> None:
     ses = SlowSes(0.1)
     result = _service(ses).request(_ask(ANSWER_RESERVE / 2))
     assert result.page.status == 200 and result.outcome == "failed" and not ses.started.is_set()
+
+
+def test_a_send_that_never_started_in_time_is_failed_and_never_runs_later() -> None:
+    # Given four sends that hang (every sender thread busy)
+    hung = SlowSes(3.0)
+    service = _service(hung)
+    for _ in range(4):
+        threading.Thread(target=service.request, args=(_ask(2.0),)).start()
+    assert hung.started.wait(2)
+    time.sleep(0.2)
+    # When a fifth request's send cannot start before its deadline
+    fifth = SlowSes(0.0)
+    result = _service(fifth).request(_ask(1.5))
+    # Then it is failed, not unknown, and it is not sent once the others are done
+    assert result.outcome == "failed"
+    time.sleep(3.5)
+    assert not fifth.started.is_set()

@@ -46,6 +46,13 @@ def test_redact_addresses_keeps_the_reason_not_the_address() -> None:
     )
     throttled = "Throttling: Maximum sending rate exceeded."
     assert redact_addresses(throttled) == throttled
+    # What an operator needs stays: ARNs with their account, request ids, times, IP addresses
+    denied = (
+        "User: arn:aws:sts::123456789012:assumed-role/optout-Sender/s is not authorized (request"
+        " 1b3c5d7e-1234-5678-9abc-def012345678 at 2026-12-03 17:00:00 from 203.0.113.10)"
+    )
+    assert redact_addresses(denied) == denied
+    assert redact_addresses("to +44 20 7946 0958 and +1 (415) 555-0123") == "to [redacted] and [redacted]"
 
 
 def test_a_refused_send_raises_an_error_without_the_address() -> None:

@@ -171,3 +171,43 @@ def test_a_reply_to_a_number_the_provider_lists_is_final_not_a_poison_message(pa
     # And a redelivery does not try again
     service.receive_queued(two_way("HELP", "m-1"), SENT)
     assert provider.refused == [NUMBER]
+
+
+def test_a_stop_whose_reply_is_refused_for_good_is_still_mirrored_and_recorded(parts) -> None:
+    from botocore.exceptions import ClientError
+
+    service, store, provider = parts
+
+    def refuse(number: str, text: str, origination: str | None = None) -> str:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": "bad"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+            "SendTextMessage",
+        )
+
+    provider.send = refuse  # type: ignore[method-assign]
+    # When a STOP comes whose confirmation the provider refuses (not a throttle)
+    result = service.receive_queued(two_way("STOP", "m-1"), SENT)
+    # Then the record succeeds (no poison message), the STOP is in force and mirrored
+    assert result is not None and result.changed
+    assert store.get(next(iter(store.states))).blocked is not None  # type: ignore[union-attr]
+    assert provider.mirrored == [("opt_out", NUMBER)]
+
+
+def test_a_throttled_reply_waits_for_the_redelivery_and_so_does_the_stops_mirror(parts) -> None:
+    from optout.channels.pacing import Transient
+
+    service, _, provider = parts
+    send = provider.send
+
+    def throttled(number: str, text: str, origination: str | None = None) -> str:
+        raise Transient("throttled")
+
+    provider.send = throttled  # type: ignore[method-assign]
+    with pytest.raises(Transient):
+        service.receive_queued(two_way("STOP", "m-1"), SENT)
+    assert provider.mirrored == []
+    # When SQS delivers it again and the provider takes the text
+    provider.send = send  # type: ignore[method-assign]
+    service.receive_queued(two_way("STOP", "m-1"), SENT)
+    # Then the one confirmation went out, then the number went on the list
+    assert len(provider.sent) == 1 and provider.mirrored == [("opt_out", NUMBER)]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from optout.core.identity import redact_addresses
+
+_DIGITS = re.compile(r"\+?\d[\d\s().-]{7,}\d")  # in a sample body, any long run of digits may be a number
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def dead_letter_queues(
 
 def scrub(text: str, limit: int = 160) -> str:
     """A sample body with addresses and phone numbers removed: safe to print."""
-    return redact_addresses(text)[:limit]
+    return _DIGITS.sub("[redacted]", redact_addresses(text))[:limit]
 
 
 def depth(sqs: Any, url: str) -> int:

@@ -135,7 +135,7 @@ class QueuePoller:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                wait = min(20, int(left))
+                wait = min(1, int(left))  # a second at a time here too: a stop is heard
             received = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.source.batch_size - len(messages)),
@@ -168,7 +168,8 @@ class QueuePoller:
                 hidden_until = received_at + self.visibility - (self.function_timeout or 0)
                 if self.stopping.is_set() or time.monotonic() + backoff >= hidden_until:
                     raise
-                self.stopping.wait(backoff)
+                if self.stopping.wait(backoff):
+                    raise  # the stack is stopping: the batch stays for the next start
                 backoff = min(backoff * 2, THROTTLE_BACKOFF_MAX)
 
     def poll_once(self) -> int:

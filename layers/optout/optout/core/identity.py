@@ -146,14 +146,16 @@ def is_address_key(value: str) -> bool:
 
 # Apostrophes are legal in a local part (mary.o'neil@...): they are part of what is redacted.
 EMAIL_IN_TEXT = re.compile(r"(?:[^\s<>\"'@;,][^\s<>\"@;,]*|'+)@[^\s<>\"'@;,]+")
-PHONE_IN_TEXT = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+# A number in international form, as providers quote it (+14155550123, +44 20 7946 0958): a
+# leading + keeps account ids, request ids, timestamps and IP addresses readable.
+PHONE_IN_TEXT = re.compile(r"\+\d[\d\s().-]{5,}\d")
 
 
 def redact_addresses(text: str) -> str:
-    """``text`` with every email address and anything like a phone number in it made ``[redacted]``.
+    """``text`` with every email address and every international phone number made ``[redacted]``.
 
     For text that others wrote about an address (a provider's error, a bounce diagnostic), which
-    is kept or logged: it keeps the reason, not the address.
+    is kept or logged: it keeps the reason, and what an operator needs (ARNs, request ids).
     """
     return PHONE_IN_TEXT.sub("[redacted]", EMAIL_IN_TEXT.sub("[redacted]", text))
 

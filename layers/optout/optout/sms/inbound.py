@@ -33,7 +33,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from optout.channels.pacing import OutcomeUnknown, send_at_most_once
+from optout.channels.email import PermanentSendError
+from optout.channels.pacing import REFUSED_CODES, OutcomeUnknown, Transient, send_at_most_once
 from optout.channels.sms import OptedOutAtProvider, SmsChannel
 from optout.core.errors import Forbidden, InvalidAddress, OptoutError
 from optout.core.identity import address_key, normalise_phone
@@ -492,10 +493,15 @@ class SmsInbound:
             try:
                 send_at_most_once(lambda: self.sms().send(number, reply, origination=origination))
             except OptedOutAtProvider:
-                # The number is on the provider's own opt-out list (the identity manages opt-outs
-                # itself, or a STOP reached it another way): no delivery could ever send it. The
-                # claim stays, and the message is recorded.
-                log.info("reply not sent: the number is opted out at the provider", extra={"once_key": result.once_key})
+                # The number is on the provider's own opt-out list (AWS manages the identity's
+                # opt-outs, or a webhook attempt mirrored this STOP before it handed off): no
+                # delivery could ever send it. The claim stays, and the message is recorded.
+                log.warning(
+                    "reply not sent: the number is opted out at the provider", extra={"once_key": result.once_key}
+                )
+            except Transient:
+                self.release_reply(result)  # throttled, surely not sent: a redelivery sends it (and mirrors)
+                raise
             except OutcomeUnknown:
                 # It may have gone out: the claim stays, so no redelivery texts it again (at most
                 # one confirmation, never two); the message itself is recorded.
@@ -504,9 +510,14 @@ class SmsInbound:
                     self.store.once_reply_unknown(result.once_key)
                 except Exception as exc:  # the log line above holds it; the claim holds either way
                     log.warning("reply outcome not recorded", extra={"error": type(exc).__name__})
-            except Exception:
-                self.release_reply(result)  # surely not sent (refused, throttled): a redelivery sends it
-                raise
+            except Exception as exc:
+                if not _refused_for_good(exc):
+                    self.release_reply(result)  # surely not sent: a redelivery sends it
+                    raise
+                # The provider refused this request (a 4xx that is no throttle): no redelivery could
+                # send it, so the message is recorded and its mirror done, not failed to the DLQ.
+                code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
+                log.error("reply refused by the provider; not sent", extra={"once_key": result.once_key, "error": code})
 
     def _mirror(self, result: InboundResult, sms: InboundSms) -> None:
         """Tell the provider's opt-out list what the message changed, then mark it done.
@@ -528,6 +539,19 @@ class SmsInbound:
         else:
             self.mirror().mirror_opt_in(number)
         self.store.once_mirrored(result.once_key)
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """The provider answered the send with a refusal no retry changes (a 4xx other than a throttle),
+    or botocore refused the request before sending it: surely not sent, and never will be."""
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    if isinstance(exc, PermanentSendError | ParamValidationError):
+        return True
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+        return status < 500 and exc.response.get("Error", {}).get("Code") not in REFUSED_CODES
+    return False
 
 
 def _unsent(marker: OnceMarker, released: str | None) -> bool:

@@ -148,7 +148,13 @@ def _within(deadline: float | None, send: Callable[[], object]) -> None:
         raise NoTimeLeft("the invocation has no time left to send in")  # surely not sent
     if not _senders:
         _senders.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="link-mail"))
-    _senders[0].submit(contextvars.copy_context().run, send).result(timeout=left)
+    future = _senders[0].submit(contextvars.copy_context().run, send)
+    try:
+        future.result(timeout=left)
+    except TimeoutError:
+        if future.cancel():  # still queued behind sends that hang: it never started
+            raise NoTimeLeft("the send did not start in time") from None
+        raise
 
 
 class LinkRequests:
