@@ -225,6 +225,19 @@ def refused(exc: BaseException) -> bool:
     return isinstance(exc, exceptions.EndpointConnectionError | exceptions.ConnectTimeoutError)
 
 
+def refused_for_good(exc: BaseException) -> bool:
+    """The request surely had no effect and never will: the provider answered a 4xx that is no
+    throttle, or botocore refused the request before sending it."""
+    from botocore import exceptions
+
+    if isinstance(exc, exceptions.ParamValidationError):
+        return True
+    if isinstance(exc, exceptions.ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+        return status < 500 and exc.response.get("Error", {}).get("Code") not in REFUSED_CODES
+    return False
+
+
 def may_have_taken_effect(exc: BaseException) -> bool:
     """The request may have been applied: a lost answer (timeout, dropped connection), a 5xx, or an
     answer botocore could not read (the provider answered: it had the request)."""

@@ -47,12 +47,10 @@ def _redact_answer(parsed: Any = None, **_: Any) -> None:
         return
     error = parsed.get("Error")
     if isinstance(error, dict):
-        for field in ("Message", "message"):
-            if isinstance(error.get(field), str):
-                error[field] = redact_addresses(error[field])
-        for field in ("Message", "message"):  # a modeled error's own message field
-            if isinstance(parsed.get(field), str):
-                parsed[field] = redact_addresses(parsed[field])
+        for holder in (error, parsed):  # the error, and a modeled error's own message field
+            for field in ("Message", "message"):
+                if isinstance(holder.get(field), str):
+                    holder[field] = redact_addresses(holder[field])
     for entry in parsed.get("BulkEmailEntryResults") or ():
         if isinstance(entry, dict) and isinstance(entry.get("Error"), str):
             entry["Error"] = redact_addresses(entry["Error"])

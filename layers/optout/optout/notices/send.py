@@ -27,7 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from optout.channels.email import BULK_MAX, BulkEntry, PermanentSendError, RenderedEmail, SesEmail
-from optout.channels.pacing import OutcomeUnknown, TokenBucket, Transient, email_pace, send_at_most_once
+from optout.channels.pacing import (
+    OutcomeUnknown,
+    TokenBucket,
+    Transient,
+    email_pace,
+    refused_for_good,
+    send_at_most_once,
+)
 from optout.channels.sms import MessageType, SmsChannel
 from optout.core.settings import SenderSettings
 from optout.notices.mark import BatchPlan, LaterEntries
@@ -707,12 +714,9 @@ def _unexpected(notice: Notice, exc: BaseException) -> tuple[Decision, str | Non
     """An error of the provider call none of the known kinds: ``failed`` only if it proves the send
     was not taken (the provider answered a 4xx, or botocore refused the request before sending);
     anything else may have come after the request went out, so ``unknown``, never sent again."""
-    from botocore.exceptions import ParamValidationError
-
     code = _error_code(exc)
-    status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
     log.warning("send failed", extra={"notice_id": notice.id, "error": code})  # the code only, as above
-    if (isinstance(status, int) and status < 500) or isinstance(exc, ParamValidationError):
+    if refused_for_good(exc):
         return "failed", f"send error: {code}", None
     return "unknown", f"{UNEXPECTED_REASON} ({code})", None
 

@@ -21,7 +21,6 @@ opt-out list, pending until it is done. A redelivery finishes what an attempt le
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import uuid
@@ -33,9 +32,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from optout.channels.email import PermanentSendError
-from optout.channels.pacing import REFUSED_CODES, OutcomeUnknown, Transient, send_at_most_once
+from optout.channels.pacing import OutcomeUnknown, Transient, refused_for_good, send_at_most_once
 from optout.channels.sms import OptedOutAtProvider, SmsChannel
+from optout.core.deadline import within
 from optout.core.errors import Forbidden, InvalidAddress, OptoutError
 from optout.core.identity import address_key, normalise_phone
 from optout.core.settings import SmsKeywordSettings
@@ -448,18 +447,17 @@ class SmsInbound:
         return twilio.twiml(self.claim_reply(result, by=attempt) if result.duplicate else result.reply)
 
     def _within(self, pool: Literal["inline", "hand-off"], seconds: float, call: Callable[[], T]) -> T:
-        """``call``'s result if it comes within ``seconds``, else TimeoutError.
+        """``call``'s result if it comes within ``seconds`` (``core.deadline.within``), on ``pool``'s threads.
 
-        On time out the call runs on, unawaited: whatever it writes is keyed by the message's once
-        marker, so it is harmless, and it sends nothing (replies travel in the answer). It runs in
-        a copy of this context (the invocation's logging and tracing context goes with it), on
-        ``pool``'s threads: the inline calls have their own, so however many of them hang in a
-        DynamoDB brownout (each until the SDK gives up), a webhook is still handed off in time.
+        On time out a started call runs on, unawaited: whatever it writes is keyed by the message's
+        once marker, so it is harmless, and it sends nothing (replies travel in the answer). The
+        inline calls have threads of their own, so however many of them hang in a DynamoDB
+        brownout (each until the SDK gives up), a webhook is still handed off in time.
         """
         if pool not in self._pools:
             workers = 16 if pool == "inline" else 4
             self._pools[pool] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sms-{pool}")
-        return self._pools[pool].submit(contextvars.copy_context().run, call).result(timeout=seconds)
+        return within(self._pools[pool], seconds, call)
 
     def receive_queued(self, body: str, sqs_sent_at: datetime) -> InboundResult | None:
         """Process one InboundSmsQueue message (End User Messaging's, or a handed-off webhook); None when unusable.
@@ -511,7 +509,7 @@ class SmsInbound:
                 except Exception as exc:  # the log line above holds it; the claim holds either way
                     log.warning("reply outcome not recorded", extra={"error": type(exc).__name__})
             except Exception as exc:
-                if not _refused_for_good(exc):
+                if not refused_for_good(exc):
                     self.release_reply(result)  # surely not sent: a redelivery sends it
                     raise
                 # The provider refused this request (a 4xx that is no throttle): no redelivery could
@@ -539,19 +537,6 @@ class SmsInbound:
         else:
             self.mirror().mirror_opt_in(number)
         self.store.once_mirrored(result.once_key)
-
-
-def _refused_for_good(exc: BaseException) -> bool:
-    """The provider answered the send with a refusal no retry changes (a 4xx other than a throttle),
-    or botocore refused the request before sending it: surely not sent, and never will be."""
-    from botocore.exceptions import ClientError, ParamValidationError
-
-    if isinstance(exc, PermanentSendError | ParamValidationError):
-        return True
-    if isinstance(exc, ClientError):
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
-        return status < 500 and exc.response.get("Error", {}).get("Code") not in REFUSED_CODES
-    return False
 
 
 def _unsent(marker: OnceMarker, released: str | None) -> bool:

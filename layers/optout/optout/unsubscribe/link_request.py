@@ -20,7 +20,6 @@ counters are keyed by the address key and by a peppered hash of the IP.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -33,9 +32,11 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from functools import cache
 from typing import Literal, Protocol
 from urllib.parse import quote
 
+from optout.core.deadline import within
 from optout.core.dynamo import DynamoTable, to_item
 from optout.core.errors import InvalidAddress
 from optout.core.identity import address_key, normalise_email
@@ -127,34 +128,11 @@ class LinkRequestResult:
     address_key: str | None = None
 
 
-class NoTimeLeft(Exception):
-    """The invocation ran out of time before the send started: nothing was sent."""
-
-
-_senders: list[ThreadPoolExecutor] = []
-
-
-def _within(deadline: float | None, send: Callable[[], object]) -> None:
-    """``send()``, or TimeoutError at ``deadline`` (monotonic) while it runs on, unawaited.
-
-    The provider client waits up to 12 s (connect, then read) and the function's Timeout may be
-    shorter than that after the rate-limit writes: Lambda would kill the invocation mid-send.
-    """
-    if deadline is None:
-        send()
-        return
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise NoTimeLeft("the invocation has no time left to send in")  # surely not sent
-    if not _senders:
-        _senders.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="link-mail"))
-    future = _senders[0].submit(contextvars.copy_context().run, send)
-    try:
-        future.result(timeout=left)
-    except TimeoutError:
-        if future.cancel():  # still queued behind sends that hang: it never started
-            raise NoTimeLeft("the send did not start in time") from None
-        raise
+@cache
+def _senders() -> ThreadPoolExecutor:
+    """The threads link mails are sent on: the provider client waits up to 12 s (connect, then
+    read), and after the rate-limit writes the function's Timeout may be shorter than that."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="link-mail")
 
 
 class LinkRequests:
@@ -225,7 +203,10 @@ class LinkRequests:
         message = self._message(address, url, request.language, now)
         mailer = self.mailer()
         try:
-            _within(deadline, lambda: mailer.send(address, message))
+            if deadline is None:
+                mailer.send(address, message)
+            else:
+                within(_senders(), deadline - time.monotonic(), lambda: mailer.send(address, message))
         except TimeoutError:
             # SES has not answered, and the invocation must: the mail may still go out, so the
             # answer is the same page (a 5xx would invite the person to ask again, and mail twice)
