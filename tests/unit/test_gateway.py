@@ -72,6 +72,25 @@ def test_event_is_payload_v2_with_joined_headers_and_base64_for_binary() -> None
     json.dumps(event)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "as_text"),
+    [
+        ("text/plain; charset=utf-8", True),
+        ("application/json", True),
+        ("application/xml", True),
+        ("application/x-www-form-urlencoded", False),  # a one-click POST and a Twilio webhook arrive base64
+        ("multipart/form-data; boundary=b", False),
+        (None, False),
+    ],
+)
+def test_only_text_types_arrive_as_a_string_as_an_http_api_hands_them_over(content_type, as_text) -> None:
+    compiled, params = RouteTable(ROUTES).match("POST", "/unsubscribe")  # type: ignore[misc]
+    headers = [("Host", "h")] + ([("Content-Type", content_type)] if content_type else [])
+    event = build_event(compiled, params, "POST", "/unsubscribe", "", headers, b"a=1", "10.0.0.1", "us-east-1", None)
+    assert event["isBase64Encoded"] is (not as_text)
+    assert event["body"] == ("a=1" if as_text else "YT0x")
+
+
 def signed(
     method: str, url: str, body: bytes, key: str = "testing", secret: str = "testing", region: str = "us-east-1"
 ):  # type: ignore[no-untyped-def]
